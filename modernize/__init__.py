@@ -1,0 +1,15 @@
+"""modernize: ResNet-50 -> ConvNeXt, one measured change at a time."""
+
+from .complexity import Complexity, count
+from .errors import ConfigError, ModernizeError, PreconditionError, SpecError
+from .model import ModernNet, build_model
+from .roadmap import Roadmap, Step, load_roadmap
+from .spec import BASE_SPECS, ArchSpec, base_spec
+from .transforms import TRANSFORMS, Transform, get_transform, register_transform
+
+__all__ = [
+    "ArchSpec", "BASE_SPECS", "Complexity", "ConfigError", "ModernNet", "ModernizeError",
+    "PreconditionError", "Roadmap", "SpecError", "Step", "TRANSFORMS", "Transform",
+    "base_spec", "build_model", "count", "get_transform", "load_roadmap", "register_transform",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,235 @@
+"""Roadmaps: an ordered list of steps, each a spec reached by applying transforms.
+
+A roadmap is a TOML file (see ``ablations/*.toml``)::
+
+    name = "resnet50_to_convnext_t"
+    base = "resnet50"                    # a name from BASE_SPECS, or a table of spec fields
+    paper = "paper/paper_roadmap_r50.csv" # optional: the paper's per-row numbers
+    recipe = "paper"                     # the one fixed training recipe (issue: training)
+
+    [[steps]]
+    name = "stage_ratio"
+    paper_row = "stage_ratio"
+    apply = { transform = "stage_ratio", depths = [3, 3, 9, 3] }
+
+``apply`` is a transform name, one inline table, or a list of them (applied in order);
+a step without ``apply`` keeps its parent's architecture (e.g. a recipe-only step). A
+step's parent is the latest adopted step before it, or the step named by ``from``; a
+step with ``adopted = false`` is an explored branch that the chain does not continue from.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, ModernizeError
+from .spec import ArchSpec, base_spec
+from .transforms import get_transform
+
+ABLATIONS_DIR = Path(__file__).resolve().parent.parent / "ablations"
+DEFAULT_ROADMAP = "resnet50_to_convnext_t"
+
+_TOP_KEYS = {"name", "description", "base", "paper", "recipe", "imports", "steps"}
+_STEP_KEYS = {"name", "apply", "paper_row", "from", "adopted", "recipe", "change"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of a roadmap: its architecture and where it sits in the paper."""
+
+    name: str
+    spec: ArchSpec
+    change: str
+    paper_row: str | None = None
+    adopted: bool = True
+    parent: str | None = None
+    recipe: str | None = None
+    """Recipe override for this step (None: the roadmap's recipe)."""
+    transforms: tuple[tuple[str, dict[str, Any]], ...] = ()
+    paper: dict[str, str] = field(default_factory=dict)
+    """The paper's CSV row (``paper_top1``, ``paper_gflops``, ``note``, ...), if any."""
+
+
+@dataclass(frozen=True)
+class Roadmap:
+    name: str
+    path: Path
+    base: ArchSpec
+    steps: tuple[Step, ...]
+    recipe: str | None = None
+    description: str = ""
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, key: int | str) -> Step:
+        if isinstance(key, int):
+            return self.steps[key]
+        for step in self.steps:
+            if step.name == key:
+                return step
+        raise KeyError(key)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.steps]
+
+    def select(self, names: list[str] | None) -> list[Step]:
+        """Steps by name, in roadmap order; an unknown name is a ``ConfigError``."""
+        if not names:
+            return list(self.steps)
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise ConfigError(f"--steps: unknown step(s) {', '.join(unknown)} in roadmap '{self.name}' "
+                              f"(valid: {', '.join(self.names)})")
+        return [s for s in self.steps if s.name in names]
+
+
+def builtin_roadmaps() -> list[str]:
+    return sorted(p.stem for p in ABLATIONS_DIR.glob("*.toml"))
+
+
+def resolve_roadmap_path(path_or_name: str | Path | None) -> Path:
+    """A file path, or the name of a roadmap in ``ablations/`` (``resnet50_to_convnext_t``)."""
+    if path_or_name is None:
+        path_or_name = DEFAULT_ROADMAP
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    builtin = ABLATIONS_DIR / f"{path_or_name}.toml"
+    if path.suffix == "" and builtin.is_file():
+        return builtin
+    raise ConfigError(f"roadmap '{path_or_name}': no such file (built-in roadmaps: {', '.join(builtin_roadmaps())})")
+
+
+def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
+    """Load a roadmap file (or built-in name) and compute the spec of every step."""
+    path = resolve_roadmap_path(path_or_name)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read roadmap: {exc}") from None
+
+    def fail(msg: str, step: str | None = None) -> ConfigError:
+        where = f"{path}: step '{step}'" if step else f"{path}"
+        return ConfigError(f"{where}: {msg}")
+
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise fail(f"unknown key(s) {unknown} (valid: {sorted(_TOP_KEYS)})")
+    for module in data.get("imports", []):  # user transforms, registered on import
+        sys.path.insert(0, str(path.parent))
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise fail(f"imports: cannot import '{module}': {exc}") from None
+        finally:
+            sys.path.pop(0)
+
+    try:
+        base = _base_spec(data.get("base", "resnet50"))
+    except ModernizeError as exc:
+        raise fail(f"base: {exc}") from None
+    paper = _paper_rows(path, data["paper"]) if "paper" in data else {}
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise fail("needs at least one [[steps]] table")
+
+    steps: list[Step] = []
+    by_name: dict[str, Step] = {}
+    last_adopted: Step | None = None
+    for i, raw in enumerate(raw_steps):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if not isinstance(name, str) or not name:
+            raise fail(f"steps[{i}] needs a 'name' string")
+        if name in by_name:
+            raise fail("appears twice; step names must be unique", name)
+        bad = sorted(set(raw) - _STEP_KEYS)
+        if bad:
+            raise fail(f"unknown key(s) {bad} (valid: {sorted(_STEP_KEYS)})", name)
+        if "from" in raw:
+            if raw["from"] not in by_name:
+                raise fail(f"'from' names '{raw['from']}', which is not an earlier step "
+                           f"(earlier: {', '.join(by_name) or 'none'})", name)
+            parent: Step | None = by_name[raw["from"]]
+        else:
+            parent = last_adopted
+        spec = parent.spec if parent else base
+        calls = _parse_apply(raw.get("apply", []), fail, name)
+        for tname, params in calls:
+            try:
+                spec = get_transform(tname)(spec, **params)
+            except ModernizeError as exc:
+                raise fail(str(exc), name) from None
+        paper_row = raw.get("paper_row")
+        if paper_row is not None and paper and paper_row not in paper:
+            raise fail(f"paper_row '{paper_row}' is not a row of {data['paper']} (valid: {', '.join(paper)})", name)
+        adopted = raw.get("adopted", True)
+        for key, typ in (("adopted", bool), ("paper_row", str), ("recipe", str), ("change", str)):
+            if key in raw and not isinstance(raw[key], typ):
+                raise fail(f"'{key}' must be a {typ.__name__}, got {raw[key]!r}", name)
+        change = raw.get("change") or " + ".join(_label(t, p) for t, p in calls) or "no architecture change"
+        step = Step(name=name, spec=spec, change=change, paper_row=paper_row, adopted=adopted,
+                    parent=parent.name if parent else None, recipe=raw.get("recipe"),
+                    transforms=tuple(calls), paper=paper.get(paper_row or "", {}))
+        steps.append(step)
+        by_name[name] = step
+        if adopted:
+            last_adopted = step
+    return Roadmap(name=str(data.get("name", path.stem)), path=path, base=base, steps=tuple(steps),
+                   recipe=data.get("recipe"), description=str(data.get("description", "")))
+
+
+def _label(tname: str, params: dict[str, Any]) -> str:
+    label = get_transform(tname).label
+    if params:
+        label += " (" + ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}" for k, v in params.items()) + ")"
+    return label
+
+
+def _parse_apply(raw: Any, fail: Any, step: str) -> list[tuple[str, dict[str, Any]]]:
+    items = raw if isinstance(raw, list) else [raw]
+    calls = []
+    for item in items:
+        if isinstance(item, str):
+            item = {"transform": item}
+        if not isinstance(item, dict) or not isinstance(item.get("transform"), str):
+            raise fail("'apply' takes a transform name or {transform = \"name\", param = value, ...}", step)
+        params = {k: v for k, v in item.items() if k != "transform"}
+        try:
+            get_transform(item["transform"])
+        except ModernizeError as exc:
+            raise fail(str(exc), step) from None
+        calls.append((item["transform"], params))
+    return calls
+
+
+def _base_spec(raw: Any) -> ArchSpec:
+    if isinstance(raw, str):
+        return base_spec(raw)
+    if isinstance(raw, dict):
+        fields = dict(raw)
+        start = base_spec(fields.pop("from", "resnet50"))
+        return start.replace(**fields)
+    raise ConfigError("'base' must be a spec name or a table of spec fields")
+
+
+def _paper_rows(path: Path, rel: str) -> dict[str, dict[str, str]]:
+    csv_path = (path.parent / rel).resolve()
+    try:
+        with csv_path.open(newline="") as fh:
+            return {row["row"]: row for row in csv.DictReader(fh)}
+    except (OSError, KeyError) as exc:
+        raise ConfigError(f"{path}: paper: cannot read '{rel}' as a CSV with a 'row' column: {exc}") from None
