@@ -1,5 +1,10 @@
 """modernize: ResNet-50 -> ConvNeXt, one measured change at a time."""
 
+import warnings as _warnings
+
+# torchvision/fvcore touch torch.jit.script at import; the deprecation is theirs, not ours.
+_warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
 from .complexity import Complexity, count
 from .errors import ConfigError, ModernizeError, PreconditionError, SpecError
 from .model import ModernNet, build_model
