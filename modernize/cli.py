@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import ModernizeError
+from .report import add_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPORTS_DIR = REPO_ROOT / "reports"
@@ -73,7 +74,7 @@ def add_flops(sub: argparse._SubParsersAction) -> None:
 
 
 # Subcommands register here; each module adds its parser and handler.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
