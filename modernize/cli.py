@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import ModernizeError
+from .describe import add_describe
 from .report import add_report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,7 +75,7 @@ def add_flops(sub: argparse._SubParsersAction) -> None:
 
 
 # Subcommands register here; each module adds its parser and handler.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_report]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_report, add_describe]
 
 
 def build_parser() -> argparse.ArgumentParser:

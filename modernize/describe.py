@@ -1,0 +1,449 @@
+"""The teaching view (``run_ablation.py describe``): what each step of a roadmap changed.
+
+Everything is derived, nothing is written per step: the plain-words list comes from the
+spec difference between a step and its parent (one phrase generator per spec field), the
+block drawings come from walking the modules of the built block, and the per-stage
+parameter / MAC change comes from a two-blocks-per-stage copy of the spec, counted per module
+the way fvcore counts (conv + linear MACs) and scaled by depth (every block after a stage's
+first is identical).
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.ops.misc import Permute
+
+from .errors import ConfigError
+from .model import build_model
+from .roadmap import Roadmap, Step, load_roadmap
+from .spec import ArchSpec
+
+WIDTH = 100
+"""Every line of the output fits a 100-column terminal."""
+
+_STEM_FIELDS = ("stem", "stem_width", "stem_kernel", "stem_stride", "stem_pool", "stem_norm", "in_chans")
+
+
+# --- drawing modules -------------------------------------------------------------------------
+
+def _conv(m: nn.Conv2d) -> str:
+    k, s = m.kernel_size[0], m.stride[0]
+    ks = f"{k}x{k}" + (f"/{s}" if s > 1 else "")
+    if m.groups == m.in_channels and m.in_channels > 1:
+        return f"dw {ks} {m.in_channels}"
+    g = f" g{m.groups}" if m.groups > 1 else ""
+    return f"{ks}{g} {m.in_channels}->{m.out_channels}"
+
+
+def draw_module(m: nn.Module) -> str | None:
+    """One token per layer: ``3x3/2 64->64``, ``dw 7x7 96``, ``BN``, ``LN``, ``GELU`` ..."""
+    if isinstance(m, nn.Conv2d):
+        return _conv(m)
+    if isinstance(m, nn.Linear):
+        return f"1x1 {m.in_features}->{m.out_features}"
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return "BN"
+    if isinstance(m, nn.LayerNorm):  # torchvision's LayerNorm2d is a subclass
+        return "LN"
+    if isinstance(m, nn.ReLU):
+        return "ReLU"
+    if isinstance(m, nn.GELU):
+        return "GELU"
+    if isinstance(m, nn.MaxPool2d):
+        return f"maxpool {m.kernel_size}x{m.kernel_size}/{m.stride}"
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return "avgpool"
+    if isinstance(m, (nn.Identity, nn.Flatten, Permute)):
+        return None
+    if isinstance(m, nn.Sequential):
+        return " | ".join(t for t in (draw_module(c) for c in m) if t) or None
+    return type(m).__name__
+
+
+def draw_block(block: nn.Module) -> str:
+    """The residual branch in order, then the shortcut and what follows the add."""
+    tokens = [t for t in (draw_module(m) for m in block._branch) if t]
+    if getattr(block, "gamma", None) is not None:
+        tokens.append("x layer scale")
+    if not isinstance(block.drop_path, nn.Identity):
+        tokens.append("drop path")
+    shortcut = draw_module(block.shortcut)
+    text = " | ".join(tokens) + (f"  + proj({shortcut})" if shortcut else "  + x")
+    after = draw_module(block.act_out)
+    return text + (f" -> {after}" if after else "")
+
+
+@dataclass(frozen=True)
+class Drawing:
+    stem: str
+    downsample: str | None
+    """The separate downsampling layer before stage 2, if any."""
+    block: str
+    head: str
+    linear_1x1: bool
+    """The 1x1 convs run as ``nn.Linear`` on channels-last tensors (ConvNeXt form)."""
+
+
+def _shallow(spec: ArchSpec) -> ArchSpec:
+    return spec.replace(depths=tuple(min(d, 2) for d in spec.depths), drop_path=0.0)
+
+
+@lru_cache(maxsize=64)
+def _shallow_model(spec: ArchSpec) -> nn.Module:
+    """The two-blocks-per-stage copy, built on the meta device when the builder allows it
+    (no weights allocated or initialised: drawing and counting need shapes only)."""
+    shallow = _shallow(spec)
+    try:
+        with torch.device("meta"):
+            return build_model(shallow).eval()
+    except (RuntimeError, NotImplementedError):  # a builder step that needs real tensors
+        return build_model(shallow).eval()
+
+
+def drawing(spec: ArchSpec) -> Drawing:
+    """Stem, the first block of stage 2 (it shows the downsampling; stage 1 if only one) and head."""
+    model = _shallow_model(spec)
+    stage = model.stages[1 if len(model.stages) > 1 else 0]
+    block = stage.blocks[0]
+    ds = draw_module(stage.downsample)
+    return Drawing(stem=draw_module(model.stem) or "", downsample=ds, block=draw_block(block),
+                   head=draw_module(model.head.pool) + " | " + " | ".join(
+                       t for t in (draw_module(model.head.norm), f"fc {model.head.fc.in_features}->"
+                                   f"{model.head.fc.out_features}") if t),
+                   linear_1x1=any(isinstance(m, nn.Linear) for m in block.modules()))
+
+
+# --- per-stage counts --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PartCount:
+    name: str
+    params: int
+    macs: int
+
+
+def module_macs(model: nn.Module, resolution: int) -> dict[str, int]:
+    """Conv + linear multiply-accumulates per module name for one image, as fvcore counts
+    them (conv: output elements x in/groups x k x k; linear: output elements x in), from a
+    shape-only forward on the meta device: the same numbers as an fvcore trace, in
+    milliseconds instead of seconds (the tests check both agree)."""
+    macs: dict[str, int] = {}
+    hooks = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def fn(m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+            if isinstance(m, nn.Conv2d):
+                k = m.kernel_size[0] * m.kernel_size[1]
+                macs[name] = macs.get(name, 0) + out.numel() * (m.in_channels // m.groups) * k
+            else:
+                macs[name] = macs.get(name, 0) + out.numel() * m.in_features
+        return fn
+
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(hook(name)))
+    device = next(model.parameters()).device
+    in_chans = model.spec.in_chans
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, resolution, resolution, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return macs
+
+
+@lru_cache(maxsize=64)
+def stage_counts(spec: ArchSpec, resolution: int = 224) -> tuple[PartCount, ...]:
+    """Params and conv+linear MACs of stem, each stage (its downsampling layer included) and
+    head, at ``resolution``. Exact: a stage is its first block plus (depth - 1) copies of
+    the second, which every later block equals."""
+    model = _shallow_model(spec)
+    per_module = module_macs(model, resolution)
+
+    def macs(prefix: str) -> int:
+        return sum(v for k, v in per_module.items() if k == prefix or k.startswith(prefix + "."))
+
+    def params(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    parts = [PartCount("stem", params(model.stem), macs("stem"))]
+    for i, depth in enumerate(spec.depths):
+        stage = model.stages[i]
+        p = params(stage.downsample) + params(stage.blocks[0])
+        m = macs(f"stages.{i}.downsample") + macs(f"stages.{i}.blocks.0")
+        if depth > 1:
+            p += (depth - 1) * params(stage.blocks[1])
+            m += (depth - 1) * macs(f"stages.{i}.blocks.1")
+        parts.append(PartCount(f"stage {i + 1}", p, m))
+    parts.append(PartCount("head", params(model.head), macs("head")))
+    parts.append(PartCount("total", sum(c.params for c in parts), sum(c.macs for c in parts)))
+    return tuple(parts)
+
+
+# --- phrases from the spec difference ----------------------------------------------------------
+
+def _seq(v: tuple[int, ...]) -> str:
+    return ",".join(map(str, v))
+
+
+def _act(a: str) -> str:
+    return {"relu": "ReLU", "gelu": "GELU"}.get(a, a)
+
+
+def _norm(n: str) -> str:
+    return {"batch": "BatchNorm", "layer": "LayerNorm"}.get(n, n)
+
+
+def _ratio(old: tuple[int, ...], new: tuple[int, ...]) -> str:
+    ratios = {n / o for o, n in zip(old, new)}
+    return f" (x{ratios.pop():.3g} each)" if len(ratios) == 1 else ""
+
+
+def _depths(old: ArchSpec, new: ArchSpec) -> str:
+    return (f"blocks per stage {_seq(old.depths)} -> {_seq(new.depths)} "
+            f"({old.num_blocks} -> {new.num_blocks} blocks in all)")
+
+
+def _dims(old: ArchSpec, new: ArchSpec) -> str:
+    if len(old.dims) == len(new.dims):
+        return f"block input/output widths per stage {_seq(old.dims)} -> {_seq(new.dims)}{_ratio(old.dims, new.dims)}"
+    return f"block widths per stage {_seq(old.dims)} -> {_seq(new.dims)}"
+
+
+def _block(old: ArchSpec, new: ArchSpec) -> str:
+    def what(s: ArchSpec) -> str:
+        if s.block == "bottleneck":
+            return f"bottleneck (wide -> narrow -> wide, hidden = width / {s.expansion})"
+        return f"inverted bottleneck (narrow -> wide -> narrow, hidden = {s.expansion} x width)"
+    return f"block shape: {what(old)} -> {what(new)}"
+
+
+def _spatial_pos(old: ArchSpec, new: ArchSpec) -> str:
+    where = {"middle": "the middle of the block (1x1 -> kxk -> 1x1)", "top": "the top of the block (kxk -> 1x1 -> 1x1)"}
+    return f"the {old.kernel_size}x{old.kernel_size} spatial conv moves from {where[old.spatial_pos]} " \
+           f"to {where[new.spatial_pos]}"
+
+
+def _groups(old: ArchSpec, new: ArchSpec) -> str:
+    if new.groups == "depthwise":
+        return (f"the {new.kernel_size}x{new.kernel_size} conv becomes depthwise (one filter per channel, "
+                f"groups = channels; it mixes space only)")
+    return f"groups of the {new.kernel_size}x{new.kernel_size} conv {old.groups} -> {new.groups}"
+
+
+def _kernel(old: ArchSpec, new: ArchSpec) -> str:
+    k0, k1 = old.kernel_size, new.kernel_size
+    kind = "depthwise " if new.groups == "depthwise" else ""
+    return f"{kind}kernel {k0}x{k0} -> {k1}x{k1} (padding {k1 // 2}, same output size)"
+
+
+def _act_kind(old: ArchSpec, new: ArchSpec) -> str:
+    return f"activation {_act(old.act)} -> {_act(new.act)} everywhere"
+
+
+def _acts(old: ArchSpec, new: ArchSpec) -> str:
+    where = {"every_conv": "after the first two convs and after the residual add",
+             "one": "a single one, between the two 1x1 convs"}
+    return f"{_act(new.act)} activations: {where[old.acts]} -> {where[new.acts]}"
+
+
+def _norm_kind(old: ArchSpec, new: ArchSpec) -> str:
+    extra = " (over channels at each position, eps 1e-6)" if new.norm == "layer" else ""
+    return f"every {_norm(old.norm)} becomes a {_norm(new.norm)}{extra}"
+
+
+def _norms(old: ArchSpec, new: ArchSpec) -> str:
+    where = {"every_conv": "one after every conv",
+             "one": "a single one, after the spatial conv (the shortcut projection keeps its own)"}
+    return f"{_norm(new.norm)} layers in a block: {where[old.norms]} -> {where[new.norms]}"
+
+
+def _bias(old: ArchSpec, new: ArchSpec) -> str:
+    return ("the block's convs gain a bias (no BatchNorm follows them to absorb one)" if new.conv_bias
+            else "the block's convs lose their bias (a BatchNorm follows each)")
+
+
+def _downsample(old: ArchSpec, new: ArchSpec) -> str:
+    how = {"in_block": "the first block of stages 2+ strides, with a 1x1 stride-2 projection shortcut",
+           "separate": f"a separate {_norm(new.norm)} + 2x2 stride-2 conv between stages; blocks never stride"}
+    return f"downsampling: {how[old.downsample]} -> {how[new.downsample]}"
+
+
+def _layer_scale(old: ArchSpec, new: ArchSpec) -> str:
+    if not old.layer_scale:
+        return f"layer scale added: a learnable per-channel scale on each residual branch, init {new.layer_scale:g}"
+    if not new.layer_scale:
+        return "layer scale removed"
+    return f"layer scale init {old.layer_scale:g} -> {new.layer_scale:g}"
+
+
+def _drop_path(old: ArchSpec, new: ArchSpec) -> str:
+    return f"stochastic depth rate (last block) {old.drop_path:g} -> {new.drop_path:g}"
+
+
+def _head_norm(old: ArchSpec, new: ArchSpec) -> str:
+    kind = "LayerNorm" if new.norm == "layer" else "BatchNorm"
+    return (f"a {kind} after global pooling, before the classifier" if new.head_norm
+            else "the norm after global pooling is removed")
+
+
+def _stem(old: ArchSpec, new: ArchSpec) -> str:
+    a, b = drawing(old).stem, drawing(new).stem
+    kind = ""
+    if old.stem != new.stem and new.stem == "patchify":
+        kind = f" (patchify: non-overlapping {new.stem_kernel}x{new.stem_kernel} patches, like a ViT)"
+    return f"stem: {a} -> {b}{kind}"
+
+
+def _generic(name: str) -> Callable[[ArchSpec, ArchSpec], str]:
+    return lambda old, new: f"{name}: {getattr(old, name)} -> {getattr(new, name)}"
+
+
+PHRASES: dict[str, Callable[[ArchSpec, ArchSpec], str]] = {
+    "depths": _depths, "dims": _dims, "block": _block, "spatial_pos": _spatial_pos, "groups": _groups,
+    "kernel_size": _kernel, "act": _act_kind, "acts": _acts, "norm": _norm_kind, "norms": _norms,
+    "conv_bias": _bias, "downsample": _downsample, "layer_scale": _layer_scale, "drop_path": _drop_path,
+    "head_norm": _head_norm,
+}
+"""One phrase generator per spec field; the stem fields share one (the stem drawn before/after)."""
+
+
+def change_phrases(old: ArchSpec, new: ArchSpec) -> list[str]:
+    """Plain-words list of what differs between two specs, in spec field order."""
+    diff = old.diff(new)
+    phrases: list[str] = []
+    if any(f in diff for f in _STEM_FIELDS):
+        phrases.append(_stem(old, new))
+    for name in diff:
+        if name in _STEM_FIELDS:
+            continue
+        if name == "expansion" and "block" in diff:
+            continue  # the block phrase states the ratio
+        phrases.append(PHRASES.get(name, _generic(name))(old, new))
+    return phrases
+
+
+# --- the text ---------------------------------------------------------------------------------
+
+def _wrap(label: str, text: str, indent: int = 2) -> list[str]:
+    """Wrap a drawing at its ' | ' separators so no line exceeds WIDTH."""
+    first = " " * indent + label
+    pad = " " * len(first)
+    lines = textwrap.wrap(text, width=WIDTH - len(first), break_long_words=False, break_on_hyphens=False)
+    return [(first if i == 0 else pad) + line for i, line in enumerate(lines)] or [first]
+
+
+def _recipe(roadmap: Roadmap, step: Step | None) -> str | None:
+    return None if step is None else (step.recipe or roadmap.recipe)
+
+
+def counts_table(old: ArchSpec | None, new: ArchSpec, resolution: int) -> list[str]:
+    after = stage_counts(new, resolution)
+    before = stage_counts(old, resolution) if old is not None else None
+    lines = [f"  Params and MACs per stage at {resolution} px (MACs = conv + linear multiply-accumulates):"]
+    if before is None:
+        lines.append(f"    {'part':<9}{'params (M)':>12}{'GMACs':>12}")
+        for a in after:
+            lines.append(f"    {a.name:<9}{a.params / 1e6:>12.3f}{a.macs / 1e9:>12.4f}")
+        return lines
+    lines.append(f"    {'part':<9}{'params (M): before':>20}{'after':>9}{'change':>10}"
+                 f"{'GMACs: before':>17}{'after':>9}{'change':>10}")
+    for b, a in zip(before, after):
+        lines.append(f"    {a.name:<9}{b.params / 1e6:>20.3f}{a.params / 1e6:>9.3f}{(a.params - b.params) / 1e6:>+10.3f}"
+                     f"{b.macs / 1e9:>17.4f}{a.macs / 1e9:>9.4f}{(a.macs - b.macs) / 1e9:>+10.4f}")
+    if len(before) != len(after):
+        lines.append("    (the number of stages changed; rows pair stages by position)")
+    return lines
+
+
+def describe_step(roadmap: Roadmap, step: Step, *, resolution: int = 224, counts: bool = True) -> str:
+    """The teaching text of one step (<= WIDTH columns per line)."""
+    index = roadmap.names.index(step.name) + 1
+    parent = roadmap[step.parent] if step.parent else None
+    status = "adopted" if step.adopted else "explored branch, not adopted"
+    head = f"== {index}/{len(roadmap)}  {step.name}  ({status}; parent: {parent.name if parent else 'none'}) "
+    lines = [head + "=" * max(3, WIDTH - len(head)), *_wrap("", step.change, 2), ""]
+    old = parent.spec if parent else None
+    if old is None:
+        lines += _wrap("", f"Starting point: the roadmap's base network, {len(step.spec.depths)} stages "
+                       f"of depths {_seq(step.spec.depths)} and widths {_seq(step.spec.dims)}.", 2)
+        phrases = []
+    else:
+        phrases = change_phrases(old, step.spec)
+        r0, r1 = _recipe(roadmap, parent), _recipe(roadmap, step)
+        lines.append("  What changed (from the spec difference to the parent):")
+        for p in phrases:
+            lines += _wrap("- ", p, 4)
+        if not phrases:
+            lines.append("    - no architecture change")
+        if r0 != r1:
+            lines.append(f"    - training recipe {r0} -> {r1}")
+    lines.append("")
+    new_d = drawing(step.spec)
+    old_d = drawing(old) if old is not None else None
+    lines.append("  Stage 2, first block (" + ("after a separate downsampling layer" if new_d.downsample
+                                             else "it downsamples") + "):")
+    for label, d in (("before: ", old_d), ("after:  " if old_d else "block:  ", new_d)):
+        if d is None:
+            continue
+        if d is new_d and old_d is not None and old_d == new_d:
+            lines.append("    after:  (same as before)")
+            continue
+        if d.downsample:
+            lines += _wrap(label + "downsample ", d.downsample, 4)
+            lines += _wrap(" " * len(label), d.block, 4)
+        else:
+            lines += _wrap(label, d.block, 4)
+    if new_d.linear_1x1:
+        lines.append("    (the 1x1 convs run as nn.Linear on channels-last tensors, as in official ConvNeXt)")
+    if old_d is not None and old_d.stem != new_d.stem:
+        lines += _wrap("stem:   ", f"{old_d.stem}  ->  {new_d.stem}", 4)
+    if old_d is not None and old_d.head != new_d.head:
+        lines += _wrap("head:   ", f"{old_d.head}  ->  {new_d.head}", 4)
+    if counts:
+        lines.append("")
+        lines += counts_table(old, step.spec, resolution)
+    return "\n".join(lines) + "\n"
+
+
+def describe(roadmap: Roadmap, steps: list[str] | None = None, *, resolution: int = 224,
+             counts: bool = True) -> str:
+    names = steps or roadmap.names
+    unknown = [n for n in names if n not in roadmap.names]
+    if unknown:
+        raise ConfigError(f"--step: unknown step(s) {', '.join(unknown)} in roadmap '{roadmap.name}' "
+                          f"(valid: {', '.join(roadmap.names)})")
+    return "\n".join(describe_step(roadmap, roadmap[n], resolution=resolution, counts=counts) for n in names)
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from .cli import _resolution  # noqa: F401  (validated by argparse already)
+
+    roadmap = load_roadmap(args.roadmap)
+    print(describe(roadmap, args.step, resolution=args.resolution, counts=not args.no_counts), end="")
+    return 0
+
+
+def add_describe(sub: argparse._SubParsersAction) -> None:
+    from .cli import _resolution
+
+    p = sub.add_parser("describe", help="teaching view: what each step changes, block drawings, per-stage cost")
+    p.add_argument("roadmap", nargs="?", default=None,
+                   help="roadmap TOML file or built-in name (default: resnet50_to_convnext_t)")
+    p.add_argument("--step", action="append", default=None, metavar="NAME",
+                   help="describe only this step (repeatable; default: every step)")
+    p.add_argument("--resolution", type=_resolution, default=224, help="input size for the counts (default 224)")
+    p.add_argument("--no-counts", action="store_true", help="skip the per-stage params/MACs table (instant)")
+    p.set_defaults(func=cmd_describe)
+
+
+__all__ = ["change_phrases", "describe", "describe_step", "drawing", "module_macs", "stage_counts"]
