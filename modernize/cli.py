@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .bench_cli import add_bench
 from .errors import ModernizeError
 from .describe import add_describe
 from .report import add_report
@@ -75,7 +76,7 @@ def add_flops(sub: argparse._SubParsersAction) -> None:
 
 
 # Subcommands register here; each module adds its parser and handler.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_report, add_describe]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_bench, add_report, add_describe]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,132 @@
+"""``run_ablation.py bench``: images/s and peak memory per step, or ``--parity`` with torchvision.
+
+Kept apart from :mod:`modernize.bench` so that building the parser does not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULT_BATCH = {"cpu": 8, "cuda": 128}
+"""Small on CPU (the whole roadmap in minutes), large on GPU (launch overhead amortized)."""
+
+
+def _positive(text: str) -> int:
+    from .cli import _positive_int
+
+    return _positive_int(text)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+    from .cli import REPORTS_DIR, default_out
+    from .io import atomic_write_text
+    from .roadmap import load_roadmap
+
+    # Validate everything before any work or any write.
+    device = bench.resolve_device(args.device)
+    roadmap = load_roadmap(args.roadmap)
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else None
+    if args.steps is not None and not steps:
+        raise ConfigError("--steps: give comma-separated step names, e.g. --steps resnet50,kernel_7")
+    roadmap.select(steps)
+    batch = args.batch or (32 if args.parity else DEFAULT_BATCH[device.type])
+    bench._check_sizes(batch, args.resolution, args.repeats, args.warmup)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    command = _command(args)
+    start = time.perf_counter()
+    progress = (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    if args.parity:
+        ends = [roadmap[0], roadmap[-1]] if not steps else roadmap.select(steps)
+        specs = []
+        for step in ends:
+            if bench.twin_name(step.spec) is None:
+                raise ConfigError(f"--parity: step '{step.name}' of roadmap '{roadmap.name}' has no "
+                                  f"torchvision twin (twins: {', '.join(bench.TORCHVISION_TWINS)})")
+            specs.append(step.spec)
+        table = bench.parity(specs, device=device, batch=batch, resolution=args.resolution,
+                             repeats=args.repeats, warmup=args.warmup, progress=progress)
+        wall = time.perf_counter() - start
+        print(table.to_string(index=False))
+        out = Path(args.out) if args.out else REPORTS_DIR
+        csv_path, md_path = out / "bench_parity.csv", out / "bench.md"
+        atomic_write_text(csv_path, table.to_csv(index=False))
+        atomic_write_text(md_path, parity_markdown(table, command, bench.machine_info(), wall))
+        print(f"wrote {csv_path}, {md_path} ({wall:.0f} s)")
+        return 0
+
+    table = bench.bench_roadmap(roadmap, device=device, batch=batch, resolution=args.resolution,
+                                repeats=args.repeats, warmup=args.warmup, steps=steps, progress=progress)
+    wall = time.perf_counter() - start
+    print(table.to_string(index=False))
+    out = Path(args.out) if args.out else default_out(roadmap.name)
+    csv_path = out / "bench.csv"
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    info = bench.machine_info()
+    print(f"wrote {csv_path} ({wall:.0f} s; {info['nproc']} cores, {info['cpu']}, torch {info['torch']}, "
+          f"load {info.get('loadavg', '?')})")
+    return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this run (for the report)."""
+    parts = ["python", "run_ablation.py", "bench"] + ([args.roadmap] if args.roadmap else [])
+    for flag in ("device", "batch", "resolution", "repeats", "warmup", "steps", "threads", "out"):
+        value = getattr(args, flag)
+        if value is not None:
+            parts += [f"--{flag}", str(value)]
+    if args.parity:
+        parts.append("--parity")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def parity_markdown(table: "object", command: str, info: dict[str, str], wall: float) -> str:
+    """``reports/bench.md``: the ratios, the command and the machine they came from."""
+    lines = ["# Speed parity with torchvision", "",
+             "Ours / torchvision in images per second (> 1: ours is faster), median of interleaved "
+             "repeats (ours, theirs, theirs, ours, ...) in one process; `ratio_min`/`ratio_max` bound "
+             "the per-repeat paired ratios, `*_spread_pct` is (max - min) / median of each side's times. "
+             "Training step = forward + CrossEntropy + backward + AdamW step.", "",
+             table.to_markdown(index=False), "",  # type: ignore[attr-defined]
+             f"Command: `{command}` ({wall:.0f} s wall).", "",
+             f"Machine: {info['nproc']} cores (`nproc`), CPU `{info['cpu']}`, torch {info['torch']}, "
+             f"{info['torch_threads']} torch threads, load average at the end {info.get('loadavg', '?')}"
+             + (f", GPU {info['gpu']}" if "gpu" in info else "") + ".", ""]
+    return "\n".join(lines)
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    from .cli import _resolution
+
+    p = sub.add_parser("bench", help="images/s (inference, training step) and peak memory per step",
+                       description="Time every step (warm-up, then the median of --repeats timed "
+                                   "iterations) and write DIR/bench.csv. With --parity: our first and "
+                                   "last step vs their torchvision twins, interleaved, written to "
+                                   "reports/bench_parity.csv and reports/bench.md.")
+    p.add_argument("roadmap", nargs="?", default=None,
+                   help="roadmap TOML file or built-in name (default: resnet50_to_convnext_t)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cpu: fp32 NCHW; cuda: bf16 autocast + channels_last (default cpu)")
+    p.add_argument("--batch", type=_positive, default=None,
+                   help=f"images per iteration (default {DEFAULT_BATCH['cpu']} on cpu, "
+                        f"{DEFAULT_BATCH['cuda']} on cuda, 32 with --parity)")
+    p.add_argument("--resolution", type=_resolution, default=224, help="input size in px (default 224)")
+    p.add_argument("--repeats", type=_positive, default=5, help="timed iterations; the median is kept (default 5)")
+    p.add_argument("--warmup", type=_positive, default=1, help="untimed iterations first (default 1)")
+    p.add_argument("--steps", default=None, help="comma-separated step names (default: all)")
+    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--parity", action="store_true",
+                   help="compare the roadmap's first and last step with torchvision instead")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: reports/<roadmap name>/; reports/ with --parity)")
+    p.set_defaults(func=cmd_bench)
