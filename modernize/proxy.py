@@ -1,0 +1,90 @@
+"""Proxy scale and low-resolution mode: pure ``ArchSpec -> ArchSpec`` functions applied to
+every step's spec in the same way, so a whole roadmap shrinks consistently.
+
+Why per step and not "scale the base, re-run the transforms": transforms such as
+``widen(width=96)`` take absolute widths, so re-running them on a scaled base would undo the
+scaling. Multiplying every step's channel counts by the same factor keeps each step's
+*relative* change (x1.5 wider, 4x inverted, ...) exactly as the paper has it.
+
+Low-resolution mode gives every stem the same total stride (default 2 instead of 4), so 28-32
+px inputs keep a 2x2 map at the last stage instead of collapsing to 1x1:
+
+* ``conv_pool`` (ResNet): 7x7/2 conv + 3x3/2 max-pool becomes a 3x3/1 conv, plus the max-pool
+  only when the target stride is 2 (stride 1: no pool), as in CIFAR ResNets.
+* ``patchify``: the kxk/k patch conv becomes an sxs/s patch conv (s = target stride).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .errors import ConfigError
+from .spec import ArchSpec
+
+
+@dataclass(frozen=True)
+class ProxyScale:
+    """How a run shrinks the paper's networks. ``width=1, depth=1, stem_stride=None`` is the
+    paper's own scale."""
+
+    width: float = 1.0
+    depth: float = 1.0
+    stem_stride: int | None = None
+    """Total stem stride in low-res mode (1 or 2); None keeps the paper's stems (stride 4)."""
+
+    def __post_init__(self) -> None:
+        if not (0 < self.width <= 4):
+            raise ConfigError(f"proxy width multiplier must be in (0, 4], got {self.width}")
+        if not (0 < self.depth <= 4):
+            raise ConfigError(f"proxy depth multiplier must be in (0, 4], got {self.depth}")
+        if self.stem_stride not in (None, 1, 2, 4):
+            raise ConfigError(f"low-res stem stride must be 1, 2 or 4 (or none), got {self.stem_stride}")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.width == 1 and self.depth == 1 and self.stem_stride is None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def apply(self, spec: ArchSpec) -> ArchSpec:
+        return low_res(scale(spec, width=self.width, depth=self.depth), stem_stride=self.stem_stride)
+
+
+PAPER_SCALE = ProxyScale()
+CPU_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2)
+"""The main job's scale: a quarter of the channels, a third of the blocks, stem stride 2."""
+
+
+def _channels(c: int, mult: float, quantum: int) -> int:
+    """``c * mult`` rounded to a multiple of ``quantum`` (at least ``quantum``)."""
+    return max(quantum, int(round(c * mult / quantum)) * quantum)
+
+
+def scale(spec: ArchSpec, *, width: float = 1.0, depth: float = 1.0) -> ArchSpec:
+    """Every channel count times ``width`` and every stage depth times ``depth`` (>= 1 block).
+
+    Bottleneck dims stay multiples of the expansion, so their hidden widths scale by the same
+    factor; the stem and first stage keep their equality where separate downsampling needs it."""
+    if width == 1 and depth == 1:
+        return spec
+    quantum = spec.expansion if spec.block == "bottleneck" else 1
+    dims = tuple(_channels(d, width, quantum) for d in spec.dims)
+    stem_width = _channels(spec.stem_width, width, 1)
+    if spec.stem_width == spec.dims[0]:
+        stem_width = dims[0]
+    depths = tuple(max(1, int(round(d * depth))) for d in spec.depths)
+    return spec.replace(dims=dims, stem_width=stem_width, depths=depths)
+
+
+def low_res(spec: ArchSpec, *, stem_stride: int | None) -> ArchSpec:
+    """Give the stem a total stride of ``stem_stride`` whatever its kind (None: unchanged)."""
+    if stem_stride is None or stem_stride == spec.stem_total_stride:
+        return spec
+    if spec.stem == "conv_pool":
+        pool = stem_stride >= 2
+        return spec.replace(stem_kernel=3, stem_stride=stem_stride // 2 if pool else 1, stem_pool=pool)
+    return spec.replace(stem_kernel=stem_stride, stem_stride=stem_stride)
+
+
+__all__ = ["CPU_PROXY", "PAPER_SCALE", "ProxyScale", "low_res", "scale"]

@@ -1,0 +1,209 @@
+"""Training recipes: one TOML file per recipe in ``ablations/recipes/``, every key typed and
+validated, so that "the one fixed recipe" of a roadmap is a reviewable value, not code.
+
+A roadmap names its fixed recipe (``recipe = "paper"``); a step may name another
+(``recipe = "resnet_original"`` on the paper's first row). A recipe meant for a smaller scale
+says how such a step override runs at that scale in a ``[substitute.<recipe>]`` table: the
+overriding recipe is loaded and only the keys in that table change (e.g. ``quick`` runs
+``resnet_original`` -- SGD, step decay, crop + flip -- for 2 epochs with proportional decay
+epochs, instead of its 90). Without a substitute the override recipe is used as written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ._typing import coerce
+from .errors import ConfigError
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "ablations" / "recipes"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Every knob of a training run except the architecture and the data."""
+
+    name: str = "custom"
+    description: str = ""
+    # --- optimisation ---------------------------------------------------------------------
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 4e-3
+    """Peak learning rate at a global batch of ``lr_batch``; scaled linearly with the batch."""
+    lr_batch: int = 4096
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.05
+    decay_norm_and_bias: bool = False
+    """False: no weight decay on parameters with ndim <= 1 (norms, biases, layer scale)."""
+    epochs: int = 300
+    batch_size: int = 128
+    """Per process; the global batch is batch_size x processes."""
+    schedule: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: float = 20.0
+    warmup_start_factor: float = 1e-3
+    min_lr: float = 0.0
+    decay_epochs: tuple[float, ...] = ()
+    """For ``schedule = "step"``: epochs (fractions allowed) where lr is multiplied by decay_factor."""
+    decay_factor: float = 0.1
+    grad_clip: float = 0.0
+    """Max global grad norm; 0 = off. Applied on every precision path (after unscaling for fp16)."""
+    label_smoothing: float = 0.1
+    # --- regularisation -------------------------------------------------------------------
+    drop_path: float = 0.1
+    ema: bool = False
+    ema_decay: float = 0.9999
+    """With ema = true the reported accuracy is the EMA model's."""
+    # --- augmentation ---------------------------------------------------------------------
+    crop: Literal["rrc", "pad", "none"] = "rrc"
+    """'rrc': RandomResizedCrop; 'pad': 4 px zero padding + random crop (CIFAR style)."""
+    crop_scale_min: float = 0.08
+    hflip: bool = True
+    randaugment_ops: int = 0
+    randaugment_magnitude: int = 9
+    random_erasing: float = 0.0
+    mixup: float = 0.0
+    """Mixup alpha (0 = off). With mixup and cutmix both on, each batch takes one of them."""
+    cutmix: float = 0.0
+    # --- input and sizing -----------------------------------------------------------------
+    resolution: int = 224
+    train_images: int = 0
+    """Train on the first N images of a fixed per-run shuffle (0 = all). For quick recipes."""
+    val_images: int = 0
+    # --- hardware -------------------------------------------------------------------------
+    precision: Literal["bf16", "fp16", "fp32"] = "bf16"
+    """Autocast dtype on CUDA; CPU runs always train in fp32."""
+    channels_last: bool = True
+    compile: bool = False
+    substitute: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``{recipe_name: {key: value}}``: how a step override runs under this recipe."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.substitute, dict):
+            raise ConfigError(f"recipe '{self.name}' key 'substitute': must be a table of tables, got {self.substitute!r}")
+        for f in dataclasses.fields(self):
+            if f.name == "substitute":
+                continue
+            try:
+                object.__setattr__(self, f.name, coerce(getattr(self, f.name), _HINTS[f.name]))
+            except TypeError as exc:
+                raise ConfigError(f"recipe '{self.name}' key '{f.name}': {exc}") from None
+        self._validate()
+
+    def _validate(self) -> None:
+        def need(ok: bool, key: str, msg: str) -> None:
+            if not ok:
+                raise ConfigError(f"recipe '{self.name}' key '{key}': {msg}, got {getattr(self, key)!r}")
+
+        for key in ("lr", "weight_decay", "min_lr", "grad_clip", "label_smoothing", "mixup", "cutmix",
+                    "warmup_epochs", "momentum"):
+            need(getattr(self, key) >= 0, key, "must be >= 0")
+        need(self.lr > 0, "lr", "must be > 0")
+        for key in ("lr_batch", "epochs", "batch_size", "resolution"):
+            need(getattr(self, key) >= 1, key, "must be >= 1")
+        for key in ("train_images", "val_images", "randaugment_ops"):
+            need(getattr(self, key) >= 0, key, "must be >= 0")
+        need(self.warmup_epochs <= self.epochs, "warmup_epochs", f"must be <= epochs ({self.epochs})")
+        need(0 < self.warmup_start_factor <= 1, "warmup_start_factor", "must be in (0, 1]")
+        need(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+        need(0 <= self.drop_path < 1, "drop_path", "must be in [0, 1)")
+        need(0 <= self.random_erasing <= 1, "random_erasing", "must be a probability in [0, 1]")
+        need(0 < self.ema_decay < 1, "ema_decay", "must be in (0, 1)")
+        need(0 < self.crop_scale_min <= 1, "crop_scale_min", "must be in (0, 1]")
+        need(0 <= self.randaugment_magnitude <= 30, "randaugment_magnitude", "must be in [0, 30]")
+        need(all(0 < b < 1 for b in self.betas), "betas", "must be two numbers in (0, 1)")
+        need(0 < self.decay_factor <= 1, "decay_factor", "must be in (0, 1]")
+        need(all(0 < e < self.epochs for e in self.decay_epochs), "decay_epochs",
+             f"every decay epoch must be in (0, epochs={self.epochs})")
+        need(list(self.decay_epochs) == sorted(self.decay_epochs), "decay_epochs", "must be increasing")
+        need(self.schedule != "step" or bool(self.decay_epochs), "decay_epochs",
+             "schedule = 'step' needs at least one decay epoch")
+        for sub_name, keys in self.substitute.items():
+            if not isinstance(keys, dict):
+                raise ConfigError(f"recipe '{self.name}' key 'substitute.{sub_name}': must be a table of recipe keys")
+            bad = sorted(set(keys) - set(KEYS) | ({"name", "substitute"} & set(keys)))
+            if bad:
+                raise ConfigError(f"recipe '{self.name}' key 'substitute.{sub_name}': unknown key(s) {bad} "
+                                  f"(valid: {', '.join(k for k in KEYS if k not in ('name', 'substitute'))})")
+
+    def replace(self, **changes: Any) -> "Recipe":
+        unknown = sorted(set(changes) - set(KEYS))
+        if unknown:
+            raise ConfigError(f"recipe '{self.name}': unknown key(s) {unknown} (valid: {', '.join(KEYS)})")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    def scaled_lr(self, global_batch: int) -> float:
+        """The linear scaling rule (Goyal et al.): lr x global_batch / lr_batch."""
+        return self.lr * global_batch / self.lr_batch
+
+    def for_step(self, step_recipe: str | None) -> "Recipe":
+        """The recipe a step trains with: this one, or the step's override (through this
+        recipe's substitute table when it has one for that name)."""
+        if not step_recipe or step_recipe == self.name:
+            return self
+        other = load_recipe(step_recipe)
+        sub = self.substitute.get(step_recipe)
+        if sub:
+            other = other.replace(**sub)
+            other = other.replace(name=f"{other.name}@{self.name}",
+                                  description=f"{other.description} (as substituted by '{self.name}')")
+        return other
+
+
+_HINTS: dict[str, Any] = typing.get_type_hints(Recipe)
+KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
+
+
+def builtin_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def resolve_recipe_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.parent != Path("."):
+        if not path.is_file():
+            raise ConfigError(f"recipe file '{path}' does not exist (built-in recipes: {', '.join(builtin_recipes())})")
+        return path
+    builtin = RECIPES_DIR / f"{name_or_path}.toml"
+    if not builtin.is_file():
+        raise ConfigError(f"unknown recipe '{name_or_path}' (built-in recipes: {', '.join(builtin_recipes())}; "
+                          "or give a path to a .toml file)")
+    return builtin
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A built-in recipe by name (``quick``) or a TOML file by path; unknown keys are errors."""
+    path = resolve_recipe_path(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read recipe: {exc}") from None
+    unknown = sorted(set(data) - set(KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown recipe key(s) {unknown} (valid: {', '.join(KEYS)})")
+    data.setdefault("name", path.stem)
+    try:
+        return Recipe(**data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_hash(obj: Any) -> str:
+    """A short stable hash of a JSON-able config (sorted keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+__all__ = ["KEYS", "RECIPES_DIR", "Recipe", "builtin_recipes", "config_hash", "load_recipe"]

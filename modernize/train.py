@@ -1,0 +1,666 @@
+"""The training engine: every step of a roadmap trained under one fixed recipe, per seed,
+into a run directory that can be resumed, extended and read by the report.
+
+Layout of a run directory::
+
+    RUN_DIR/run.json                         resolved run config + config hash (refuses a different config)
+    RUN_DIR/<step>/seed<k>/config.json       resolved spec, recipe, data, proxy of that job
+    RUN_DIR/<step>/seed<k>/log.csv           epoch,train_loss,val_loss,top1,top5,lr,img_per_s,seconds
+    RUN_DIR/<step>/seed<k>/result.json       status, top1/top5 (last epoch), best_top1, gmacs, params_m, ...
+    RUN_DIR/<step>/seed<k>/last.pt           checkpoint (model, optimizer, scheduler, scaler, EMA, RNG, position)
+
+Determinism: all randomness of an epoch comes from the global generators, which are
+seeded from (seed, epoch, rank) when an epoch starts and saved in every checkpoint; the data
+order of an epoch comes from its own generator. A run killed anywhere and resumed from its last
+checkpoint (end of an epoch, every ``ckpt_every`` iterations, or on Ctrl-C) therefore ends with
+the same weights and metrics as an uninterrupted one (on CPU; in-memory data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .complexity import count
+from .data import BatchAugment, Data, DataSpec, InMemory, check_data, load_data
+from .errors import ConfigError
+from .io import atomic_torch_save, atomic_write_json, atomic_write_text
+from .model import build_model
+from .proxy import ProxyScale
+from .recipe import Recipe, config_hash, load_recipe
+from .roadmap import Roadmap, Step, load_roadmap
+from .spec import ArchSpec
+
+LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "top1", "top5", "lr", "img_per_s", "seconds"]
+
+
+# --- distributed -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def init_distributed(device: str) -> Dist:
+    """Join the process group when launched by ``torchrun`` (NCCL on GPU, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+    return Dist(rank, world, local)
+
+
+def _barrier(d: Dist) -> None:
+    if d.active:
+        dist.barrier()
+
+
+# --- run configuration ---------------------------------------------------------------------------
+
+@dataclass
+class RunConfig:
+    roadmap: Roadmap
+    recipe: Recipe
+    data: DataSpec
+    proxy: ProxyScale
+    seeds: list[int]
+    steps: list[Step]
+    device: str
+    dist: Dist
+    out: Path
+    download: bool = False
+    ckpt_every: int = 0
+    """Also checkpoint every N iterations inside an epoch (0: only at epoch ends and on Ctrl-C)."""
+    compile: bool | None = None
+    progress: bool = True
+    step_recipes: dict[str, Recipe] = field(default_factory=dict)
+
+    @property
+    def global_batch(self) -> int:
+        return self.recipe.batch_size * self.dist.world
+
+    def compared(self) -> dict[str, Any]:
+        """What must match for two invocations to share a run directory."""
+        return {
+            "roadmap": self.roadmap.name,
+            "recipe": self.recipe.to_dict(),
+            "step_recipes": {k: v.to_dict() for k, v in sorted(self.step_recipes.items())},
+            "data": str(self.data),
+            "proxy": self.proxy.to_dict(),
+            "global_batch": self.global_batch,
+        }
+
+
+def resolve_device(device: str | None) -> str:
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"--device '{device}': expected cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
+def _write_run_json(cfg: RunConfig) -> None:
+    """Create run.json, or check that the existing one describes the same run."""
+    path = cfg.out / "run.json"
+    compared = cfg.compared()
+    digest = config_hash(compared)
+    seeds, steps = list(cfg.seeds), [s.name for s in cfg.steps]
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: unreadable run config ({exc}); remove it or pick another --out") from None
+        if old.get("config_hash") != digest:
+            diff = _differing(old.get("compared", {}), compared)
+            raise ConfigError(f"{path}: this run directory holds a different configuration "
+                              f"(differs in: {', '.join(diff) or 'config hash'}); use another --out")
+        seeds = sorted(set(old.get("seeds", [])) | set(seeds))
+        steps = [n for n in cfg.roadmap.names if n in set(old.get("steps", [])) | set(steps)]
+    record = {
+        "roadmap": {"name": cfg.roadmap.name, "path": str(cfg.roadmap.path)},
+        "recipe": {"name": cfg.recipe.name, "values": cfg.recipe.to_dict()},
+        "step_recipes": {k: {"name": v.name, "values": v.to_dict()} for k, v in cfg.step_recipes.items()},
+        "data": str(cfg.data),
+        "proxy": cfg.proxy.to_dict() | {"low_res": cfg.proxy.stem_stride is not None,
+                                        "note": "width/depth multipliers on every step's spec; stem total "
+                                                "stride set to proxy.stem_stride for both stem kinds"},
+        "seeds": seeds, "steps": steps, "device": cfg.device, "world_size": cfg.dist.world,
+        "per_process_batch": cfg.recipe.batch_size, "global_batch": cfg.global_batch,
+        "lr": cfg.recipe.scaled_lr(cfg.global_batch),
+        "torch": torch.__version__, "compared": compared, "config_hash": digest,
+    }
+    atomic_write_json(path, record)
+
+
+def _differing(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differing(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k} ({a!r} -> {b!r})")
+    return out
+
+
+# --- one training job -----------------------------------------------------------------------------
+
+class _StopRequested(Exception):
+    """Ctrl-C: a checkpoint was saved at an iteration boundary; stop the whole run."""
+
+
+class _Interrupt:
+    """SIGINT/SIGTERM set a flag; the loop checks it between iterations, so the checkpoint
+    written on the way out is always consistent."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_Interrupt":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.flag:  # second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_all: bool) -> list[dict[str, Any]]:
+    """Weight decay on weights only: parameters with ndim <= 1 (norm scales/shifts, biases,
+    layer-scale gammas) go to a group without it, as in the ConvNeXt / DeiT recipes."""
+    if decay_all:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe, lr: float) -> torch.optim.Optimizer:
+    groups = param_groups(model, recipe.weight_decay, recipe.decay_norm_and_bias)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=recipe.betas)
+    return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, recipe: Recipe, iters_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Stepped once per iteration: linear warm-up, then cosine to ``min_lr`` (or step decay
+    at ``decay_epochs``, or constant)."""
+    from torch.optim import lr_scheduler as S
+
+    total = recipe.epochs * iters_per_epoch
+    warm = min(int(round(recipe.warmup_epochs * iters_per_epoch)), total)
+    rest = max(1, total - warm)
+    if recipe.schedule == "cosine":
+        main: S.LRScheduler = S.CosineAnnealingLR(opt, T_max=rest, eta_min=recipe.min_lr)
+    elif recipe.schedule == "step":
+        milestones = [int(round(e * iters_per_epoch)) - warm for e in recipe.decay_epochs]
+        main = S.MultiStepLR(opt, milestones=[m for m in milestones if m > 0], gamma=recipe.decay_factor)
+    else:
+        main = S.ConstantLR(opt, factor=1.0, total_iters=0)
+    if warm == 0:
+        return main
+    warmup = S.LinearLR(opt, start_factor=recipe.warmup_start_factor, end_factor=1.0, total_iters=warm)
+    return S.SequentialLR(opt, [warmup, main], milestones=[warm])
+
+
+@dataclass
+class Job:
+    step: Step
+    seed: int
+    recipe: Recipe
+    spec: ArchSpec
+    dir: Path
+
+
+def _train_spec(step: Step, cfg: RunConfig, data: Data, recipe: Recipe) -> ArchSpec:
+    spec = cfg.proxy.apply(step.spec)
+    return spec.replace(num_classes=data.num_classes, in_chans=data.in_chans, drop_path=recipe.drop_path)
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _batches_in_memory(split: InMemory, *, batch: int, d: Dist, epoch_seed: int, skip: int,
+                       device: str) -> Iterator[tuple[Tensor, Tensor]]:
+    """The epoch's global batches (fixed order from ``epoch_seed``), this rank's share of each."""
+    n = len(split)
+    gb = batch * d.world
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed))
+    for i in range(skip, n // gb):
+        idx = perm[i * gb + d.rank * batch: i * gb + (d.rank + 1) * batch]
+        yield split.images[idx].to(device, non_blocking=True), split.labels[idx].to(device, non_blocking=True)
+
+
+class _OffsetSampler(torch.utils.data.Sampler[int]):
+    """This rank's indices of an epoch's fixed permutation, from global batch ``skip`` on."""
+
+    def __init__(self, n: int, *, batch: int, d: Dist, epoch_seed: int, skip: int) -> None:
+        self.n, self.batch, self.d, self.seed, self.skip = n, batch, d, epoch_seed, skip
+
+    def _indices(self) -> list[int]:
+        gb = self.batch * self.d.world
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed))
+        out: list[int] = []
+        for i in range(self.skip, self.n // gb):
+            out += perm[i * gb + self.d.rank * self.batch: i * gb + (self.d.rank + 1) * self.batch].tolist()
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices())
+
+    def __len__(self) -> int:
+        return max(0, self.n // (self.batch * self.d.world) - self.skip) * self.batch
+
+
+def _loader_batches(ds: torch.utils.data.Dataset, *, batch: int, d: Dist, epoch_seed: int, skip: int,
+                    device: str) -> Iterator[tuple[Tensor, Tensor]]:
+    sampler = _OffsetSampler(len(ds), batch=batch, d=d, epoch_seed=epoch_seed, skip=skip)  # type: ignore[arg-type]
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True,
+                                         num_workers=min(8, os.cpu_count() or 1), pin_memory=device != "cpu",
+                                         persistent_workers=False)
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _iters_per_epoch(data: Data, batch: int, d: Dist) -> int:
+    return len(data.train) // (batch * d.world)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: Dist, device: str,
+             autocast: Any) -> tuple[float, float, float]:
+    """(val_loss, top1 %, top5 %) over this rank's share of the validation set, summed over ranks."""
+    model.eval()
+    val = data.val
+    n = len(val)  # type: ignore[arg-type]
+    idx = torch.arange(d.rank, n, d.world)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    if isinstance(val, InMemory):
+        chunks: Iterator[tuple[Tensor, Tensor]] = (
+            (val.images[idx[i:i + batch]].to(device), val.labels[idx[i:i + batch]].to(device))
+            for i in range(0, len(idx), batch))
+    else:
+        sub = torch.utils.data.Subset(val, idx.tolist())
+        loader = torch.utils.data.DataLoader(sub, batch_size=batch, num_workers=min(8, os.cpu_count() or 1))
+        chunks = ((x.to(device), y.to(device)) for x, y in loader)
+    k = min(5, data.num_classes)
+    for x, y in chunks:
+        x = aug.normalize(x)
+        if device.startswith("cuda"):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            logits = model(x).float()
+        sums[0] += nn.functional.cross_entropy(logits, y, reduction="sum")
+        top = logits.topk(k, dim=1).indices
+        sums[1] += (top[:, 0] == y).sum()
+        sums[2] += (top == y[:, None]).any(dim=1).sum()
+        sums[3] += len(y)
+    if d.active:
+        dist.all_reduce(sums)
+    total = max(1.0, sums[3].item())
+    return sums[0].item() / total, 100 * sums[1].item() / total, 100 * sums[2].item() / total
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar on a terminal; nothing per iteration otherwise (a line per epoch is printed)."""
+    if not enabled or not sys.stdout.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, unit="it")
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(v: Any) -> Any:
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
+    """Train one step with one seed (or resume it); returns its result record."""
+    d, device, recipe = cfg.dist, cfg.device, job.recipe
+    result_path, ckpt_path = job.dir / "result.json", job.dir / "last.pt"
+    cuda = device.startswith("cuda")
+    res = recipe.resolution
+    cx = count(job.spec, res)
+    base = {"step": job.step.name, "seed": job.seed, "recipe": recipe.name, "resolution": res,
+            "gmacs": round(cx.gmacs, 6), "params_m": round(cx.params_m, 6), "epochs": recipe.epochs}
+    if d.main:
+        atomic_write_json(job.dir / "config.json", {
+            "step": job.step.name, "seed": job.seed, "change": job.step.change, "paper_row": job.step.paper_row,
+            "adopted": job.step.adopted, "parent": job.step.parent, "spec": job.spec.to_dict(),
+            "paper_spec": job.step.spec.to_dict(), "recipe": recipe.to_dict(), "data": str(cfg.data),
+            "proxy": cfg.proxy.to_dict(), "device": device, "world_size": d.world,
+            "per_process_batch": recipe.batch_size, "global_batch": recipe.batch_size * d.world,
+            "lr": recipe.scaled_lr(recipe.batch_size * d.world), "resolution": res})
+
+    _seed_everything(job.seed)
+    model = build_model(job.spec).to(device)
+    if cuda and recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    gb = recipe.batch_size * d.world
+    lr = recipe.scaled_lr(gb)
+    ipe = _iters_per_epoch(data, recipe.batch_size, d)
+    if ipe < 1:
+        raise ConfigError(f"step '{job.step.name}': {len(data.train)} training images are fewer than "  # type: ignore[arg-type]
+                          f"one global batch of {gb}")
+    opt = make_optimizer(model, recipe, lr)
+    sched = make_scheduler(opt, recipe, ipe)
+    fp16 = cuda and recipe.precision == "fp16"
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
+        if recipe.ema else None
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.precision)
+
+    def autocast() -> Any:
+        return torch.autocast("cuda", dtype=amp_dtype) if (cuda and amp_dtype) else contextlib.nullcontext()
+
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    aug = BatchAugment(recipe, num_classes=data.num_classes, mean=data.mean, std=data.std, resolution=res,
+                       per_sample=data.in_memory)
+
+    start_epoch, skip, best, rows, partial = 0, 0, -1.0, [], {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0}
+    wall_before = 0.0
+    if ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        if ema is not None and ck.get("ema") is not None:
+            ema.load_state_dict(ck["ema"])
+        start_epoch, skip, best, rows = ck["epoch"], ck["iter"], ck["best_top1"], ck["log"]
+        partial, wall_before = ck["partial"], ck["wall_s"]
+        _set_rng_state(ck["rng"][d.rank] if d.rank < len(ck["rng"]) else ck["rng"][0])
+        if d.main:
+            print(f"  resuming {job.step.name}/seed{job.seed} at epoch {start_epoch + 1}, iteration {skip}", flush=True)
+
+    train_model: nn.Module = model
+    if d.active:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[d.local_rank] if cuda else None)
+    if (cfg.compile if cfg.compile is not None else recipe.compile) and cuda:
+        train_model = torch.compile(train_model)  # type: ignore[assignment]
+
+    t_job = time.perf_counter()
+
+    def save(epoch: int, it: int, part: dict[str, Any]) -> None:
+        rng = [_rng_state()]
+        if d.active:
+            gathered: list[Any] = [None] * d.world
+            dist.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if d.main:
+            atomic_torch_save(ckpt_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                "rng": rng, "epoch": epoch, "iter": it, "best_top1": best, "log": rows, "partial": part,
+                "wall_s": wall_before + time.perf_counter() - t_job, "spec": job.spec.to_dict(),
+                "recipe": recipe.to_dict()})
+
+    def record(status: str, **extra: Any) -> dict[str, Any]:
+        last = rows[-1] if rows else {}
+        rec = base | {"status": status, "top1": last.get("top1"), "top5": last.get("top5"),
+                      "best_top1": best if best >= 0 else None, "epochs_done": len(rows),
+                      "wall_s": round(wall_before + time.perf_counter() - t_job, 3),
+                      "failed_epoch": None, "reason": None} | extra
+        if d.main:
+            atomic_write_json(result_path, rec)
+        return rec
+
+    if start_epoch >= recipe.epochs:
+        return record("done")
+    record("running")
+    with _Interrupt() as stop:
+        for epoch in range(start_epoch, recipe.epochs):
+            train_model.train()
+            if skip == 0:
+                _seed_everything(job.seed * 1_000_003 + epoch * 1_009 + d.rank)
+                partial = {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0}
+            epoch_seed = job.seed * 100_003 + epoch
+            batches = (_batches_in_memory(data.train, batch=recipe.batch_size, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
+                                          skip=skip, device=device) if data.in_memory else
+                       _loader_batches(data.train, batch=recipe.batch_size, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
+                                       skip=skip, device=device))
+            bar = _progress(ipe, f"{job.step.name} s{job.seed} ep{epoch + 1}/{recipe.epochs}", cfg.progress and d.main)
+            if bar is not None:
+                bar.update(skip)
+            t0 = time.perf_counter()
+            it = skip
+            for x, y in batches:
+                x, y = aug(x, y)
+                if cuda and recipe.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast():
+                    loss = criterion(train_model(x), y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if recipe.grad_clip > 0:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                it += 1
+                stats = torch.tensor([loss.detach().float().item(), float(stop.flag)], dtype=torch.float64)
+                if d.active:
+                    stats = stats.to(device)
+                    dist.all_reduce(stats)
+                    stats = stats.cpu()
+                    stats[0] /= d.world
+                if not math.isfinite(stats[0].item()):
+                    if bar is not None:
+                        bar.close()
+                    with contextlib.suppress(OSError):
+                        ckpt_path.unlink()
+                    return record("failed", failed_epoch=epoch + 1,
+                                  reason=f"non-finite training loss ({stats[0].item()}) at epoch {epoch + 1}, "
+                                         f"iteration {it}")
+                partial["loss"] += stats[0].item()
+                partial["n"] += 1
+                partial["seen"] += len(y) * d.world
+                if bar is not None:
+                    secs = partial["secs"] + time.perf_counter() - t0
+                    bar.set_postfix(loss=f"{partial['loss'] / partial['n']:.3f}",
+                                    img_s=f"{partial['seen'] / max(secs, 1e-9):.0f}", refresh=False)
+                    bar.update(1)
+                if stats[1].item() > 0 or (cfg.ckpt_every and it % cfg.ckpt_every == 0 and it < ipe):
+                    part = partial | {"secs": partial["secs"] + time.perf_counter() - t0}
+                    save(epoch, it, part)
+                    if stats[1].item() > 0:
+                        if bar is not None:
+                            bar.close()
+                        record("running")
+                        raise _StopRequested(f"{job.step.name}/seed{job.seed}: stopped at epoch {epoch + 1}, "
+                                             f"iteration {it}; checkpoint saved, rerun the same command to resume")
+            if bar is not None:
+                bar.close()
+            secs = partial["secs"] + time.perf_counter() - t0
+            skip = 0
+            val_loss, top1, top5 = evaluate(ema.module if ema is not None else model, data, aug,
+                                            batch=max(256, recipe.batch_size), d=d, device=device, autocast=autocast)
+            best = max(best, top1)
+            rows.append({"epoch": epoch + 1, "train_loss": _fmt(partial["loss"] / max(1, partial["n"])),
+                         "val_loss": _fmt(val_loss), "top1": _fmt(top1), "top5": _fmt(top5),
+                         "lr": _fmt(opt.param_groups[0]["lr"]), "img_per_s": round(partial["seen"] / max(secs, 1e-9), 1),
+                         "seconds": round(secs, 3)})
+            save(epoch + 1, 0, {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0})
+            if d.main:
+                _write_log(job.dir / "log.csv", rows)
+                if cfg.progress:
+                    r = rows[-1]
+                    eta = (recipe.epochs - epoch - 1) * secs
+                    print(f"  {job.step.name} seed{job.seed} epoch {epoch + 1}/{recipe.epochs}: loss {r['train_loss']:.4f} "
+                          f"val {r['val_loss']:.4f} top1 {top1:.2f} top5 {top5:.2f} lr {r['lr']:.2e} "
+                          f"{r['img_per_s']:.0f} img/s {secs:.1f}s eta {eta:.0f}s", flush=True)
+            record("running")
+    return record("done")
+
+
+# --- the whole roadmap ---------------------------------------------------------------------------
+
+def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: str | Path | None, seeds: Sequence[int],
+                out: Path, steps: Sequence[str] | None = None, device: str | None = "auto",
+                proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
+                compile: bool | None = None, progress: bool = True) -> RunConfig:
+    """Resolve and validate everything (roadmap, steps, recipes, data path, device) before any
+    training or writing starts."""
+    rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
+    chosen = rm.select(list(steps) if steps else None)
+    rec = load_recipe(recipe if recipe is not None else (rm.recipe or "paper"))
+    step_recipes = {s.recipe: rec.for_step(s.recipe) for s in chosen if s.recipe and s.recipe != rec.name}
+    for s in rm:  # every override of the roadmap, so that --steps subsets share one run config
+        if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
+            step_recipes[s.recipe] = rec.for_step(s.recipe)
+    if not seeds:
+        raise ConfigError("--seeds: give at least one seed")
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds: seeds must be >= 0, got {list(seeds)}")
+    spec = DataSpec.parse(data)
+    check_data(spec, download=download)
+    dev = resolve_device(device)
+    d = init_distributed(dev)
+    if dev == "cuda" and d.active:
+        dev = f"cuda:{d.local_rank}"
+    proxy = proxy or ProxyScale()
+    for s in chosen:  # a proxy that breaks a spec is a config error now, not mid-run
+        proxy.apply(s.spec)
+    return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
+                     device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
+                     progress=progress, step_recipes=step_recipes)
+
+
+def run(cfg: RunConfig) -> Path:
+    """Train every selected step and seed of a prepared run; returns the run directory."""
+    d = cfg.dist
+    if d.main:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        _write_run_json(cfg)
+    _barrier(d)
+    datas: dict[str, Data] = {}
+    if d.main:
+        print(f"run {cfg.out}: roadmap {cfg.roadmap.name}, recipe {cfg.recipe.name}, data {cfg.data}, "
+              f"device {cfg.device}, {d.world} process(es) x batch {cfg.recipe.batch_size} = global batch "
+              f"{cfg.global_batch}, lr {cfg.recipe.scaled_lr(cfg.global_batch):.3g}, proxy {cfg.proxy.to_dict()}, "
+              f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s)", flush=True)
+    t_run = time.perf_counter()
+    for step in cfg.steps:
+        recipe = cfg.step_recipes.get(step.recipe or "", cfg.recipe)
+        key = f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}"
+        for seed in cfg.seeds:
+            job_dir = cfg.out / step.name / f"seed{seed}"
+            _barrier(d)
+            prev = _read_result(job_dir / "result.json")
+            if prev and prev.get("status") in ("done", "failed"):
+                if d.main:
+                    print(f"{step.name:>24} seed {seed}: {prev['status']} already, skipped", flush=True)
+                continue
+            if key not in datas:
+                datas[key] = load_data(cfg.data, recipe=recipe, download=cfg.download and d.main)
+            data = datas[key]
+            job = Job(step=step, seed=seed, recipe=recipe, spec=_train_spec(step, cfg, data, recipe), dir=job_dir)
+            try:
+                rec = run_job(job, cfg, data)
+            except _StopRequested as exc:
+                if d.main:
+                    print(f"interrupted: {exc}", file=sys.stderr, flush=True)
+                raise KeyboardInterrupt from None
+            if d.main:
+                acc = (f"top1 {rec['top1']:.2f} top5 {rec['top5']:.2f}" if rec.get("top1") is not None
+                       else f"FAILED ({rec.get('reason')})")
+                print(f"{step.name:>24} seed {seed}: {rec['status']}, {acc}, {rec['gmacs'] * 1000:.1f} MMACs, "
+                      f"{rec['params_m']:.3f} M params, {rec['wall_s']:.1f} s [{recipe.name}]", flush=True)
+    if d.main:
+        print(f"run finished in {time.perf_counter() - t_run:.1f} s: {cfg.out}", flush=True)
+    return cfg.out
+
+
+def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
+                  recipe: str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
+                  steps: Sequence[str] | None = None, device: str | None = "auto",
+                  proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
+                  compile: bool | None = None, progress: bool = True) -> Path:
+    """Train every step (or ``steps``) of a roadmap for each seed into ``out``; rerunning the
+    same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay)."""
+    cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
+                      proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress)
+    return run(cfg)
+
+
+__all__ = ["LOG_COLUMNS", "RunConfig", "evaluate", "make_optimizer", "make_scheduler", "param_groups",
+           "prepare_run", "run", "run_job", "train_roadmap"]

@@ -1,0 +1,70 @@
+"""``run_ablation.py train``: train every step of a roadmap under one recipe."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .proxy import CPU_PROXY, ProxyScale
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def proxy_from_args(args: argparse.Namespace) -> ProxyScale:
+    if args.proxy:
+        return CPU_PROXY
+    stride = None if args.low_res in (None, 0) else args.low_res
+    return ProxyScale(width=args.width, depth=args.depth, stem_stride=stride)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train_roadmap
+
+    out = Path(args.out) if args.out else Path("runs") / "train"
+    train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out, steps=args.steps,
+                  device=args.device, proxy=proxy_from_args(args), download=args.download,
+                  ckpt_every=args.ckpt_every, compile=True if args.compile else None)
+    return 0
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train every step of a roadmap under one recipe (resumable)",
+                       description="Train every step (or --steps) of a roadmap for each seed into RUN_DIR. "
+                                   "Rerunning the same command skips finished jobs and resumes an interrupted "
+                                   "one. Under torchrun: DDP, global batch = per-process batch x processes.")
+    p.add_argument("roadmap", nargs="?", default=None,
+                   help="roadmap TOML file or built-in name (default: resnet50_to_convnext_t)")
+    p.add_argument("--data", default="fashion-mnist",
+                   help="fashion-mnist[:DIR] | cifar10[:ROOT] | cifar100[:ROOT] | imagefolder:PATH | synthetic[:N]")
+    p.add_argument("--recipe", default=None,
+                   help="recipe name in ablations/recipes/ or a .toml path (default: the roadmap's recipe)")
+    p.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0], help="seeds (default: 0)")
+    p.add_argument("--out", default=None, help="run directory (default: runs/train)")
+    p.add_argument("--steps", nargs="+", default=None, help="only these steps (names from the roadmap)")
+    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
+    p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    p.add_argument("--proxy", action="store_true",
+                   help="the main job's proxy scale: width x0.25, depth x0.34, stem stride 2")
+    p.add_argument("--width", type=_float, default=1.0, help="width multiplier for every step (default 1)")
+    p.add_argument("--depth", type=_float, default=1.0, help="depth multiplier for every step (default 1)")
+    p.add_argument("--low-res", type=int, choices=[0, 1, 2], default=None,
+                   help="low-resolution mode: total stem stride 1 or 2 for both stem kinds (0/omitted: paper stems)")
+    p.add_argument("--ckpt-every", type=_nonneg_int, default=0,
+                   help="also checkpoint every N iterations within an epoch (default: epoch ends and Ctrl-C)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
+    p.set_defaults(func=cmd_train)
