@@ -335,15 +335,27 @@ def change_phrases(old: ArchSpec, new: ArchSpec) -> list[str]:
 # --- the text ---------------------------------------------------------------------------------
 
 def _wrap(label: str, text: str, indent: int = 2) -> list[str]:
-    """Wrap a drawing at its ' | ' separators so no line exceeds WIDTH."""
+    """Wrap text so no line exceeds WIDTH; a drawing too long for one line puts its shortcut
+    (``+ ...``) on a line of its own rather than breaking inside it."""
     first = " " * indent + label
     pad = " " * len(first)
-    lines = textwrap.wrap(text, width=WIDTH - len(first), break_long_words=False, break_on_hyphens=False)
+    room = WIDTH - len(first)
+    pieces = [text] if len(text) <= room else text.replace("  + ", "\n+ ").split("\n")
+    lines = [line for piece in pieces
+             for line in textwrap.wrap(piece, width=room, break_long_words=False, break_on_hyphens=False)]
     return [(first if i == 0 else pad) + line for i, line in enumerate(lines)] or [first]
 
 
 def _recipe(roadmap: Roadmap, step: Step | None) -> str | None:
     return None if step is None else (step.recipe or roadmap.recipe)
+
+
+def _delta(diff: int, unit: float, digits: int) -> str:
+    """Signed change; a change too small to show reads 0 or +-0.000, never -0.000 for a gain."""
+    if diff == 0:
+        return "0"
+    text = f"{diff / unit:+.{digits}f}"
+    return text if float(text) != 0 else ("+" if diff > 0 else "-") + "<" + f"{10 ** -digits:.{digits}f}"
 
 
 def counts_table(old: ArchSpec | None, new: ArchSpec, resolution: int) -> list[str]:
@@ -358,8 +370,8 @@ def counts_table(old: ArchSpec | None, new: ArchSpec, resolution: int) -> list[s
     lines.append(f"    {'part':<9}{'params (M): before':>20}{'after':>9}{'change':>10}"
                  f"{'GMACs: before':>17}{'after':>9}{'change':>10}")
     for b, a in zip(before, after):
-        lines.append(f"    {a.name:<9}{b.params / 1e6:>20.3f}{a.params / 1e6:>9.3f}{(a.params - b.params) / 1e6:>+10.3f}"
-                     f"{b.macs / 1e9:>17.4f}{a.macs / 1e9:>9.4f}{(a.macs - b.macs) / 1e9:>+10.4f}")
+        lines.append(f"    {a.name:<9}{b.params / 1e6:>20.3f}{a.params / 1e6:>9.3f}{_delta(a.params - b.params, 1e6, 3):>10}"
+                     f"{b.macs / 1e9:>17.4f}{a.macs / 1e9:>9.4f}{_delta(a.macs - b.macs, 1e9, 4):>10}")
     if len(before) != len(after):
         lines.append("    (the number of stages changed; rows pair stages by position)")
     return lines
