@@ -73,14 +73,23 @@ def _read_json(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
 
 
+def _name(value: Any) -> str | None:
+    """A run.json entry that is a plain string or ``{"name": ...}`` (the engine records both)."""
+    if isinstance(value, dict):
+        value = value.get("name")
+    return value if isinstance(value, str) and value else None
+
+
 def _roadmap_of(run_dir: Path, meta: dict[str, Any]) -> Roadmap:
-    path = meta.get("roadmap")
+    """``roadmap`` is a TOML path (or ``{"name", "path"}``); ``roadmap_name`` (or the dict's
+    name) a built-in fallback, for a run folder moved to another machine."""
+    raw = meta.get("roadmap")
+    path = raw.get("path") if isinstance(raw, dict) else raw
     if isinstance(path, str) and path:
-        candidates = [Path(path), run_dir / path]
-        for c in candidates:
-            if c.is_file():
-                return load_roadmap(c)
-    name = meta.get("roadmap_name")
+        for candidate in (Path(path), run_dir / path):
+            if candidate.is_file():
+                return load_roadmap(candidate)
+    name = meta.get("roadmap_name") or _name(raw)
     if isinstance(name, str) and name:
         try:
             return load_roadmap(name)
@@ -328,8 +337,16 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
 
 def _run_line(run: Run) -> str:
     m = run.meta
-    return (f"Roadmap `{run.roadmap.name}`, recipe `{m.get('recipe', '?')}`, data `{m.get('data', '?')}`, "
-            f"seeds {', '.join(map(str, run.seeds))}. Run folder: `{run.run_dir}`.")
+    return (f"Roadmap `{run.roadmap.name}`, recipe `{_name(m.get('recipe')) or '?'}`, data `{m.get('data', '?')}`, "
+            f"seeds {', '.join(map(str, run.seeds))}{_proxy(m.get('proxy'))}. Run folder: `{run.run_dir}`.")
+
+
+def _proxy(proxy: Any) -> str:
+    """The engine's proxy scale, when the run used one (every step shrunk the same way)."""
+    if not isinstance(proxy, dict) or not proxy:
+        return ""
+    keys = [k for k in ("width", "depth", "stem_stride") if proxy.get(k) not in (None, 1, 1.0)]
+    return ("; proxy scale " + ", ".join(f"{k} {proxy[k]}" for k in keys)) if keys else ""
 
 
 def to_markdown(run: Run, table: pd.DataFrame, agr: Agreement) -> str:
@@ -446,7 +463,7 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
     at = f" at {int(res[0])} px" if len(res) == 1 else ""
     extra = "; img/s = inference throughput" if table["infer_img_s"].notna().any() else ""
     ax.set_xlabel(f"top-1 (%) on {run.meta.get('data', '?')}, mean ± seed std\nG = GMACs{at}{extra}", fontsize=9)
-    ax.set_title(f"this run: recipe {run.meta.get('recipe', '?')}, {len(run.seeds)} seed(s)", fontsize=10)
+    ax.set_title(f"this run: recipe {_name(run.meta.get('recipe')) or '?'}, {len(run.seeds)} seed(s)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     handles = [plt.Rectangle((0, 0), 1, 1, color=ADOPTED, label="adopted step"),

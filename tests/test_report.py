@@ -184,6 +184,22 @@ def test_images_valid_and_sized(built) -> None:
     assert "kernel_11" in (root / "out" / "roadmap.svg").read_text()
 
 
+def test_engine_run_json_forms(tmp_path: Path) -> None:
+    # The engine records roadmap and recipe as {"name", ...} objects and adds keys we ignore.
+    roadmap = small_roadmap(tmp_path)
+    make_run(tmp_path / "run", roadmap=str(roadmap), seeds=(0,), epochs=2)
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    meta.pop("roadmap_name")
+    meta.update(roadmap={"name": "small", "path": str(roadmap)}, recipe={"name": "quick", "values": {"lr": 1}},
+                proxy={"width": 0.25, "depth": 0.34, "stem_stride": 2}, steps=["resnet50"])
+    (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
+    table = summarize(load_run(tmp_path / "run"))
+    assert list(table["step"]) == ["resnet50", "stage_ratio", "depthwise", "patchify_stem"]
+    build_report(tmp_path / "run", tmp_path / "out")
+    md = (tmp_path / "out" / "table.md").read_text()
+    assert "recipe `quick`" in md and "proxy scale width 0.25, depth 0.34, stem_stride 2" in md
+
+
 def test_bench_is_optional(tmp_path: Path) -> None:
     make_run(tmp_path / "run", roadmap=str(small_roadmap(tmp_path)), seeds=(0,), epochs=2)
     build_report(tmp_path / "run", tmp_path / "out")
