@@ -202,6 +202,8 @@ def summarize(run: Run) -> pd.DataFrame:
             status = f"failed ({_failure(first)})"
         elif any(r["status"] == "running" for r in res.values()):
             status = "running"
+        elif isinstance(run.meta.get("steps"), list) and step.name not in run.meta["steps"]:
+            status = "missing (not in this run's steps)"
         else:
             status = "missing"
         any_res = next((done[s] for s in sorted(done)), None) or next((r for _, r in sorted(res.items())), {})

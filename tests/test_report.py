@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 import struct
 import sys
@@ -195,6 +196,11 @@ def test_engine_run_json_forms(tmp_path: Path) -> None:
     (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
     table = summarize(load_run(tmp_path / "run"))
     assert list(table["step"]) == ["resnet50", "stage_ratio", "depthwise", "patchify_stem"]
+    assert (table["status"] == "done").all()  # results exist: "steps" only explains absent ones
+    for step in ("depthwise", "patchify_stem"):
+        shutil.rmtree(tmp_path / "run" / step)
+    table = summarize(load_run(tmp_path / "run"))
+    assert list(table["status"])[2:] == ["missing (not in this run's steps)"] * 2
     build_report(tmp_path / "run", tmp_path / "out")
     md = (tmp_path / "out" / "table.md").read_text()
     assert "recipe `quick`" in md and "proxy scale width 0.25, depth 0.34, stem_stride 2" in md
