@@ -44,7 +44,7 @@ DPI = 120
 
 COLUMNS = ["step", "change", "adopted", "parent", "status", "n", "seeds", "top1_mean", "top1_std",
            "top5_mean", "best_top1_mean", "delta", "p_value", "within_noise", "gmacs", "params_m",
-           "resolution", "paper_row", "paper_top1", "paper_top1_std", "paper_gflops", "paper_delta",
+           "resolution", "recipe", "paper_row", "paper_top1", "paper_top1_std", "paper_gflops", "paper_delta",
            "infer_img_s", "train_img_s", "note"]
 
 
@@ -218,6 +218,7 @@ def summarize(run: Run) -> pd.DataFrame:
             "best_top1_mean": float(pd.Series(best).mean()) if n else math.nan,
             "gmacs": _num(any_res.get("gmacs")), "params_m": _num(any_res.get("params_m")),
             "resolution": _num(any_res.get("resolution")),
+            "recipe": str(any_res.get("recipe") or ""),
             "paper_row": step.paper_row or "",
             "paper_top1": _num(step.paper.get("paper_top1")),
             "paper_top1_std": _num(step.paper.get("paper_top1_std")),
@@ -485,7 +486,7 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
         ax2.set_title("paper (Liu et al. 2022)", fontsize=10, color=PAPER)
         ax2.grid(axis="x", alpha=0.3)
         ax2.tick_params(axis="y", length=0)
-        handles.append(plt.Line2D([], [], marker="D", color=PAPER, linestyle="none", label="paper top-1"))
+        handles.append(plt.Line2D([], [], marker="D", color=PAPER, linestyle="none", label="paper top-1 (hollow: branch)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(f"{run.roadmap.name}: one bar per step", fontsize=11)
     return fig
@@ -597,11 +598,10 @@ def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
 def cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else None
-    run = load_run(run_dir, out if out is not None else run_dir / "report")
-    table = summarize(run)
-    print(display_table(table, pm="+-").drop(columns=["change"]).to_string(index=False))
-    paths = build_report(run_dir, out)
+    paths = build_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
+    table = summarize(load_run(run_dir, paths[0].parent))
     agr = agreement(table)
+    print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"]).to_string(index=False))
     rho = "n/a" if math.isnan(agr.spearman) else f"{agr.spearman:+.3f}"
     print(f"agreement with the paper: delta sign {agr.sign_matches}/{agr.compared}, Spearman {rho}")
     print(f"wrote {len(paths)} files to {paths[0].parent}")
