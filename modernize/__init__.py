@@ -7,6 +7,7 @@ _warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated"
 
 from .complexity import Complexity, count
 from .errors import ConfigError, ModernizeError, PreconditionError, SpecError
+from .interop import from_torchvision, to_torchvision
 from .model import ModernNet, build_model
 from .roadmap import Roadmap, Step, load_roadmap
 from .spec import BASE_SPECS, ArchSpec, base_spec
@@ -15,6 +16,7 @@ from .transforms import TRANSFORMS, Transform, get_transform, register_transform
 __all__ = [
     "ArchSpec", "BASE_SPECS", "Complexity", "ConfigError", "ModernNet", "ModernizeError",
     "PreconditionError", "Roadmap", "SpecError", "Step", "TRANSFORMS", "Transform",
-    "base_spec", "build_model", "count", "get_transform", "load_roadmap", "register_transform",
+    "base_spec", "build_model", "count", "from_torchvision", "get_transform", "load_roadmap", "register_transform",
+    "to_torchvision",
 ]
 __version__ = "0.1.0"
