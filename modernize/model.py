@@ -32,7 +32,9 @@ def make_norm(kind: str, channels: int, *, channels_last: bool = False) -> nn.Mo
     Two equivalent LayerNorm forms exist; like torchvision we use ``nn.LayerNorm`` on an
     NHWC tensor inside a block (one permute serves the norm and both 1x1 convs), and
     torchvision's ``LayerNorm2d`` (permute -> ``F.layer_norm`` -> permute) on NCHW tensors
-    elsewhere (stem, downsampling layers, shortcut).
+    elsewhere (stem, downsampling layers, shortcut). Measured on CPU (1 thread, 8x96x56x56,
+    median of 7 interleaved repeats): ``F.layer_norm`` on the permuted tensor 16.6 ms vs the
+    official ConvNeXt "channels_first" form (mean/var over dim 1 by hand) 140.8 ms.
     """
     if kind == "batch":
         return nn.BatchNorm2d(channels)
@@ -51,6 +53,10 @@ class Block(nn.Module):
     conv runs channels-last with ``nn.Linear`` as the 1x1 convs: the official ConvNeXt
     form, which is faster on both CPU and GPU than 1x1 ``Conv2d`` plus two permutes per
     norm. In every other case the block stays NCHW with ``Conv2d`` 1x1 convs.
+
+    Layer scale multiplies the NCHW view (``gamma.view(-1, 1, 1)``, like torchvision's
+    ``layer_scale``); scaling the NHWC tensor before the permute back measured the same on
+    CPU (8.1 vs 7.2 ms, ranges overlapping), so we keep torchvision's op sequence.
     """
 
     def __init__(self, spec: ArchSpec, in_dim: int, out_dim: int, stride: int, drop_path: float) -> None:
@@ -112,7 +118,16 @@ class Block(nn.Module):
             x = layer(x)
         if self.gamma is not None:
             x = x * self.gamma.view(-1, 1, 1)
-        x = self.drop_path(x) + shortcut
+        x = self.drop_path(x)
+        # In place, as torchvision does, so that our op sequence is torchvision's (same ATen
+        # ops and counts under torch.profiler) and one activation-sized buffer per block is
+        # never allocated. No backward needs the branch output. Out of place where x is a
+        # view (autograd would add a CopySlices copy in backward) or where the dtypes differ
+        # (bf16 autocast: the sum must not be rounded to the narrower type).
+        if x.dtype == shortcut.dtype and not x._is_view():
+            x += shortcut
+        else:
+            x = x + shortcut
         return self.act_out(x)
 
 
@@ -163,7 +178,7 @@ def make_stem(spec: ArchSpec) -> nn.Sequential:
 class ModernNet(nn.Module):
     """The network described by an ``ArchSpec`` (ResNet-50 ... ConvNeXt-T and beyond)."""
 
-    def __init__(self, spec: ArchSpec) -> None:
+    def __init__(self, spec: ArchSpec, *, init: bool = True) -> None:
         super().__init__()
         self.spec = spec
         self.stem = make_stem(spec)
@@ -183,11 +198,14 @@ class ModernNet(nn.Module):
             stages.append(Stage(downsample, blocks))
         self.stages = nn.Sequential(*stages)
         self.head = Head(spec, prev)
-        self.reset_parameters()
+        if init:
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """ConvNeXt's init for every step (truncated normal, std 0.02; zero biases; unit
-        norms), so that only the architecture changes along the roadmap."""
+        norms; layer scale at ``spec.layer_scale``), so that only the architecture changes
+        along the roadmap. Initializes every parameter and buffer (``build_model`` builds
+        on the meta device and relies on this)."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -196,6 +214,10 @@ class ModernNet(nn.Module):
             elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.reset_running_stats()
+            elif isinstance(m, Block) and m.gamma is not None:
+                nn.init.constant_(m.gamma, self.spec.layer_scale)
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.stages(self.stem(x))
@@ -204,11 +226,22 @@ class ModernNet(nn.Module):
         return self.head(self.forward_features(x))
 
 
-def build_model(spec: ArchSpec, *, num_classes: int | None = None, **overrides: object) -> ModernNet:
+def build_model(spec: ArchSpec, *, num_classes: int | None = None, device: torch.device | str = "cpu",
+                **overrides: object) -> ModernNet:
     """Build the model of ``spec``; ``num_classes`` and other spec fields may be overridden
-    (e.g. ``in_chans=1``, ``drop_path=0.1``) without touching the roadmap."""
+    (e.g. ``in_chans=1``, ``drop_path=0.1``) without touching the roadmap.
+
+    Modules are created on the meta device and materialized once on ``device`` before
+    ``reset_parameters``: PyTorch's default per-layer init would be thrown away anyway, and
+    skipping it halves the build time of the 90M-parameter ResNet-200 steps."""
     if num_classes is not None:
         overrides["num_classes"] = num_classes
     if overrides:
         spec = spec.replace(**overrides)
-    return ModernNet(spec)
+    with torch.device("meta"):
+        model = ModernNet(spec, init=False)
+    if str(device) == "meta":
+        return model
+    model.to_empty(device=device)
+    model.reset_parameters()
+    return model
