@@ -90,7 +90,8 @@ def _command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def parity_markdown(table: "object", command: str, info: dict[str, str], wall: float) -> str:
+def parity_markdown(table: "object", command: str, info: dict[str, str], wall: float,
+                    notes: list[str] | None = None) -> str:
     """``reports/bench.md``: the ratios, the command and the machine they came from."""
     lines = ["# Speed parity with torchvision", "",
              "Ours / torchvision in images per second (> 1: ours is faster), median of interleaved "
@@ -102,7 +103,7 @@ def parity_markdown(table: "object", command: str, info: dict[str, str], wall: f
              f"Machine: {info['nproc']} cores (`nproc`), CPU `{info['cpu']}`, torch {info['torch']}, "
              f"{info['torch_threads']} torch threads, load average at the end {info.get('loadavg', '?')}"
              + (f", GPU {info['gpu']}" if "gpu" in info else "") + ".", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + [f"- {n}" for n in notes or []] + ([""] if notes else []))
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
