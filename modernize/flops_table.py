@@ -49,7 +49,8 @@ def to_markdown(table: pd.DataFrame, roadmap: Roadmap, resolution: int) -> str:
              "linear multiply-accumulates (the paper's GFLOPs, fvcore with norm/pool handles off); "
              "`gflops_fvcore`: fvcore's default count (norms and pooling included); `delta_gmacs`: "
              "ours minus the paper's printed figure.", "",
-             shown.to_markdown(index=False, floatfmt="", missingval=""), ""]
+             shown.to_markdown(index=False, missingval="",
+                               floatfmt=("", "", "", "", ".4f", ".4f", ".3f", ".2f", "+.4f")), ""]
     notes = inconsistency_notes(table)
     if notes:
         lines += ["Rows the paper prints inconsistently (we report the true count, not the printed one):", ""]
