@@ -61,6 +61,10 @@ class Recipe:
     ema: bool = False
     ema_decay: float = 0.9999
     """With ema = true the reported accuracy is the EMA model's."""
+    precise_bn_batches: int = 0
+    """Before each evaluation, recompute BatchNorm statistics over this many training batches
+    (pycls' precise BN, via ``torch.optim.swa_utils.update_bn``); 0 = off. Short runs need it:
+    running averages lag far behind weights that still move fast."""
     # --- augmentation ---------------------------------------------------------------------
     crop: Literal["rrc", "pad", "none"] = "rrc"
     """'rrc': RandomResizedCrop; 'pad': 4 px zero padding + random crop (CIFAR style)."""
@@ -108,7 +112,7 @@ class Recipe:
         need(self.lr > 0, "lr", "must be > 0")
         for key in ("lr_batch", "epochs", "batch_size", "resolution"):
             need(getattr(self, key) >= 1, key, "must be >= 1")
-        for key in ("train_images", "val_images", "randaugment_ops"):
+        for key in ("train_images", "val_images", "randaugment_ops", "precise_bn_batches"):
             need(getattr(self, key) >= 0, key, "must be >= 0")
         need(self.warmup_epochs <= self.epochs, "warmup_epochs", f"must be <= epochs ({self.epochs})")
         need(0 < self.warmup_start_factor <= 1, "warmup_start_factor", "must be in (0, 1]")

@@ -35,6 +35,11 @@ def proxy_from_args(args: argparse.Namespace) -> ProxyScale:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train_roadmap
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
     out = Path(args.out) if args.out else Path("runs") / "train"
     train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out, steps=args.steps,
                   device=args.device, proxy=proxy_from_args(args), download=args.download,
@@ -66,5 +71,64 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="low-resolution mode: total stem stride 1 or 2 for both stem kinds (0/omitted: paper stems)")
     p.add_argument("--ckpt-every", type=_nonneg_int, default=0,
                    help="also checkpoint every N iterations within an epoch (default: epoch ends and Ctrl-C)")
+    p.add_argument("--threads", type=_nonneg_int, default=0,
+                   help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
     p.set_defaults(func=cmd_train)
+
+
+MAIN_JOB = {"roadmap": None, "data": "fashion-mnist", "recipe": "quick", "seeds": [0]}
+
+
+def run_main_job(run_dir: Path, reports_dir: Path) -> int:
+    """``python run_ablation.py``: every step of the default roadmap, quick recipe, proxy scale,
+    Fashion-MNIST from the Debian package's files; then the FLOP table and the report.
+    Rerunning resumes (finished steps are skipped)."""
+    import time
+
+    from . import report
+    from .cli import cmd_flops
+    from .roadmap import load_roadmap
+    from .train import train_roadmap
+
+    import os
+
+    import torch
+
+    # One thread unless the user says otherwise: on a shared 2-core machine two OpenMP threads
+    # wait on each other and small ops run up to 10x slower (measured); one thread never does.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    start = time.perf_counter()
+    roadmap = load_roadmap(MAIN_JOB["roadmap"])
+    train_roadmap(roadmap, data=MAIN_JOB["data"], recipe=MAIN_JOB["recipe"], seeds=MAIN_JOB["seeds"],
+                  out=run_dir, device="cpu", proxy=CPU_PROXY)
+    out = reports_dir / roadmap.name
+    cmd_flops(argparse.Namespace(roadmap=None, out=str(out), resolution=224))
+    build = getattr(report, "build_report", None)
+    if build is not None:
+        build(run_dir, out)
+    else:
+        _fallback_summary(run_dir, roadmap, out)
+    print(f"main job finished in {time.perf_counter() - start:.0f} s (report under {out})")
+    return 0
+
+
+def _fallback_summary(run_dir: Path, roadmap: object, out: Path) -> None:
+    """A per-step accuracy table until the report module provides ``build_report``."""
+    import json
+
+    from .io import atomic_write_text
+
+    lines = ["# Main run: accuracy per step", "", f"Run directory: `{run_dir}` (quick recipe, proxy scale, "
+             "Fashion-MNIST). Top-1 / top-5 in % after the last epoch, seed 0.", "",
+             "| step | status | top1 | top5 | MMACs | params (M) | wall (s) |", "|---|---|---|---|---|---|---|"]
+    for step in roadmap:  # type: ignore[attr-defined]
+        path = run_dir / step.name / "seed0" / "result.json"
+        r = json.loads(path.read_text()) if path.is_file() else {}
+        top1 = f"{r['top1']:.2f}" if r.get("top1") is not None else "-"
+        top5 = f"{r['top5']:.2f}" if r.get("top5") is not None else "-"
+        lines.append(f"| {step.name} | {r.get('status', 'missing')} | {top1} | {top5} | "
+                     f"{r.get('gmacs', 0) * 1000:.1f} | {r.get('params_m', 0):.3f} | {r.get('wall_s', 0):.0f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    atomic_write_text(out / "main_run_summary.md", text)

@@ -1,0 +1,395 @@
+"""The training engine on tiny generated data: recipes, every recipe feature, run directory,
+resume after SIGKILL, DDP vs one process, failures. Each test takes seconds."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from modernize.cli import main as cli_main
+from modernize.data import BatchAugment, DataSpec, load_data
+from modernize.errors import ConfigError
+from modernize.model import build_model
+from modernize.proxy import CPU_PROXY, ProxyScale, low_res, scale
+from modernize.recipe import KEYS, Recipe, builtin_recipes, load_recipe
+from modernize.roadmap import load_roadmap
+from modernize.train import LOG_COLUMNS, make_optimizer, make_scheduler, param_groups, train_roadmap
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_PROXY = ProxyScale(width=0.125, depth=0.34, stem_stride=2)
+TINY = dict(epochs=1, batch_size=16, lr=2e-3, lr_batch=16, warmup_epochs=0, resolution=16, crop="none",
+            hflip=False, drop_path=0.0, label_smoothing=0.0, precision="fp32", channels_last=False)
+
+
+def write_recipe(tmp: Path, name: str = "tiny", **kw: object) -> Path:
+    values = TINY | kw
+    path = tmp / f"{name}.toml"
+    text = "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
+    # step 0's resnet_original override at this scale: SGD + step decay, 1 epoch, 16 px
+    text += "\n[substitute.resnet_original]\nepochs = 1\nbatch_size = 16\ndecay_epochs = [0.5]\nresolution = 16\n"
+    path.write_text(text)
+    return path
+
+
+def tiny_run(tmp: Path, out: str = "run", steps: tuple[str, ...] = ("separate_downsampling",), n: int = 64,
+             **kw: object) -> Path:
+    return train_roadmap(None, data=f"synthetic:{n}", recipe=write_recipe(tmp, **kw), seeds=[0], out=tmp / out,
+                         steps=list(steps), device="cpu", proxy=TINY_PROXY, progress=False)
+
+
+def result(run: Path, step: str, seed: int = 0) -> dict:
+    return json.loads((run / step / f"seed{seed}" / "result.json").read_text())
+
+
+# --- recipes -----------------------------------------------------------------------------------
+
+def test_builtin_recipes_load_and_paper_values() -> None:
+    assert {"paper", "quick", "cifar100_gpu", "resnet_original"} <= set(builtin_recipes())
+    for name in builtin_recipes():
+        load_recipe(name)
+    p = load_recipe("paper")
+    assert (p.optimizer, p.lr, p.lr_batch, p.weight_decay, p.epochs, p.warmup_epochs) == ("adamw", 4e-3, 4096, 0.05, 300, 20)
+    assert (p.mixup, p.cutmix, p.random_erasing, p.label_smoothing, p.drop_path, p.ema) == (0.8, 1.0, 0.25, 0.1, 0.1, False)
+    assert p.scaled_lr(1024) == pytest.approx(1e-3)
+    r = load_recipe("resnet_original")
+    assert (r.optimizer, r.momentum, r.weight_decay, r.epochs, r.decay_epochs) == ("sgd", 0.9, 1e-4, 90, (30, 60, 80))
+    assert r.scaled_lr(256) == pytest.approx(0.1)
+
+
+def test_recipe_unknown_key_names_file_and_valid_keys(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, "bad", lr_rate=0.1)
+    with pytest.raises(ConfigError, match=r"bad\.toml.*unknown recipe key.*'lr_rate'.*valid: .*weight_decay"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("lr", -1.0, "'lr'"), ("optimizer", "adam", "'optimizer'"), ("epochs", 0, "'epochs'"),
+    ("random_erasing", 2.0, "'random_erasing'"), ("warmup_epochs", 5, "'warmup_epochs'"),
+    ("betas", [0.9], "'betas'"), ("schedule", "step", "'decay_epochs'"),
+])
+def test_recipe_bad_values(tmp_path: Path, key: str, value: object, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_recipe(write_recipe(tmp_path, **{key: value}))
+
+
+def test_unknown_recipe_name_lists_builtins() -> None:
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'.*paper"):
+        load_recipe("nope")
+
+
+def test_step_override_and_substitute() -> None:
+    quick = load_recipe("quick")
+    sub = quick.for_step("resnet_original")
+    assert sub.optimizer == "sgd" and sub.schedule == "step" and sub.epochs == quick.epochs
+    assert sub.decay_epochs[0] / sub.epochs == pytest.approx(30 / 90, abs=1e-3)
+    paper = load_recipe("paper")
+    assert paper.for_step("resnet_original") == load_recipe("resnet_original")  # no substitute: as written
+    assert paper.for_step(None) is paper
+    with pytest.raises(ConfigError, match="substitute.resnet_original.*'bogus'"):
+        Recipe(substitute={"resnet_original": {"bogus": 1}})
+
+
+# --- schedule and optimiser -----------------------------------------------------------------------
+
+def _lrs(recipe: Recipe, ipe: int) -> list[float]:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = make_scheduler(opt, recipe, ipe)
+    out = []
+    for _ in range(recipe.epochs * ipe):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_warmup_then_cosine_per_iteration() -> None:
+    r = Recipe(lr=1.0, epochs=10, warmup_epochs=2, warmup_start_factor=0.1, min_lr=0.0)
+    lrs = _lrs(r, ipe=5)  # 10 warm-up iterations, 40 cosine iterations
+    assert lrs[0] == pytest.approx(0.1)
+    assert lrs[5] == pytest.approx(0.1 + 0.9 * 5 / 10)
+    assert lrs[10] == pytest.approx(1.0)
+    assert lrs[30] == pytest.approx(0.5 * (1 + math.cos(math.pi * 20 / 40)))
+    assert lrs[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 39 / 40)))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_step_decay() -> None:
+    r = Recipe(lr=0.1, epochs=9, warmup_epochs=0, schedule="step", decay_epochs=(3, 6), decay_factor=0.1)
+    lrs = _lrs(r, ipe=4)
+    assert lrs[11] == pytest.approx(0.1) and lrs[12] == pytest.approx(0.01)
+    assert lrs[23] == pytest.approx(0.01) and lrs[24] == pytest.approx(0.001)
+
+
+def test_no_weight_decay_on_norms_and_biases() -> None:
+    model = build_model(CPU_PROXY.apply(load_roadmap()[-1].spec))
+    groups = param_groups(model, 0.05, decay_all=False)
+    assert groups[0]["weight_decay"] == 0.05 and groups[1]["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in groups[0]["params"]) and all(p.ndim <= 1 for p in groups[1]["params"])
+    no_decay = {id(p) for p in groups[1]["params"]}
+    named = dict(model.named_parameters())
+    assert id(named["stem.norm.weight"]) in no_decay and id(named["head.fc.bias"]) in no_decay
+    assert id(named["stages.0.blocks.0.gamma"]) in no_decay
+    assert len(param_groups(model, 1e-4, decay_all=True)) == 1
+    opt = make_optimizer(model, Recipe(optimizer="sgd", momentum=0.9), lr=0.1)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.9
+
+
+# --- augmentation ------------------------------------------------------------------------------------
+
+def _batch(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, 3, 16, 16), generator=g, dtype=torch.uint8), torch.arange(n) % 10
+
+
+def _aug(**kw: object) -> BatchAugment:
+    return BatchAugment(Recipe(**(TINY | kw)), num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3, resolution=16)
+
+
+@pytest.mark.parametrize("key", ["mixup", "cutmix"])
+def test_mixup_cutmix_soft_targets(key: str) -> None:
+    torch.manual_seed(0)
+    x, y = _batch()
+    xa, ya = _aug(**{key: 1.0})(x, y)
+    assert ya.shape == (16, 10) and torch.allclose(ya.sum(1), torch.ones(16))
+    assert (ya.max(1).values < 1).any()  # mixed, not one-hot
+    both = _aug(mixup=0.8, cutmix=1.0)
+    assert type(both.mix).__name__ == "RandomChoice"
+
+
+def test_randaugment_and_crop_change_images_per_image() -> None:
+    torch.manual_seed(0)
+    x, y = _batch()
+    plain, _ = _aug()(x, y)
+    ra, _ = _aug(randaugment_ops=2, randaugment_magnitude=9)(x, y)
+    assert not torch.allclose(plain, ra)
+    torch.manual_seed(1)
+    cropped, _ = _aug(crop="pad", hflip=True)(x, y)
+    assert cropped.shape == plain.shape and not torch.allclose(cropped, plain)
+    rrc, _ = _aug(crop="rrc")(x, y)
+    assert rrc.shape == plain.shape
+
+
+def test_random_erasing() -> None:
+    torch.manual_seed(0)
+    x, y = _batch()
+    x = torch.full_like(x, 200)
+    out, _ = _aug(random_erasing=1.0)(x, y)
+    assert all((img == 0).any() for img in out)  # every image has an erased (zeroed) box
+
+
+def test_label_smoothing_and_ema_and_drop_path_in_a_run(tmp_path: Path) -> None:
+    run = tiny_run(tmp_path, epochs=2, label_smoothing=0.1, ema=True, ema_decay=0.5, drop_path=0.2)
+    ck = torch.load(run / "separate_downsampling" / "seed0" / "last.pt", weights_only=False)
+    assert ck["ema"] is not None and int(ck["ema"]["n_averaged"]) == 2 * (64 // 16)
+    model_w = ck["model"]["stem.conv.weight"]
+    ema_w = ck["ema"]["module.stem.conv.weight"]
+    assert not torch.equal(model_w, ema_w)
+    assert ck["recipe"]["label_smoothing"] == 0.1
+    cfg = json.loads((run / "separate_downsampling" / "seed0" / "config.json").read_text())
+    assert cfg["spec"]["drop_path"] == 0.2
+    assert result(run, "separate_downsampling")["status"] == "done"
+
+
+def test_gradient_clipping_bounds_the_update(tmp_path: Path) -> None:
+    run = tiny_run(tmp_path, n=20, optimizer="sgd", momentum=0.0, weight_decay=0.0, lr=1.0, grad_clip=1e-4)
+    cfg = json.loads((run / "separate_downsampling" / "seed0" / "config.json").read_text())
+    from modernize.spec import ArchSpec
+    from modernize.train import _seed_everything
+
+    _seed_everything(0)
+    init = build_model(ArchSpec.from_dict(cfg["spec"])).state_dict()
+    final = torch.load(run / "separate_downsampling" / "seed0" / "last.pt", weights_only=False)["model"]
+    delta = torch.cat([(final[k] - init[k]).flatten() for k in init if init[k].is_floating_point()])
+    assert 0 < delta.norm().item() <= 1e-4 * 1.0001  # one SGD step of lr 1 on a clipped gradient
+
+
+# --- run directory, resume, failures -------------------------------------------------------------------
+
+def test_run_dir_layout(tmp_path: Path) -> None:
+    run = tiny_run(tmp_path, steps=("resnet50", "separate_downsampling"))
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["roadmap"]["name"] == "resnet50_to_convnext_t" and meta["recipe"]["name"] == "tiny"
+    assert meta["proxy"]["stem_stride"] == 2 and meta["world_size"] == 1 and meta["config_hash"]
+    for step in ("resnet50", "separate_downsampling"):
+        d = run / step / "seed0"
+        assert (d / "last.pt").is_file() and (d / "config.json").is_file()
+        assert (d / "log.csv").read_text().splitlines()[0] == ",".join(LOG_COLUMNS)
+        r = result(run, step)
+        assert r["status"] == "done" and 0 <= r["top1"] <= 100 and r["top5"] >= r["top1"]
+        assert r["epochs_done"] == r["epochs"] == 1 and r["gmacs"] > 0 and r["params_m"] > 0
+        assert r["resolution"] == 16 and r["failed_epoch"] is None
+
+
+def test_resume_skips_done_and_refuses_a_different_config(tmp_path: Path) -> None:
+    run = tiny_run(tmp_path)
+    before = (run / "separate_downsampling" / "seed0" / "result.json").stat().st_mtime_ns
+    tiny_run(tmp_path)  # same command: nothing to do
+    assert (run / "separate_downsampling" / "seed0" / "result.json").stat().st_mtime_ns == before
+    with pytest.raises(ConfigError, match=r"run\.json.*different configuration.*recipe\.lr"):
+        tiny_run(tmp_path, lr=1e-3)
+
+
+def test_nan_loss_marks_failed_and_chain_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import modernize.train as T
+
+    real = T.build_model
+
+    def poisoned(spec):  # the ResNet step diverges: its stem output becomes NaN
+        model = real(spec)
+        if spec.stem == "conv_pool":
+            model.stem.register_forward_hook(lambda m, i, o: o * float("nan"))
+        return model
+
+    monkeypatch.setattr(T, "build_model", poisoned)
+    run = tiny_run(tmp_path, steps=("resnet50", "separate_downsampling"))
+    bad = result(run, "resnet50")
+    assert bad["status"] == "failed" and bad["failed_epoch"] == 1 and "non-finite" in bad["reason"]
+    assert result(run, "separate_downsampling")["status"] == "done"
+
+
+_KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {repo!r})
+    from pathlib import Path
+    from modernize.proxy import ProxyScale
+    from modernize.train import train_roadmap
+    kill_at = int(sys.argv[2])
+    if kill_at:
+        real, calls = torch.optim.AdamW.step, [0]
+        def step(self, *a, **k):
+            calls[0] += 1
+            if calls[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(self, *a, **k)
+        torch.optim.AdamW.step = step
+    train_roadmap(None, data="synthetic:96", recipe=sys.argv[3], seeds=[0], out=Path(sys.argv[1]),
+                  steps=["separate_downsampling"], device="cpu", ckpt_every=2, progress=False,
+                  proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
+""")
+
+
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(_KILL_SCRIPT.format(repo=str(REPO)))
+    recipe = write_recipe(tmp_path, epochs=2, crop="pad", hflip=True, mixup=0.8, cutmix=1.0, drop_path=0.1,
+                          random_erasing=0.25, label_smoothing=0.1, warmup_epochs=0.5)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def go(out: str, kill_at: int) -> int:
+        return subprocess.run([sys.executable, str(script), str(tmp_path / out), str(kill_at), str(recipe)],
+                              env=env, capture_output=True, timeout=120).returncode
+
+    assert go("straight", 0) == 0
+    # 6 iterations per epoch; checkpoints every 2: killed in epoch 2 at iteration 10, after the
+    # checkpoint of iteration 8 (mid-epoch), so the restart replays iteration 9 onwards.
+    assert go("killed", 10) == -9
+    killed = result(tmp_path / "killed", "separate_downsampling")
+    assert killed["status"] == "running" and killed["epochs_done"] == 1
+    assert go("killed", 0) == 0
+    a, b = (result(tmp_path / o, "separate_downsampling") for o in ("straight", "killed"))
+    assert b["status"] == "done" and (a["top1"], a["top5"], a["best_top1"]) == (b["top1"], b["top5"], b["best_top1"])
+    wa, wb = (torch.load(tmp_path / o / "separate_downsampling" / "seed0" / "last.pt", weights_only=False)
+              for o in ("straight", "killed"))
+    assert wa["model"].keys() == wb["model"].keys()
+    assert all(torch.equal(wa["model"][k], wb["model"][k]) for k in wa["model"])
+    la, lb = ((tmp_path / o / "separate_downsampling" / "seed0" / "log.csv").read_text().splitlines()
+              for o in ("straight", "killed"))
+    strip = lambda rows: [r.split(",")[:6] for r in rows]  # noqa: E731 (timings differ)
+    assert strip(la) == strip(lb)
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str, recipe: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    train_roadmap(None, data="synthetic:128", recipe=recipe, seeds=[0], out=Path(out),
+                  steps=["separate_downsampling"], device="cpu", proxy=TINY_PROXY, progress=False)
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_one_at_the_same_global_batch(tmp_path: Path) -> None:
+    """LayerNorm step, no augmentation: DDP's averaged gradient equals the one-process
+    gradient of the same 32 images, so only float summation order differs."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = write_recipe(tmp_path, "two", epochs=2, batch_size=8, lr_batch=16)
+    one = write_recipe(tmp_path, "one", epochs=2, batch_size=16, lr_batch=16)
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "ddp"), str(two)), nprocs=2, join=True)
+    torch.set_num_threads(1)
+    train_roadmap(None, data="synthetic:128", recipe=one, seeds=[0], out=tmp_path / "single",
+                  steps=["separate_downsampling"], device="cpu", proxy=TINY_PROXY, progress=False)
+    meta = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    assert meta["world_size"] == 2 and meta["global_batch"] == 16
+    wa, wb = (torch.load(tmp_path / o / "separate_downsampling" / "seed0" / "last.pt", weights_only=False)["model"]
+              for o in ("ddp", "single"))
+    diff = max((wa[k] - wb[k]).abs().max().item() for k in wa)
+    ra, rb = result(tmp_path / "ddp", "separate_downsampling"), result(tmp_path / "single", "separate_downsampling")
+    print(f"DDP(2x8) vs 1x16 after 16 iterations: max |weight diff| = {diff:.2e}, "
+          f"top1 {ra['top1']} vs {rb['top1']}")
+    assert diff < 1e-4
+    assert ra["top1"] == rb["top1"]
+
+
+# --- proxy scale, CLI ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["resnet50_to_convnext_t", "resnet200_to_convnext_b"])
+def test_proxy_scales_every_step_consistently(name: str) -> None:
+    roadmap = load_roadmap(name)
+    for step in roadmap:
+        spec = CPU_PROXY.apply(step.spec)
+        assert spec.stem_total_stride == 2
+        assert all(round(a * 0.25) == b or b % spec.expansion == 0 for a, b in zip(step.spec.dims, spec.dims))
+        build_model(spec)
+    first, last = (CPU_PROXY.apply(roadmap[i].spec) for i in (0, -1))
+    assert (first.stem, last.stem) == ("conv_pool", "patchify")
+    assert low_res(roadmap[0].spec, stem_stride=1).stem_total_stride == 1
+    assert low_res(roadmap[-1].spec, stem_stride=1).stem_total_stride == 1
+    assert scale(roadmap[0].spec, width=0.5).dims == (128, 256, 512, 1024)
+
+
+def test_cli_errors_exit_2_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "never"
+    cases = [["--recipe", "nope"], ["--data", "mnist"], ["--data", "fashion-mnist:/no/such/dir"],
+             ["--steps", "bogus"], ["--recipe", str(write_recipe(tmp_path, "bad", lr=-1))],
+             ["--data", "imagefolder:/no/such"]]
+    for extra in cases:
+        assert cli_main(["train", "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "error" in err
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["train", "--seeds", "x"])
+    assert exc.value.code == 2
+    assert not out.exists()
+
+
+def test_cli_train_synthetic(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path)
+    rc = cli_main(["train", "--data", "synthetic:48", "--recipe", str(recipe), "--out", str(tmp_path / "r"),
+                   "--steps", "patchify_stem", "--width", "0.125", "--depth", "0.34", "--low-res", "2",
+                   "--device", "cpu", "--threads", "1"])
+    assert rc == 0 and result(tmp_path / "r", "patchify_stem")["status"] == "done"
+
+
+def test_fashion_mnist_reader() -> None:
+    spec = DataSpec.parse("fashion-mnist")
+    data = load_data(spec, recipe=Recipe(resolution=32, train_images=100, val_images=50))
+    assert data.train.images.shape == (100, 1, 32, 32) and data.val.images.shape == (50, 1, 32, 32)
+    assert data.num_classes == 10 and data.train.labels.max() <= 9
+    assert set(KEYS) >= {"train_images", "val_images"}
