@@ -15,6 +15,7 @@ from .bench_cli import add_bench
 from .errors import ModernizeError
 from .describe import add_describe
 from .report import add_report
+from .train_cli import add_train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REPORTS_DIR = REPO_ROOT / "reports"
@@ -76,7 +77,7 @@ def add_flops(sub: argparse._SubParsersAction) -> None:
 
 
 # Subcommands register here; each module adds its parser and handler.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_bench, add_report, add_describe]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_bench, add_report, add_describe, add_train]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,10 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main_job() -> int:
-    """The offline default: the complexity table of the default roadmap.
+    """The offline default (see README): train all steps of the default roadmap with the
+    ``quick`` recipe at proxy scale on Fashion-MNIST into ``runs/main``, then the report."""
+    from .train_cli import run_main_job
 
-    (Training every step on Fashion-MNIST joins this job once the training engine lands.)"""
-    return cmd_flops(argparse.Namespace(roadmap=None, out=None, resolution=224))
+    return run_main_job(REPO_ROOT / "runs" / "main", REPORTS_DIR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
