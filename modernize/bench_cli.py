@@ -94,9 +94,9 @@ def parity_markdown(table: "object", command: str, info: dict[str, str], wall: f
                     notes: list[str] | None = None) -> str:
     """``reports/bench.md``: the ratios, the command and the machine they came from."""
     lines = ["# Speed parity with torchvision", "",
-             "Ours / torchvision in images per second (> 1: ours is faster), median of interleaved "
-             "repeats (ours, theirs, theirs, ours, ...) in one process; `ratio_min`/`ratio_max` bound "
-             "the per-repeat paired ratios, `*_spread_pct` is (max - min) / median of each side's times. "
+             "Ours / torchvision in images per second (> 1: ours is faster): `ratio` is the median of the "
+             "per-repeat paired ratios of interleaved repeats (ours, theirs, theirs, ours, ...) in one "
+             "process; `ratio_min`/`ratio_max` bound them, `ratio_of_medians` is the ratio of the two medians, `*_spread_pct` is (max - min) / median of each side's times. "
              "Training step = forward + CrossEntropy + backward + AdamW step.", "",
              table.to_markdown(index=False), "",  # type: ignore[attr-defined]
              f"Command: `{command}` ({wall:.0f} s wall).", "",
