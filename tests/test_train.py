@@ -343,7 +343,7 @@ def test_ddp_two_processes_match_one_at_the_same_global_batch(tmp_path: Path) ->
     ra, rb = result(tmp_path / "ddp", "separate_downsampling"), result(tmp_path / "single", "separate_downsampling")
     print(f"DDP(2x8) vs 1x16 after 16 iterations: max |weight diff| = {diff:.2e}, "
           f"top1 {ra['top1']} vs {rb['top1']}")
-    assert diff < 1e-4
+    assert diff < 1e-5  # measured: 4.2e-07
     assert ra["top1"] == rb["top1"]
 
 
