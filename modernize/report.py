@@ -235,19 +235,24 @@ def summarize(run: Run) -> pd.DataFrame:
                 p = welch_p(mean, std, n, parent["top1_mean"], parent["top1_std"], parent["n"])
                 row["p_value"] = p
                 row["within_noise"] = "yes" if p > NOISE_ALPHA else "no"
-        row["infer_img_s"], row["train_img_s"] = _bench_of(run.bench, step.name)
+        row["infer_img_s"], row["train_img_s"] = _bench_of(run.bench, step.name, row["gmacs"])
         rows.append(row)
         by_name[step.name] = row
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _bench_of(bench: pd.DataFrame | None, step: str) -> tuple[float, float]:
+def _bench_of(bench: pd.DataFrame | None, step: str, gmacs: float) -> tuple[float, float]:
+    """Throughput of this step's model from bench.csv, only where bench measured the model
+    this run trained (same MACs): a 224-px full-size bench says nothing about a 32-px proxy."""
     if bench is None:
         return math.nan, math.nan
     hit = bench[bench["step"] == step]
     if hit.empty:
         return math.nan, math.nan
     last = hit.iloc[-1]  # a re-run of bench appends; the latest row wins
+    bench_gmacs = _num(last.get("gmacs"))
+    if not (math.isnan(bench_gmacs) or math.isnan(gmacs)) and abs(bench_gmacs - gmacs) > 0.01 * gmacs + 1e-6:
+        return math.nan, math.nan
     return _num(last.get("infer_img_s")), _num(last.get("train_img_s"))
 
 
@@ -333,8 +338,8 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
         "paper GFLOPs": table["paper_gflops"].map(lambda x: _f(x, ".2f")),
     })
     if table["infer_img_s"].notna().any() or table["train_img_s"].notna().any():
-        shown["infer img/s"] = table["infer_img_s"].map(lambda x: _f(x, ".0f"))
-        shown["train img/s"] = table["train_img_s"].map(lambda x: _f(x, ".0f"))
+        shown["infer img/s"] = table["infer_img_s"].map(lambda x: _f(x, ".3g"))
+        shown["train img/s"] = table["train_img_s"].map(lambda x: _f(x, ".3g"))
     return shown
 
 
@@ -455,7 +460,7 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
         if not math.isnan(r["gmacs"]):
             label += f"  {_g(r['gmacs'])} G"
         if not math.isnan(r["infer_img_s"]):
-            label += f"  {r['infer_img_s']:.0f} img/s"
+            label += f"  {r['infer_img_s']:.3g} img/s"
         x_text = r["top1_mean"] + (0 if math.isnan(r["top1_std"]) else r["top1_std"]) + 0.012 * (hi - lo)
         ax.text(x_text, i, label, va="center", ha="left", fontsize=8)
     ax.set_xlim(lo, hi)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .proxy import CPU_PROXY, ProxyScale
@@ -44,6 +45,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out, steps=args.steps,
                   device=args.device, proxy=proxy_from_args(args), download=args.download,
                   ckpt_every=args.ckpt_every, compile=True if args.compile else None)
+    if int(os.environ.get("RANK", "0")) == 0:  # the report once, from the first process
+        from .report import cmd_report
+
+        cmd_report(argparse.Namespace(run_dir=str(out), out=None))
     return 0
 
 
@@ -86,12 +91,10 @@ def run_main_job(run_dir: Path, reports_dir: Path) -> int:
     Rerunning resumes (finished steps are skipped)."""
     import time
 
-    from . import report
     from .cli import cmd_flops
+    from .report import cmd_report
     from .roadmap import load_roadmap
     from .train import train_roadmap
-
-    import os
 
     import torch
 
@@ -104,31 +107,6 @@ def run_main_job(run_dir: Path, reports_dir: Path) -> int:
                   out=run_dir, device="cpu", proxy=CPU_PROXY)
     out = reports_dir / roadmap.name
     cmd_flops(argparse.Namespace(roadmap=None, out=str(out), resolution=224))
-    build = getattr(report, "build_report", None)
-    if build is not None:
-        build(run_dir, out)
-    else:
-        _fallback_summary(run_dir, roadmap, out)
+    cmd_report(argparse.Namespace(run_dir=str(run_dir), out=str(out)))
     print(f"main job finished in {time.perf_counter() - start:.0f} s (report under {out})")
     return 0
-
-
-def _fallback_summary(run_dir: Path, roadmap: object, out: Path) -> None:
-    """A per-step accuracy table until the report module provides ``build_report``."""
-    import json
-
-    from .io import atomic_write_text
-
-    lines = ["# Main run: accuracy per step", "", f"Run directory: `{run_dir}` (quick recipe, proxy scale, "
-             "Fashion-MNIST). Top-1 / top-5 in % after the last epoch, seed 0.", "",
-             "| step | status | top1 | top5 | MMACs | params (M) | wall (s) |", "|---|---|---|---|---|---|---|"]
-    for step in roadmap:  # type: ignore[attr-defined]
-        path = run_dir / step.name / "seed0" / "result.json"
-        r = json.loads(path.read_text()) if path.is_file() else {}
-        top1 = f"{r['top1']:.2f}" if r.get("top1") is not None else "-"
-        top5 = f"{r['top5']:.2f}" if r.get("top5") is not None else "-"
-        lines.append(f"| {step.name} | {r.get('status', 'missing')} | {top1} | {top5} | "
-                     f"{r.get('gmacs', 0) * 1000:.1f} | {r.get('params_m', 0):.3f} | {r.get('wall_s', 0):.0f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    atomic_write_text(out / "main_run_summary.md", text)

@@ -251,3 +251,15 @@ def test_bad_run_dir_is_one_line_error_and_writes_nothing(tmp_path: Path, capsys
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message.split("'")[0] in err
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_of_other_models_is_not_shown(tmp_path: Path) -> None:
+    """A bench of the full-size 224-px models must not sit beside a 32-px proxy run."""
+    make_run(tmp_path / "run", roadmap=str(small_roadmap(tmp_path)), seeds=(0,), epochs=2, bench=True)
+    bench = tmp_path / "run" / "bench.csv"
+    build_report(tmp_path / "run", tmp_path / "same")
+    assert "img/s" in (tmp_path / "same" / "table.md").read_text()
+    lines = bench.read_text().splitlines()
+    bench.write_text("\n".join([lines[0] + ",gmacs"] + [line + ",4.09" for line in lines[1:]]) + "\n")
+    build_report(tmp_path / "run", tmp_path / "other")
+    assert "img/s" not in (tmp_path / "other" / "table.md").read_text()
