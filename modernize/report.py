@@ -346,7 +346,15 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
 def _run_line(run: Run) -> str:
     m = run.meta
     return (f"Roadmap `{run.roadmap.name}`, recipe `{_name(m.get('recipe')) or '?'}`, data `{m.get('data', '?')}`, "
-            f"seeds {', '.join(map(str, run.seeds))}{_proxy(m.get('proxy'))}. Run folder: `{run.run_dir}`.")
+            f"seeds {', '.join(map(str, run.seeds))}{_proxy(m.get('proxy'))}. Run folder: `{_shown_path(run.run_dir)}`.")
+
+
+def _shown_path(path: Path) -> str:
+    """Relative to the working folder when inside it, so committed reports name no machine."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _proxy(proxy: Any) -> str:
@@ -421,6 +429,7 @@ def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a window
+    matplotlib.rcParams["svg.hashsalt"] = "modernize"  # stable SVG ids: reruns give the same file
     import matplotlib.pyplot as plt
 
     return plt

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from .argtypes import int_at_least
 from .proxy import CPU_PROXY, ProxyScale
 
 
@@ -16,14 +17,7 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+_nonneg_int = int_at_least(0)
 
 
 def proxy_from_args(args: argparse.Namespace) -> ProxyScale:
