@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from .argtypes import int_at_least
+from .errors import ConfigError
 from .proxy import CPU_PROXY, ProxyScale
 
 
@@ -22,6 +23,9 @@ _nonneg_int = int_at_least(0)
 
 def proxy_from_args(args: argparse.Namespace) -> ProxyScale:
     if args.proxy:
+        if args.width != 1.0 or args.depth != 1.0 or args.low_res is not None:
+            raise ConfigError("--proxy sets width 0.25, depth 0.34 and stem stride 2 itself; "
+                              "give either --proxy or --width/--depth/--low-res")
         return CPU_PROXY
     stride = None if args.low_res in (None, 0) else args.low_res
     return ProxyScale(width=args.width, depth=args.depth, stem_stride=stride)

@@ -1,0 +1,26 @@
+"""Flag combinations that make no sense stop with one line and exit 2, before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modernize.cli import main
+
+
+@pytest.mark.parametrize("extra", [["--width", "0.5"], ["--depth", "0.5"], ["--low-res", "1"]])
+def test_proxy_excludes_manual_scale(tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--proxy", *extra, "--data", "synthetic:8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--proxy" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["train", "--seeds", "-1"], ["bench", "--batch", "0"], ["flops", "--resolution", "16"]])
+def test_bad_numbers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
