@@ -20,3 +20,10 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def step_names(values: list[str] | None) -> list[str] | None:
+    """``--steps a b`` and ``--steps a,b`` alike: names split on commas and spaces."""
+    if values is None:
+        return None
+    return [name for value in values for name in value.replace(",", " ").split()]

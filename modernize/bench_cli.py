@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from .argtypes import step_names
 from .errors import ConfigError
 
 DEFAULT_BATCH = {"cpu": 8, "cuda": 128}
@@ -32,9 +33,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # Validate everything before any work or any write.
     device = bench.resolve_device(args.device)
     roadmap = load_roadmap(args.roadmap)
-    steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else None
+    steps = step_names(args.steps)
     if args.steps is not None and not steps:
-        raise ConfigError("--steps: give comma-separated step names, e.g. --steps resnet50,kernel_7")
+        raise ConfigError("--steps: give step names, e.g. --steps resnet50 kernel_7 (or resnet50,kernel_7)")
     roadmap.select(steps)
     batch = args.batch or (32 if args.parity else DEFAULT_BATCH[device.type])
     bench._check_sizes(batch, args.resolution, args.repeats, args.warmup)
@@ -84,7 +85,7 @@ def _command(args: argparse.Namespace) -> str:
     for flag in ("device", "batch", "resolution", "repeats", "warmup", "steps", "threads", "out"):
         value = getattr(args, flag)
         if value is not None:
-            parts += [f"--{flag}", str(value)]
+            parts += [f"--{flag}", ",".join(value) if isinstance(value, list) else str(value)]
     if args.parity:
         parts.append("--parity")
     return " ".join(shlex.quote(p) for p in parts)
@@ -124,7 +125,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=_resolution, default=224, help="input size in px (default 224)")
     p.add_argument("--repeats", type=_positive, default=5, help="timed iterations; the median is kept (default 5)")
     p.add_argument("--warmup", type=_positive, default=1, help="untimed iterations first (default 1)")
-    p.add_argument("--steps", default=None, help="comma-separated step names (default: all)")
+    p.add_argument("--steps", nargs="+", default=None,
+                   help="step names, space- or comma-separated (default: all)")
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--parity", action="store_true",
                    help="compare the roadmap's first and last step with torchvision instead")

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from .argtypes import int_at_least
+from .argtypes import int_at_least, step_names
 from .errors import ConfigError
 from .proxy import CPU_PROXY, ProxyScale
 
@@ -40,7 +40,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
 
     out = Path(args.out) if args.out else Path("runs") / "train"
-    train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out, steps=args.steps,
+    train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
+                  steps=step_names(args.steps),
                   device=args.device, proxy=proxy_from_args(args), download=args.download,
                   ckpt_every=args.ckpt_every, compile=True if args.compile else None)
     if int(os.environ.get("RANK", "0")) == 0:  # the report once, from the first process

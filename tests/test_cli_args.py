@@ -24,3 +24,10 @@ def test_bad_numbers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Non
         main(argv)
     assert info.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_step_lists_take_spaces_or_commas() -> None:
+    from modernize.argtypes import step_names
+
+    assert step_names(["a", "b,c", " d "]) == ["a", "b", "c", "d"]
+    assert step_names(None) is None
