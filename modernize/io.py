@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a half-written file behind."""
+"""File I/O: TOML reads with one-line errors, and atomic writes (a crash or Ctrl-C never
+leaves a half-written file behind)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,20 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; a syntax or read error is a ``ConfigError`` naming the file."""
+    import tomllib
+
+    from .errors import ConfigError
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any, Literal
 
 from ._typing import coerce
 from .errors import ConfigError
+from .io import read_toml
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "ablations" / "recipes"
 
@@ -189,12 +189,7 @@ def resolve_recipe_path(name_or_path: str | Path) -> Path:
 def load_recipe(name_or_path: str | Path) -> Recipe:
     """A built-in recipe by name (``quick``) or a TOML file by path; unknown keys are errors."""
     path = resolve_recipe_path(name_or_path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read recipe: {exc}") from None
+    data = read_toml(path, "recipe")
     unknown = sorted(set(data) - set(KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown recipe key(s) {unknown} (valid: {', '.join(KEYS)})")

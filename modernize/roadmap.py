@@ -23,13 +23,13 @@ from __future__ import annotations
 import csv
 import importlib
 import sys
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ModernizeError
+from .io import read_toml
 from .spec import ArchSpec, base_spec
 from .transforms import get_transform
 
@@ -115,12 +115,7 @@ def resolve_roadmap_path(path_or_name: str | Path | None) -> Path:
 def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
     """Load a roadmap file (or built-in name) and compute the spec of every step."""
     path = resolve_roadmap_path(path_or_name)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read roadmap: {exc}") from None
+    data = read_toml(path, "roadmap")
 
     def fail(msg: str, step: str | None = None) -> ConfigError:
         where = f"{path}: step '{step}'" if step else f"{path}"
