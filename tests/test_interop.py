@@ -193,8 +193,12 @@ def test_every_twin_maps_every_key_strictly(name: str) -> None:
     spec = BASE_SPECS[name]
     with torch.device("meta"):
         tv, ours = torchvision.models.get_model(name), ModernNet(spec)
-    ours.load_state_dict(from_torchvision(tv.state_dict(), spec), strict=True, assign=True)
-    tv.load_state_dict(to_torchvision(ours.state_dict(), spec), strict=True, assign=True)
+    converted, back = from_torchvision(tv.state_dict(), spec), to_torchvision(ours.state_dict(), spec)
+    for got, want in ((converted, ours.state_dict()), (back, tv.state_dict())):
+        assert list(got) == list(want)
+        assert all(got[k].shape == want[k].shape for k in want)
+    ours.load_state_dict(converted, strict=True, assign=True)
+    tv.load_state_dict(back, strict=True, assign=True)
 
 
 def test_convnext_base_twin_is_the_end_of_the_resnet200_roadmap() -> None:
