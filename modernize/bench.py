@@ -40,9 +40,10 @@ from torchvision.ops import StochasticDepth
 
 from .complexity import count
 from .errors import ConfigError
+from .interop import TWINS, twin_name
 from .model import build_model
 from .roadmap import Roadmap, Step
-from .spec import BASE_SPECS, ArchSpec
+from .spec import ArchSpec
 
 BENCH_COLUMNS = ["step", "gmacs", "params_m", "batch", "resolution", "device", "dtype", "threads",
                  "warmup", "repeats", "infer_img_s", "infer_spread_pct", "train_img_s",
@@ -50,14 +51,6 @@ BENCH_COLUMNS = ["step", "gmacs", "params_m", "batch", "resolution", "device", "
 PARITY_COLUMNS = ["model", "mode", "ours_img_s", "theirs_img_s", "ratio", "ratio_min", "ratio_max",
                   "ratio_of_medians", "ours_spread_pct", "theirs_spread_pct", "batch", "resolution", "device", "dtype",
                   "threads", "warmup", "repeats"]
-
-TORCHVISION_TWINS: dict[str, str] = {
-    "resnet50": "resnet50", "resnet101": "resnet101", "resnet152": "resnet152",
-    "convnext_tiny": "convnext_tiny", "convnext_small": "convnext_small",
-    "convnext_base": "convnext_base", "convnext_large": "convnext_large",
-}
-"""Our base spec name -> the torchvision builder of the same network."""
-
 
 def resolve_device(name: str) -> torch.device:
     """``cpu`` or ``cuda``; asking for CUDA on a machine without it is a user error."""
@@ -257,14 +250,6 @@ def bench_roadmap(roadmap: Roadmap, *, device: str | torch.device = "cpu", batch
 
 # --- parity with torchvision -----------------------------------------------------------------
 
-def twin_name(spec: ArchSpec) -> str | None:
-    """The torchvision model equal to ``spec`` (by base spec), if there is one."""
-    for name, base in BASE_SPECS.items():
-        if base == spec and name in TORCHVISION_TWINS:
-            return name
-    return None
-
-
 def _interleaved(ours: Runner, theirs: Runner, fn_name: str, repeats: int, warmup: int
                  ) -> tuple[list[float], list[float]]:
     """Alternate the order each repeat (ours-theirs, theirs-ours, ...) so drift cancels."""
@@ -297,9 +282,9 @@ def parity(specs: Sequence[ArchSpec], *, device: str | torch.device = "cpu", bat
         name = twin_name(spec)
         if name is None:
             raise ConfigError("parity: a spec is not one of the torchvision twins "
-                              f"({', '.join(TORCHVISION_TWINS)})")
+                              f"({', '.join(TWINS)})")
         torch.manual_seed(0)
-        tv_model = getattr(tvm, TORCHVISION_TWINS[name])()
+        tv_model = getattr(tvm, name)()
         # torchvision's ConvNeXts default to stochastic depth (0.1 for tiny); ours get the same
         # rate so that both train the same network (it costs time in training mode).
         rate = max((m.p for m in tv_model.modules() if isinstance(m, StochasticDepth)), default=0.0)

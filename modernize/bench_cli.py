@@ -53,7 +53,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for step in ends:
             if bench.twin_name(step.spec) is None:
                 raise ConfigError(f"--parity: step '{step.name}' of roadmap '{roadmap.name}' has no "
-                                  f"torchvision twin (twins: {', '.join(bench.TORCHVISION_TWINS)})")
+                                  f"torchvision twin (twins: {', '.join(bench.TWINS)})")
             specs.append(step.spec)
         table = bench.parity(specs, device=device, batch=batch, resolution=args.resolution,
                              repeats=args.repeats, warmup=args.warmup, progress=progress)
