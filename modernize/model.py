@@ -202,13 +202,13 @@ class ModernNet(nn.Module):
             self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """ConvNeXt's init for every step (truncated normal, std 0.02; zero biases; unit
+        """ConvNeXt's init for every step (truncated normal, std ``spec.init_std`` = 0.02; zero biases; unit
         norms; layer scale at ``spec.layer_scale``), so that only the architecture changes
         along the roadmap. Initializes every parameter and buffer (``build_model`` builds
         on the meta device and relies on this)."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.trunc_normal_(m.weight, std=self.spec.init_std)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):

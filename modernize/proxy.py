@@ -12,11 +12,23 @@ px inputs keep a 2x2 map at the last stage instead of collapsing to 1x1:
 * ``conv_pool`` (ResNet): 7x7/2 conv + 3x3/2 max-pool becomes a 3x3/1 conv, plus the max-pool
   only when the target stride is 2 (stride 1: no pool), as in CIFAR ResNets.
 * ``patchify``: the kxk/k patch conv becomes an sxs/s patch conv (s = target stride).
+
+Two optional rules keep a narrow, shallow proxy's optimisation closer to the paper-scale
+model's (both off by default, both applied to every step alike; see ``reports/proxy_study``):
+
+* ``init="width"``: weight std ``0.02 / sqrt(width)``. With fan-in ``width`` times smaller, a
+  layer's output scale is ``sqrt(fan_in) * std``; this keeps it what it is at paper width, so
+  the residual branches carry the same signal relative to the shortcut.
+* ``layer_scale=v``: every step that has a layer scale starts it at ``v`` instead of the
+  paper's 1e-6. 1e-6 is CaiT's choice for very deep nets; CaiT uses 0.1 up to 18 blocks, and
+  a proxy of a few blocks trained for a few hundred iterations barely moves a 1e-6 gate.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from .errors import ConfigError
 from .spec import ArchSpec
@@ -31,6 +43,10 @@ class ProxyScale:
     depth: float = 1.0
     stem_stride: int | None = None
     """Total stem stride in low-res mode (1 or 2); None keeps the paper's stems (stride 4)."""
+    init: Literal["paper", "width"] = "paper"
+    """'paper': std 0.02 at every width; 'width': std 0.02 / sqrt(width) (see module doc)."""
+    layer_scale: float | None = None
+    """Layer-scale init for the steps that have one; None keeps the step's own (1e-6)."""
 
     def __post_init__(self) -> None:
         if not (0 < self.width <= 4):
@@ -39,21 +55,42 @@ class ProxyScale:
             raise ConfigError(f"proxy depth multiplier must be in (0, 4], got {self.depth}")
         if self.stem_stride not in (None, 1, 2, 4):
             raise ConfigError(f"low-res stem stride must be 1, 2 or 4 (or none), got {self.stem_stride}")
+        if self.init not in ("paper", "width"):
+            raise ConfigError(f"proxy init rule must be 'paper' or 'width', got {self.init!r}")
+        if self.layer_scale is not None and not (math.isfinite(self.layer_scale) and 0 < self.layer_scale <= 1):
+            raise ConfigError(f"proxy layer-scale init must be in (0, 1], got {self.layer_scale}")
 
     @property
     def is_identity(self) -> bool:
-        return self.width == 1 and self.depth == 1 and self.stem_stride is None
+        return (self.width == 1 and self.depth == 1 and self.stem_stride is None and self.init == "paper"
+                and self.layer_scale is None)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     def apply(self, spec: ArchSpec) -> ArchSpec:
-        return low_res(scale(spec, width=self.width, depth=self.depth), stem_stride=self.stem_stride)
+        """The same rules for every step: nothing here may look at which step ``spec`` is."""
+        out = low_res(scale(spec, width=self.width, depth=self.depth), stem_stride=self.stem_stride)
+        if self.init == "width" and self.width != 1:
+            out = out.replace(init_std=spec.init_std / math.sqrt(self.width))
+        if self.layer_scale is not None and out.layer_scale > 0:
+            out = out.replace(layer_scale=self.layer_scale)
+        return out
 
 
 PAPER_SCALE = ProxyScale()
 CPU_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2)
-"""The main job's scale: a quarter of the channels, a third of the blocks, stem stride 2."""
+"""A quarter of the channels, a third of the blocks, stem stride 2 (28-32 px inputs)."""
+
+PROXIES: dict[str, ProxyScale] = {"cpu": CPU_PROXY}
+"""Named proxy scales (``train --proxy NAME``); the proxy study adds the rules it adopts."""
+
+
+def proxy_preset(name: str) -> ProxyScale:
+    try:
+        return PROXIES[name]
+    except KeyError:
+        raise ConfigError(f"--proxy {name!r}: unknown proxy preset (valid: {', '.join(PROXIES)})") from None
 
 
 def _channels(c: int, mult: float, quantum: int) -> int:
@@ -87,4 +124,4 @@ def low_res(spec: ArchSpec, *, stem_stride: int | None) -> ArchSpec:
     return spec.replace(stem_kernel=stem_stride, stem_stride=stem_stride)
 
 
-__all__ = ["CPU_PROXY", "PAPER_SCALE", "ProxyScale", "low_res", "scale"]
+__all__ = ["CPU_PROXY", "PAPER_SCALE", "PROXIES", "ProxyScale", "low_res", "proxy_preset", "scale"]

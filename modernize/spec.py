@@ -18,6 +18,7 @@ Conventions (ResNet v1.5 and ConvNeXt agree on them):
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -75,6 +76,9 @@ class ArchSpec:
     """Init value of the per-channel residual scale; 0 disables it (no parameter)."""
     drop_path: float = 0.0
     """Stochastic-depth rate of the last block; linear from 0 over the blocks."""
+    init_std: float = 0.02
+    """Std of the truncated-normal init of every conv and linear weight (ConvNeXt's 0.02).
+    Proxy scales may change it by a rule applied to every step (``ProxyScale.init``)."""
     # --- head -------------------------------------------------------------------------
     head_norm: bool = False
     num_classes: int = 1000
@@ -105,6 +109,8 @@ class ArchSpec:
         need(self.kernel_size >= 1 and self.kernel_size % 2 == 1,
              f"spec field 'kernel_size': must be a positive odd integer (3, 5, 7, ...), got {self.kernel_size}")
         need(0.0 <= self.drop_path < 1.0, f"spec field 'drop_path': must be in [0, 1), got {self.drop_path}")
+        need(math.isfinite(self.init_std) and self.init_std > 0.0,
+             f"spec field 'init_std': must be a positive number, got {self.init_std}")
         need(self.layer_scale >= 0.0, f"spec field 'layer_scale': must be >= 0 (0 = off), got {self.layer_scale}")
         if self.block == "bottleneck":
             need(all(d % self.expansion == 0 for d in self.dims),

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
+import multiprocessing
 import os
 import random
 import signal
@@ -39,9 +41,10 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from .claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, try_claim
 from .complexity import count
 from .data import BatchAugment, Data, DataSpec, InMemory, check_data, load_data
-from .errors import ConfigError
+from .errors import ConfigError, ModernizeError
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .model import build_model
 from .proxy import ProxyScale
@@ -106,6 +109,10 @@ class RunConfig:
     compile: bool | None = None
     progress: bool = True
     step_recipes: dict[str, Recipe] = field(default_factory=dict)
+    claim_timeout: float = DEFAULT_TIMEOUT_S
+    """Seconds without a heartbeat after which another process takes a job over."""
+    worker: int | None = None
+    """Index of this local worker (``run_workers``); None for a plain process."""
 
     @property
     def global_batch(self) -> int:
@@ -134,7 +141,15 @@ def resolve_device(device: str | None) -> str:
 
 
 def _write_run_json(cfg: RunConfig) -> None:
-    """Create run.json, or check that the existing one describes the same run."""
+    """Create run.json, or check that the existing one describes the same run (under a file
+    lock: several processes may start on one run folder at once)."""
+    from filelock import FileLock
+
+    with FileLock(str(cfg.out / ".run.json.lock")):
+        _write_run_json_locked(cfg)
+
+
+def _write_run_json_locked(cfg: RunConfig) -> None:
     path = cfg.out / "run.json"
     compared = cfg.compared()
     digest = config_hash(compared)
@@ -597,19 +612,22 @@ def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
 
 # --- the whole roadmap ---------------------------------------------------------------------------
 
-def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: str | Path | None, seeds: Sequence[int],
+def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Recipe | str | Path | None, seeds: Sequence[int],
                 out: Path, steps: Sequence[str] | None = None, device: str | None = "auto",
                 proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
-                compile: bool | None = None, progress: bool = True) -> RunConfig:
+                compile: bool | None = None, progress: bool = True,
+                claim_timeout: float = DEFAULT_TIMEOUT_S) -> RunConfig:
     """Resolve and validate everything (roadmap, steps, recipes, data path, device) before any
     training or writing starts."""
     rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
     chosen = rm.select(list(steps) if steps else None)
-    rec = load_recipe(recipe if recipe is not None else (rm.recipe or "paper"))
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe if recipe is not None else (rm.recipe or "paper"))
     step_recipes = {s.recipe: rec.for_step(s.recipe) for s in chosen if s.recipe and s.recipe != rec.name}
     for s in rm:  # every override of the roadmap, so that --steps subsets share one run config
         if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
             step_recipes[s.recipe] = rec.for_step(s.recipe)
+    if not (math.isfinite(claim_timeout) and claim_timeout > 0):
+        raise ConfigError(f"--claim-timeout: must be a positive number of seconds, got {claim_timeout}")
     if not seeds:
         raise ConfigError("--seeds: give at least one seed")
     if any(s < 0 for s in seeds):
@@ -625,65 +643,179 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: str 
         proxy.apply(s.spec)
     return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
                      device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
-                     progress=progress, step_recipes=step_recipes)
+                     progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout)
 
 
-def run(cfg: RunConfig) -> Path:
-    """Train every selected step and seed of a prepared run; returns the run directory."""
+def _claim(job_dir: Path, d: Dist, timeout: float) -> Claim | ClaimInfo | contextlib.nullcontext[None]:
+    """Rank 0 claims the job for the whole process group; the other ranks follow its answer."""
+    got: Claim | ClaimInfo | None = try_claim(job_dir, timeout=timeout) if d.main else None
+    if d.active:
+        flag = [isinstance(got, Claim)]
+        dist.broadcast_object_list(flag, src=0)
+        if not d.main:
+            return contextlib.nullcontext() if flag[0] else ClaimInfo("?", -1, 0.0, "", 0.0)
+    assert got is not None
+    return got
+
+
+def _say(cfg: RunConfig, text: str, **kw: Any) -> None:
+    if cfg.dist.main:
+        print(f"[w{cfg.worker}] {text}" if cfg.worker is not None else text, flush=True, **kw)
+
+
+def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
+    """Train every selected step and seed of a prepared run; returns the run directory.
+
+    Jobs are claimed one at a time (``claims.py``), so any number of processes can share
+    ``cfg.out``: a job running elsewhere is left to its owner; a finished or failed job is never
+    retrained. With ``wait`` the process then waits for the jobs running elsewhere and takes
+    over any whose owner dies."""
     d = cfg.dist
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         _write_run_json(cfg)
     _barrier(d)
     datas: dict[str, Data] = {}
-    if d.main:
-        print(f"run {cfg.out}: roadmap {cfg.roadmap.name}, recipe {cfg.recipe.name}, data {cfg.data}, "
+    _say(cfg, f"run {cfg.out}: roadmap {cfg.roadmap.name}, recipe {cfg.recipe.name}, data {cfg.data}, "
               f"device {cfg.device}, {d.world} process(es) x batch {cfg.recipe.batch_size} = global batch "
               f"{cfg.global_batch}, lr {cfg.recipe.scaled_lr(cfg.global_batch):.3g}, proxy {cfg.proxy.to_dict()}, "
-              f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s)", flush=True)
+              f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s), {torch.get_num_threads()} thread(s)")
     t_run = time.perf_counter()
-    for step in cfg.steps:
-        recipe = cfg.step_recipes.get(step.recipe or "", cfg.recipe)
-        key = f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}"
-        for seed in cfg.seeds:
-            job_dir = cfg.out / step.name / f"seed{seed}"
-            _barrier(d)
-            prev = _read_result(job_dir / "result.json")
-            if prev and prev.get("status") in ("done", "failed"):
-                if d.main:
-                    print(f"{step.name:>24} seed {seed}: {prev['status']} already, skipped", flush=True)
-                continue
-            if key not in datas:
-                datas[key] = load_data(cfg.data, recipe=recipe, download=cfg.download and d.main)
-            data = datas[key]
-            job = Job(step=step, seed=seed, recipe=recipe, spec=_train_spec(step, cfg, data, recipe), dir=job_dir)
-            try:
-                rec = run_job(job, cfg, data)
-            except _StopRequested as exc:
-                if d.main:
-                    print(f"interrupted: {exc}", file=sys.stderr, flush=True)
-                raise KeyboardInterrupt from None
-            if d.main:
+    first_pass, waiting_said = True, False
+    while True:
+        elsewhere: list[str] = []
+        for step in cfg.steps:
+            recipe = cfg.step_recipes.get(step.recipe or "", cfg.recipe)
+            key = f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}"
+            for seed in cfg.seeds:
+                job_dir = cfg.out / step.name / f"seed{seed}"
+                _barrier(d)
+                prev = _read_result(job_dir / "result.json")
+                if prev and prev.get("status") in ("done", "failed"):
+                    if first_pass:
+                        _say(cfg, f"{step.name:>24} seed {seed}: {prev['status']} already, skipped")
+                    continue
+                claim = _claim(job_dir, d, cfg.claim_timeout)
+                if isinstance(claim, ClaimInfo):
+                    elsewhere.append(f"{step.name}/seed{seed} ({claim.describe()})")
+                    continue
+                with claim:
+                    if key not in datas:
+                        datas[key] = load_data(cfg.data, recipe=recipe, download=cfg.download and d.main)
+                    data = datas[key]
+                    job = Job(step=step, seed=seed, recipe=recipe, spec=_train_spec(step, cfg, data, recipe),
+                              dir=job_dir)
+                    try:
+                        rec = run_job(job, cfg, data)
+                    except _StopRequested as exc:
+                        if d.main:
+                            print(f"interrupted: {exc}", file=sys.stderr, flush=True)
+                        raise KeyboardInterrupt from None
                 acc = (f"top1 {rec['top1']:.2f} top5 {rec['top5']:.2f}" if rec.get("top1") is not None
                        else f"FAILED ({rec.get('reason')})")
-                print(f"{step.name:>24} seed {seed}: {rec['status']}, {acc}, {rec['gmacs'] * 1000:.1f} MMACs, "
-                      f"{rec['params_m']:.3f} M params, {rec['wall_s']:.1f} s [{recipe.name}]", flush=True)
-    if d.main:
-        print(f"run finished in {time.perf_counter() - t_run:.1f} s: {cfg.out}", flush=True)
+                _say(cfg, f"{step.name:>24} seed {seed}: {rec['status']}, {acc}, {rec['gmacs'] * 1000:.1f} MMACs, "
+                          f"{rec['params_m']:.3f} M params, {rec['wall_s']:.1f} s [{recipe.name}]")
+        first_pass = False
+        elsewhere = [j for j in elsewhere if (_read_result(cfg.out / j.split(" ")[0] / "result.json") or {})
+                     .get("status") not in ("done", "failed")]
+        if not elsewhere or not wait:
+            if elsewhere:
+                _say(cfg, f"{len(elsewhere)} job(s) running in other processes: {', '.join(elsewhere)}")
+            break
+        if not waiting_said:
+            _say(cfg, f"waiting for {len(elsewhere)} job(s) running in other processes "
+                      f"(taken over if their owner stops): {', '.join(elsewhere)}")
+            waiting_said = True
+        time.sleep(poll_s)
+    _say(cfg, f"run finished in {time.perf_counter() - t_run:.1f} s: {cfg.out}")
+    return cfg.out
+
+
+def _worker_main(cfg: RunConfig, index: int, threads: int) -> None:
+    """One local worker process: the same claim loop as a single ``train`` process."""
+    torch.set_num_threads(threads)
+    cfg = dataclasses.replace(cfg, worker=index, progress=False,
+                              device=f"cuda:{index}" if cfg.device.startswith("cuda") else cfg.device)
+    try:
+        run(cfg)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except ModernizeError as exc:
+        print(f"[w{index}] error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> Path:
+    """Run ``workers`` local processes on one run folder; the claims share the jobs out.
+
+    Plain ``multiprocessing`` processes (spawned), not a ``ProcessPoolExecutor``: a pool whose
+    worker dies is broken as a whole and stops the healthy workers too; here the others carry
+    on and take the dead worker's job over from its checkpoint."""
+    if workers <= 1:
+        return run(cfg)
+    if cfg.dist.active:
+        raise ConfigError("--workers N > 1 runs local processes; under torchrun use one worker per process group")
+    if cfg.device.startswith("cuda"):
+        if cfg.device != "cuda":
+            raise ConfigError(f"--workers {workers} gives worker i the GPU cuda:i; use --device cuda, not {cfg.device}")
+        if workers > torch.cuda.device_count():
+            raise ConfigError(f"--workers {workers}: only {torch.cuda.device_count()} GPU(s) visible (one per worker)")
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    _write_run_json(cfg)
+    print(f"run {cfg.out}: {workers} local workers x {threads} thread(s), "
+          f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s)", flush=True)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(cfg, i, threads), name=f"modernize-worker-{i}")
+             for i in range(workers)]
+    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:  # Ctrl-C reached the workers too; a SIGTERM to us is passed on
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGINT)
+        for p in procs:
+            p.join()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    codes = [p.exitcode for p in procs]
+    if 130 in codes:
+        raise KeyboardInterrupt
+    if any(c == 2 for c in codes):
+        raise ConfigError(f"a worker stopped on an error (exit codes {codes}); see its 'error:' line above")
+    unfinished = [f"{s.name}/seed{k}" for s in cfg.steps for k in cfg.seeds
+                  if (_read_result(cfg.out / s.name / f"seed{k}" / "result.json") or {}).get("status")
+                  not in ("done", "failed")]
+    if unfinished:
+        raise ConfigError(f"workers ended (exit codes {codes}) with {len(unfinished)} job(s) unfinished: "
+                          f"{', '.join(unfinished)}; rerun the same command to resume them")
     return cfg.out
 
 
 def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
-                  recipe: str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
+                  recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
                   steps: Sequence[str] | None = None, device: str | None = "auto",
                   proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
-                  compile: bool | None = None, progress: bool = True) -> Path:
+                  compile: bool | None = None, progress: bool = True, workers: int = 1,
+                  threads: int | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S) -> Path:
     """Train every step (or ``steps``) of a roadmap for each seed into ``out``; rerunning the
-    same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay)."""
+    same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay).
+    ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each)."""
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
-                      proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress)
+                      proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress,
+                      claim_timeout=claim_timeout)
+    if workers > 1:
+        return run_workers(cfg, workers=workers, threads=threads)
+    if threads:
+        torch.set_num_threads(threads)
     return run(cfg)
 
 
 __all__ = ["LOG_COLUMNS", "RunConfig", "evaluate", "make_optimizer", "make_scheduler", "param_groups",
-           "prepare_run", "run", "run_job", "train_roadmap"]
+           "prepare_run", "run", "run_job", "run_workers", "train_roadmap"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .argtypes import int_at_least, step_names
 from .errors import ConfigError
-from .proxy import CPU_PROXY, ProxyScale
+from .proxy import PROXIES, ProxyScale, proxy_preset
 
 
 def _float(text: str) -> float:
@@ -22,28 +22,28 @@ _nonneg_int = int_at_least(0)
 
 
 def proxy_from_args(args: argparse.Namespace) -> ProxyScale:
+    manual = (args.width != 1.0 or args.depth != 1.0 or args.low_res is not None or args.init_rule is not None
+              or args.layer_scale is not None)
     if args.proxy:
-        if args.width != 1.0 or args.depth != 1.0 or args.low_res is not None:
-            raise ConfigError("--proxy sets width 0.25, depth 0.34 and stem stride 2 itself; "
-                              "give either --proxy or --width/--depth/--low-res")
-        return CPU_PROXY
+        if manual:
+            preset = proxy_preset(args.proxy)
+            raise ConfigError(f"--proxy {args.proxy} sets {preset.to_dict()} itself; "
+                              "give either --proxy or --width/--depth/--low-res/--init-rule/--layer-scale")
+        return proxy_preset(args.proxy)
     stride = None if args.low_res in (None, 0) else args.low_res
-    return ProxyScale(width=args.width, depth=args.depth, stem_stride=stride)
+    return ProxyScale(width=args.width, depth=args.depth, stem_stride=stride, init=args.init_rule or "paper",
+                      layer_scale=args.layer_scale)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train_roadmap
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-
     out = Path(args.out) if args.out else Path("runs") / "train"
     train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
                   steps=step_names(args.steps),
                   device=args.device, proxy=proxy_from_args(args), download=args.download,
-                  ckpt_every=args.ckpt_every, compile=True if args.compile else None)
+                  ckpt_every=args.ckpt_every, compile=True if args.compile else None,
+                  workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout)
     if int(os.environ.get("RANK", "0")) == 0:  # the report once, from the first process
         from .report import cmd_report
 
@@ -67,16 +67,26 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", nargs="+", default=None, help="only these steps (names from the roadmap)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
     p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
-    p.add_argument("--proxy", action="store_true",
-                   help="the main job's proxy scale: width x0.25, depth x0.34, stem stride 2")
+    p.add_argument("--proxy", nargs="?", const="cpu", default=None, metavar="NAME",
+                   help=f"a named proxy scale ({', '.join(PROXIES)}; bare --proxy: cpu = width x0.25, "
+                        "depth x0.34, stem stride 2)")
     p.add_argument("--width", type=_float, default=1.0, help="width multiplier for every step (default 1)")
     p.add_argument("--depth", type=_float, default=1.0, help="depth multiplier for every step (default 1)")
     p.add_argument("--low-res", type=int, choices=[0, 1, 2], default=None,
                    help="low-resolution mode: total stem stride 1 or 2 for both stem kinds (0/omitted: paper stems)")
+    p.add_argument("--init-rule", choices=["paper", "width"], default=None,
+                   help="weight init std: paper = 0.02 at every width; width = 0.02 / sqrt(width multiplier)")
+    p.add_argument("--layer-scale", type=_float, default=None,
+                   help="layer-scale init for the steps that have one (default: the step's own, 1e-6)")
+    p.add_argument("--workers", type=int_at_least(1), default=1,
+                   help="train N jobs side by side in local processes (CUDA: worker i on cuda:i)")
+    p.add_argument("--claim-timeout", type=_float, default=300.0,
+                   help="seconds without a heartbeat before another process takes a job over (default 300)")
     p.add_argument("--ckpt-every", type=_nonneg_int, default=0,
                    help="also checkpoint every N iterations within an epoch (default: epoch ends and Ctrl-C)")
     p.add_argument("--threads", type=_nonneg_int, default=0,
-                   help="CPU threads for torch (default: torch's choice; 1 is fastest on a busy machine)")
+                   help="CPU threads for torch, per worker (default: torch's choice; with --workers N: "
+                        "cores / N)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
     p.set_defaults(func=cmd_train)
 
