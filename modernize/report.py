@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigError
+from .fidelity import assess, fidelity_markdown
 from .io import atomic_write_bytes, atomic_write_text
 from .roadmap import Roadmap, load_roadmap
 from .stats import spearman, welch_p
@@ -45,7 +46,7 @@ DPI = 120
 COLUMNS = ["step", "change", "adopted", "parent", "status", "n", "seeds", "top1_mean", "top1_std",
            "top5_mean", "best_top1_mean", "delta", "p_value", "within_noise", "gmacs", "params_m",
            "resolution", "recipe", "paper_row", "paper_top1", "paper_top1_std", "paper_gflops", "paper_delta",
-           "infer_img_s", "train_img_s", "note"]
+           "infer_img_s", "train_img_s", "paper_check", "note"]
 
 
 # --- reading a run ---------------------------------------------------------------------------
@@ -236,9 +237,13 @@ def summarize(run: Run) -> pd.DataFrame:
                 row["p_value"] = p
                 row["within_noise"] = "yes" if p > NOISE_ALPHA else "no"
         row["infer_img_s"], row["train_img_s"] = _bench_of(run.bench, step.name, row["gmacs"])
+        row["paper_check"] = ""
         rows.append(row)
         by_name[step.name] = row
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    for c in assess(table, run.roadmap.paper_path).checks:
+        table.loc[table["step"] == c.step, "paper_check"] = f"{c.kind}: {c.verdict}"
+    return table
 
 
 def _bench_of(bench: pd.DataFrame | None, step: str, gmacs: float) -> tuple[float, float]:
@@ -283,12 +288,12 @@ def agreement(table: pd.DataFrame) -> Agreement:
                      ranked=len(ranked), spearman=spearman(ranked["top1_mean"], ranked["paper_top1"]))
 
 
-def agreement_markdown(table: pd.DataFrame, agr: Agreement) -> str:
+def agreement_markdown(table: pd.DataFrame, agr: Agreement, paper_csv: Path | None = None) -> str:
     rho = "n/a (needs >= 3 steps with both values)" if math.isnan(agr.spearman) else f"{agr.spearman:+.3f}"
-    lines = ["## Agreement with the paper", "",
-             f"- Sign of the delta vs the parent step matches the paper's: **{agr.sign_matches} of "
-             f"{agr.compared}** steps.",
-             f"- Spearman rank correlation of top-1, this run vs the paper, over {agr.ranked} steps: **{rho}**."]
+    lines = [fidelity_markdown(assess(table, paper_csv)), "## Secondary figures", "",
+             f"- Sign of the delta vs the parent step matches the paper's, over every step (noise included): "
+             f"{agr.sign_matches} of {agr.compared} steps.",
+             f"- Spearman rank correlation of top-1, this run vs the paper, over {agr.ranked} steps: {rho}."]
     if agr.mismatches:
         noise = dict(zip(table["step"], table["within_noise"]))
         lines.append("- Opposite sign: " + ", ".join(f"{s} (within noise: {noise[s]})" for s in agr.mismatches) + ".")
@@ -336,6 +341,7 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
         "paper top-1": table["paper_top1"].map(lambda x: _f(x, ".2f")),
         "paper delta": table["paper_delta"].map(lambda x: _f(x, "+.2f")),
         "paper GFLOPs": table["paper_gflops"].map(lambda x: _f(x, ".2f")),
+        "paper check": table["paper_check"].fillna(""),
     })
     if table["infer_img_s"].notna().any() or table["train_img_s"].notna().any():
         shown["infer img/s"] = table["infer_img_s"].map(lambda x: _f(x, ".3g"))
@@ -376,7 +382,7 @@ def to_markdown(run: Run, table: pd.DataFrame, agr: Agreement) -> str:
     notes = [(s, n) for s, n in zip(table["step"], table["note"]) if n]
     if notes:
         lines += ["Seeds that did not finish:", ""] + [f"- {s}: {n}" for s, n in notes] + [""]
-    return "\n".join(lines) + "\n" + agreement_markdown(table, agr)
+    return "\n".join(lines) + "\n" + agreement_markdown(table, agr, run.roadmap.paper_path)
 
 
 _TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -597,7 +603,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
     text("table.csv", table.to_csv(index=False, float_format="%.6g"))
     text("table.md", to_markdown(run, table, agr))
     text("table.tex", to_latex(run, table))
-    text("agreement.md", f"# {run.roadmap.name}\n\n" + agreement_markdown(table, agr))
+    text("agreement.md", f"# {run.roadmap.name}\n\n" + agreement_markdown(table, agr, run.roadmap.paper_path))
     try:
         for name, fmts in (("roadmap", ("png", "svg")), ("acc_vs_gmacs", ("png",)), ("curves", ("png",))):
             for fmt in fmts:
@@ -617,7 +623,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     agr = agreement(table)
     print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"]).to_string(index=False))
     rho = "n/a" if math.isnan(agr.spearman) else f"{agr.spearman:+.3f}"
-    print(f"agreement with the paper: delta sign {agr.sign_matches}/{agr.compared}, Spearman {rho}")
+    fid = assess(table, load_run(run_dir, paths[0].parent).roadmap.paper_path)
+    print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
+          f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} fail; "
+          f"{fid.end_to_end[0]} - {fid.end_to_end[1]} = {fid.end_to_end[2]:+.2f} "
+          f"[{fid.end_to_end[3]:+.2f}, {fid.end_to_end[4]:+.2f}]")
+    print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, Spearman {rho}")
     print(f"wrote {len(paths)} files to {paths[0].parent}")
     return 0
 

@@ -65,6 +65,8 @@ class Roadmap:
     steps: tuple[Step, ...]
     recipe: str | None = None
     description: str = ""
+    paper_path: Path | None = None
+    """The paper's per-row CSV this roadmap is compared with, if any."""
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps)
@@ -184,7 +186,8 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
         if adopted:
             last_adopted = step
     return Roadmap(name=str(data.get("name", path.stem)), path=path, base=base, steps=tuple(steps),
-                   recipe=data.get("recipe"), description=str(data.get("description", "")))
+                   recipe=data.get("recipe"), description=str(data.get("description", "")),
+                   paper_path=(path.parent / data["paper"]).resolve() if "paper" in data else None)
 
 
 def _label(tname: str, params: dict[str, Any]) -> str:

@@ -1,0 +1,173 @@
+"""Job claims and local workers: several processes on one run folder train each job once,
+take over a dead owner's job, and end with the same results as one serial process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from modernize.claims import CLAIM_FILE, Claim, ClaimInfo, read_claim, try_claim
+from modernize.train import train_roadmap
+from tests.test_train import REPO, TINY_PROXY, result, write_recipe
+
+STEPS = ["fewer_norms", "separate_downsampling"]
+
+
+def _fake_claim(job: Path, *, host: str, pid: int, age_s: float) -> None:
+    job.mkdir(parents=True, exist_ok=True)
+    path = job / CLAIM_FILE
+    path.write_text(json.dumps({"host": host, "pid": pid, "started": time.time() - age_s, "token": "x"}))
+    os.utime(path, (time.time() - age_s, time.time() - age_s))
+
+
+def test_a_live_claim_is_respected_and_released(tmp_path: Path) -> None:
+    first = try_claim(tmp_path / "job")
+    assert isinstance(first, Claim)
+    second = try_claim(tmp_path / "job")
+    assert isinstance(second, ClaimInfo) and second.pid == os.getpid() and second.host == socket.gethostname()
+    first.release()
+    assert not (tmp_path / "job" / CLAIM_FILE).exists()
+    third = try_claim(tmp_path / "job")
+    assert isinstance(third, Claim)
+    third.release()
+
+
+def test_heartbeat_refreshes_the_claim(tmp_path: Path) -> None:
+    claim = try_claim(tmp_path / "job", timeout=1.0)
+    assert isinstance(claim, Claim)
+    path = tmp_path / "job" / CLAIM_FILE
+    os.utime(path, (time.time() - 100, time.time() - 100))
+    time.sleep(0.6)  # heartbeat every timeout / 5 = 0.2 s
+    info = read_claim(tmp_path / "job")
+    assert info is not None and info.age_s < 1.0
+    claim.release()
+
+
+def test_other_host_claim_taken_over_only_after_the_timeout(tmp_path: Path) -> None:
+    _fake_claim(tmp_path / "job", host="elsewhere.example", pid=os.getpid(), age_s=100)
+    kept = try_claim(tmp_path / "job", timeout=300)
+    assert isinstance(kept, ClaimInfo) and kept.host == "elsewhere.example"
+    taken = try_claim(tmp_path / "job", timeout=60)
+    assert isinstance(taken, Claim)
+    assert read_claim(tmp_path / "job").host == socket.gethostname()  # type: ignore[union-attr]
+    assert [p.name for p in (tmp_path / "job").iterdir()] == [CLAIM_FILE]  # the stale claim is gone
+    taken.release()
+
+
+def test_dead_pid_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(proc.stdout)
+    _fake_claim(tmp_path / "job", host=socket.gethostname(), pid=dead, age_s=0)
+    taken = try_claim(tmp_path / "job", timeout=3600)
+    assert isinstance(taken, Claim)
+    taken.release()
+
+
+_TRAIN = textwrap.dedent("""
+    import os, signal, sys, torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, {repo!r})
+    from pathlib import Path
+    from modernize.proxy import ProxyScale
+    from modernize.train import train_roadmap
+    kill_at = int(sys.argv[2])
+    if kill_at:
+        real, calls = torch.optim.AdamW.step, [0]
+        def step(self, *a, **k):
+            calls[0] += 1
+            if calls[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(self, *a, **k)
+        torch.optim.AdamW.step = step
+    if __name__ == "__main__":
+        train_roadmap(None, data="synthetic:96", recipe=sys.argv[3], seeds=[0, 1], out=Path(sys.argv[1]),
+                      steps={steps!r}, device="cpu", ckpt_every=2, progress=False,
+                      proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2), workers=int(sys.argv[4]), threads=1)
+""")
+
+
+def _script(tmp: Path) -> Path:
+    script = tmp / "job.py"
+    script.write_text(_TRAIN.format(repo=str(REPO), steps=STEPS))
+    return script
+
+
+def _final(run: Path) -> dict[str, tuple]:
+    out = {}
+    for step in STEPS:
+        for seed in (0, 1):
+            r = result(run, step, seed)
+            log = (run / step / f"seed{seed}" / "log.csv").read_text().splitlines()
+            out[f"{step}/{seed}"] = (r["status"], r["top1"], r["top5"], r["best_top1"],
+                                     [row.split(",")[:6] for row in log])
+    return out
+
+
+@pytest.mark.slow
+def test_three_processes_on_one_run_dir_train_each_job_once(tmp_path: Path) -> None:
+    script, recipe = _script(tmp_path), write_recipe(tmp_path, epochs=2)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    serial = subprocess.run([sys.executable, str(script), str(tmp_path / "serial"), "0", str(recipe), "1"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert serial.returncode == 0, serial.stderr
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "shared"), "0", str(recipe), "1"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [e for _, e in outs]
+    text = "".join(o for o, _ in outs)
+    for step in STEPS:
+        for seed in (0, 1):  # each job's "done" line printed by exactly one process; nobody resumed it
+            assert sum(f"{step:>24} seed {seed}: done, top1" in o for o, _ in outs) == 1, text
+    assert "resuming" not in text
+    assert _final(tmp_path / "shared") == _final(tmp_path / "serial")
+    assert not list((tmp_path / "shared").rglob(CLAIM_FILE))
+
+
+@pytest.mark.slow
+def test_sigkilled_owner_is_taken_over_and_results_equal_uninterrupted(tmp_path: Path) -> None:
+    script, recipe = _script(tmp_path), write_recipe(tmp_path, epochs=2, crop="pad", hflip=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    straight = subprocess.run([sys.executable, str(script), str(tmp_path / "straight"), "0", str(recipe), "1"],
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    # Two processes share the run; the first is SIGKILLed at its 9th optimizer step (epoch 2 of its
+    # first job, after the mid-epoch checkpoint of iteration 8); the second takes that job over.
+    victim = subprocess.Popen([sys.executable, str(script), str(tmp_path / "shared"), "9", str(recipe), "1"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    other = subprocess.Popen([sys.executable, str(script), str(tmp_path / "shared"), "0", str(recipe), "1"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert victim.wait(timeout=300) == -9
+    out, err = other.communicate(timeout=300)
+    assert other.returncode == 0, err
+    assert "resuming" in out  # the orphaned job resumed from its checkpoint, not from scratch
+    assert _final(tmp_path / "shared") == _final(tmp_path / "straight")
+
+
+@pytest.mark.slow
+def test_local_workers_equal_a_serial_run(tmp_path: Path) -> None:
+    script, recipe = _script(tmp_path), write_recipe(tmp_path, epochs=1)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for out, workers in (("serial", "1"), ("workers", "2")):
+        proc = subprocess.run([sys.executable, str(script), str(tmp_path / out), "0", str(recipe), workers],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    assert _final(tmp_path / "workers") == _final(tmp_path / "serial")
+    assert "[w0]" in proc.stdout and "[w1]" in proc.stdout
+
+
+def test_workers_refuse_more_gpus_than_visible(tmp_path: Path) -> None:
+    from modernize.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cuda"):
+        train_roadmap(None, data="synthetic:64", recipe=write_recipe(tmp_path), seeds=[0], out=tmp_path / "r",
+                      steps=["gelu"], device="cuda", proxy=TINY_PROXY, workers=2, progress=False)

@@ -1,0 +1,90 @@
+"""The paper checks (modernize/fidelity.py): known inputs -> known verdicts."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from modernize import load_roadmap
+from modernize.fidelity import assess, paper_kinds, verdict, welch_interval
+
+R50_ROBUST = {"recipe": 1, "stage_ratio": 1, "depthwise": -1, "widen": 1, "move_up_dwconv": -1, "kernel_7": 1,
+              "fewer_activations": 1, "separate_downsampling": 1}
+R50_EQUIVALENCE = {"patchify_stem", "inverted_bottleneck", "gelu", "fewer_norms", "bn_to_ln"}
+
+
+def _table(roadmap_name: str, top1: dict[str, list[float]]) -> pd.DataFrame:
+    """A report-shaped table from per-step seed scores and the paper's rows."""
+    rm = load_roadmap(roadmap_name)
+    rows, by = [], {}
+    for s in rm:
+        v = top1.get(s.name, [])
+        paper = float(s.paper["paper_top1"])
+        r = {"step": s.name, "adopted": s.adopted, "parent": s.parent or "", "paper_row": s.paper_row,
+             "n": len(v), "top1_mean": statistics.mean(v) if v else math.nan,
+             "top1_std": statistics.stdev(v) if len(v) >= 2 else math.nan, "paper_top1": paper}
+        p = by.get(s.parent or "")
+        r["delta"] = r["top1_mean"] - p["top1_mean"] if p else math.nan
+        r["paper_delta"] = paper - p["paper_top1"] if p else math.nan
+        rows.append(r)
+        by[s.name] = r
+    return pd.DataFrame(rows)
+
+
+def test_robust_steps_are_the_papers_on_both_tables() -> None:
+    kinds = paper_kinds(_table("resnet50_to_convnext_t", {}), load_roadmap(None).paper_path)
+    assert {k: s for k, (kind, s) in kinds.items() if kind == "robust"} == R50_ROBUST
+    assert {k for k, (kind, _) in kinds.items() if kind == "equivalence"} == R50_EQUIVALENCE
+    rm200 = load_roadmap("resnet200_to_convnext_b")
+    kinds200 = paper_kinds(_table("resnet200_to_convnext_b", {}), rm200.paper_path)
+    # Table 11: |delta| >= 0.5 and the same sign in Table 10 (inverted bottleneck: +0.79 and +0.14).
+    assert {k for k, (kind, _) in kinds200.items() if kind == "robust"} == {
+        "recipe", "depthwise", "widen", "inverted_bottleneck", "move_up_dwconv", "fewer_activations"}
+    assert "kernel_5" not in kinds and "resnet50" not in kinds  # branches and the first row are not checked
+
+
+@pytest.mark.parametrize(("kind", "delta", "se", "sign", "expected"), [
+    ("robust", 1.0, 0.4, 1, "agrees"),          # 1.0 > 0.8
+    ("robust", 0.7, 0.4, 1, "inconclusive"),    # 0.7 < 0.8
+    ("robust", -1.0, 0.4, 1, "disagrees"),
+    ("robust", -1.0, 0.4, -1, "agrees"),
+    ("robust", 1.0, math.nan, 1, "inconclusive"),  # one seed
+    ("equivalence", -1.0, 0.4, 0, "fails"),
+    ("equivalence", -0.5, 0.4, 0, "passes"),
+    ("equivalence", 3.0, 0.4, 0, "passes"),
+])
+def test_verdict(kind: str, delta: float, se: float, sign: int, expected: str) -> None:
+    assert verdict(kind, delta, se, sign) == expected
+
+
+def test_welch_interval_equals_scipy_on_raw_samples() -> None:
+    a, b = [80.1, 81.3, 80.7, 79.9], [78.0, 78.9, 77.5]
+    diff, lo, hi = welch_interval(statistics.mean(a), statistics.stdev(a), len(a),
+                                  statistics.mean(b), statistics.stdev(b), len(b))
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(statistics.mean(a) - statistics.mean(b))
+    assert (lo, hi) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+def test_assess_counts_end_to_end_and_binomial() -> None:
+    # Every step gains exactly the paper's delta (+ small seed noise): all 8 robust steps agree.
+    rm = load_roadmap(None)
+    top1: dict[str, list[float]] = {}
+    for s in rm:
+        base = float(s.paper["paper_top1"])
+        top1[s.name] = [base - 0.05, base, base + 0.05]
+    fid = assess(_table("resnet50_to_convnext_t", top1), rm.paper_path)
+    assert (fid.count("robust", "agrees"), fid.robust, fid.sign_matches) == (8, 8, 8)
+    assert fid.count("equivalence", "fails") == 0
+    assert fid.binomial_p == pytest.approx(0.5**8)
+    final, anchor, diff, lo, hi = fid.end_to_end
+    assert (final, anchor) == ("separate_downsampling", "recipe")
+    assert diff == pytest.approx(81.97 - 78.82) and lo < diff < hi and lo > 0
+    # Flip one robust step (widen loses 3 points): it disagrees; the count drops by one.
+    top1["widen"] = [v - 3 - 2.22 for v in top1["widen"]]
+    fid = assess(_table("resnet50_to_convnext_t", top1), rm.paper_path)
+    assert fid.count("robust", "agrees") == 7 and fid.count("robust", "disagrees") == 1
