@@ -196,3 +196,12 @@ def test_imagefolder_trains_like_the_in_memory_path(tmp_path: Path) -> None:
         top1[data[:5]] = json.loads((out / "recipe" / "seed0" / "result.json").read_text())["top1"]
     assert top1["fashi"] > 70, top1
     assert abs(top1["fashi"] - top1["image"]) <= 2.0, top1
+
+
+def test_bench_data_reports_workers_and_batched_speedup(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli_main(["bench-data", "--images", "12", "--measure", "4", "--repeats", "1", "--resolution", "64",
+                   "--train-img-s", "500", "--batch", "16", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "one worker" in out and "needs" in out and "ratio" in out, out
+    assert cli_main(["bench-data", "--data", "synthetic"]) == 2
+    assert "imagefolder:PATH" in capsys.readouterr().err
