@@ -163,10 +163,11 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
             root = bench_data.make_jpegs(Path(tmp), args.images)
             print(f"generated {args.images} ImageNet-sized JPEGs in {root} ({time.perf_counter() - t:.0f} s)",
                   flush=True)
-        rates = bench_data.worker_rate(root, recipe, images=args.measure, repeats=args.repeats)
+        rates, wall = bench_data.worker_rate(root, recipe, images=args.measure, repeats=args.repeats)
     per = statistics.median(rates)
     print(f"decode + '{recipe.name}' augmentation at {recipe.resolution} px, one worker (one thread): "
-          f"{per:.1f} img/s (median of {args.repeats} x {args.measure} images; {min(rates):.1f}-{max(rates):.1f})")
+          f"{per:.1f} img/s per CPU second (median of {args.repeats} x {args.measure} images; "
+          f"{min(rates):.1f}-{max(rates):.1f}), {statistics.median(wall):.1f} img/s per wall second")
     for target in args.train_img_s:
         print(f"  a GPU training at {target:g} img/s needs {bench_data.workers_needed(target, per)} workers "
               f"(this machine gives the loader {loader_workers()})")

@@ -45,8 +45,10 @@ def make_jpegs(root: Path, n: int, *, classes: int = 10, seed: int = 0) -> Path:
     return root
 
 
-def worker_rate(root: Path, recipe: Recipe, *, images: int, repeats: int) -> list[float]:
-    """Images/s of decode + the recipe's training transform in one process, one torch thread."""
+def worker_rate(root: Path, recipe: Recipe, *, images: int, repeats: int) -> tuple[list[float], list[float]]:
+    """Images/s of decode + the recipe's training transform in one process, one torch thread:
+    per CPU second of this process (what one uncontended core gives; robust to a busy
+    machine) and per wall-clock second."""
     spec = DataSpec("imagefolder", str(root))
     check_data(spec)
     classes, samples = _folder_split(spec, root / "train", None)
@@ -58,13 +60,14 @@ def worker_rate(root: Path, recipe: Recipe, *, images: int, repeats: int) -> lis
     try:
         n = min(images, len(ds))
         ds[0]  # warm-up (imports, allocator)
-        rates = []
+        cpu, wall = [], []
         for r in range(repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for i in range(n):
                 ds[(r * n + i) % len(ds), r * n + i]
-            rates.append(n / (time.perf_counter() - t))
-        return rates
+            cpu.append(n / (time.process_time() - c))
+            wall.append(n / (time.perf_counter() - t))
+        return cpu, wall
     finally:
         torch.set_num_threads(threads)
 
