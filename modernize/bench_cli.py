@@ -133,3 +133,77 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None,
                    help="output folder (default: reports/<roadmap name>/; reports/ with --parity)")
     p.set_defaults(func=cmd_bench)
+    add_bench_data(sub)
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    import statistics
+    import tempfile
+
+    from . import bench_data
+    from .data import DataSpec, loader_workers
+    from .recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    if args.resolution:
+        recipe = recipe.replace(resolution=args.resolution)
+    root = None
+    if args.data is not None:
+        spec = DataSpec.parse(args.data)
+        if spec.kind != "imagefolder":
+            raise ConfigError(f"--data {args.data}: bench-data reads an image folder (imagefolder:PATH)")
+        root = Path(spec.path or "")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        if root is None:
+            t = time.perf_counter()
+            root = bench_data.make_jpegs(Path(tmp), args.images)
+            print(f"generated {args.images} ImageNet-sized JPEGs in {root} ({time.perf_counter() - t:.0f} s)",
+                  flush=True)
+        rates, wall = bench_data.worker_rate(root, recipe, images=args.measure, repeats=args.repeats)
+    per = statistics.median(rates)
+    print(f"decode + '{recipe.name}' augmentation at {recipe.resolution} px, one worker (one thread): "
+          f"{per:.1f} img/s per CPU second (median of {args.repeats} x {args.measure} images; "
+          f"{min(rates):.1f}-{max(rates):.1f}), {statistics.median(wall):.1f} img/s per wall second")
+    for target in args.train_img_s:
+        print(f"  a GPU training at {target:g} img/s needs {bench_data.workers_needed(target, per)} workers "
+              f"(this machine gives the loader {loader_workers()})")
+    sp = bench_data.batch_augment_speedup(load_recipe(args.batch_recipe), batch=args.batch, repeats=args.repeats * 3)
+    print(f"in-memory batch augmentation ('{args.batch_recipe}', batch {args.batch}): per-image loop "
+          f"{sp['old_img_s']:.0f} img/s, batched {sp['new_img_s']:.0f} img/s, ratio {sp['ratio']:.2f} "
+          f"[{sp['ratio_min']:.2f}, {sp['ratio_max']:.2f}] (median of {args.repeats * 3} interleaved pairs)")
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def add_bench_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench-data", help="input pipeline: decode + augmentation img/s per DataLoader worker",
+                       description="Time decode + a recipe's per-image augmentation in one process (= one "
+                                   "DataLoader worker) over a folder of JPEGs (generated when --data is not "
+                                   "given), print how many workers a GPU needs at given training img/s, and "
+                                   "time the in-memory batched augmentation against the per-image loop.")
+    p.add_argument("--data", default=None, help="imagefolder:PATH to read (default: generate --images JPEGs)")
+    p.add_argument("--images", type=_positive, default=2000, help="JPEGs to generate (default 2000)")
+    p.add_argument("--measure", type=_positive, default=200, help="images timed per repeat (default 200)")
+    p.add_argument("--repeats", type=_positive, default=3, help="repeats; the median is kept (default 3)")
+    p.add_argument("--recipe", default="paper", help="recipe whose augmentation is timed (default paper)")
+    p.add_argument("--resolution", type=_positive, default=None, help="override the recipe's resolution")
+    p.add_argument("--train-img-s", type=_positive_float, nargs="+", default=[1000.0, 3000.0],
+                   help="GPU training speeds to size the worker count for (default 1000 3000)")
+    p.add_argument("--batch-recipe", default="cifar100_gpu",
+                   help="in-memory recipe for the batched-augmentation comparison (default cifar100_gpu)")
+    p.add_argument("--batch", type=_positive, default=256, help="batch for that comparison (default 256)")
+    p.add_argument("--threads", type=_positive, default=None, help="torch threads for the batched comparison")
+    p.set_defaults(func=cmd_bench_data)

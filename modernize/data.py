@@ -14,8 +14,13 @@ and augmented on the batch; ImageNet-style folders streamed through a DataLoader
 from __future__ import annotations
 
 import gzip
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,6 +79,8 @@ class Data:
     train: InMemory | torch.utils.data.Dataset
     val: InMemory | torch.utils.data.Dataset
     native_resolution: int | None
+    train_eval: torch.utils.data.Dataset | None = None
+    """Streamed data: the training images through the evaluation preprocessing (precise BN)."""
 
     @property
     def in_memory(self) -> bool:
@@ -96,6 +103,9 @@ def check_data(spec: DataSpec, *, download: bool = False) -> None:
             if not (Path(spec.path or "") / split).is_dir():
                 raise ConfigError(f"--data {spec}: {Path(spec.path or '') / split} is not a folder "
                                   "(expected PATH/train/<class>/* and PATH/val/<class>/*)")
+        classes = None
+        for split in ("train", "val"):  # class folders and one image in each: cheap, before any write
+            classes = _check_classes(spec, Path(spec.path or "") / split, classes)
 
 
 def load_data(spec: DataSpec, *, recipe: Recipe, seed: int = 0, download: bool = False) -> Data:
@@ -120,7 +130,8 @@ def load_data(spec: DataSpec, *, recipe: Recipe, seed: int = 0, download: bool =
     train = _subset(splits["train"], recipe.train_images, seed=1234)
     val = _subset(splits["val"], recipe.val_images, seed=4321)
     return Data(spec=spec, num_classes=meta["num_classes"], in_chans=meta["in_chans"], mean=meta["mean"],
-                std=meta["std"], train=_resize(train, res), val=_resize(val, res), native_resolution=meta["native"])
+                std=meta["std"], train=_resize(train, recipe), val=_resize(val, recipe, evaluation=True),
+                native_resolution=meta["native"])
 
 
 def _fashion_dir(spec: DataSpec, *, download: bool, fetch: bool) -> Path:
@@ -198,38 +209,242 @@ def _subset(split: InMemory, count: int, *, seed: int) -> InMemory:
     return InMemory(split.images[idx], split.labels[idx])
 
 
-def _resize(split: InMemory, res: int) -> InMemory:
-    """Zero-pad small gaps (28 -> 32 keeps Fashion-MNIST's pixels), resize otherwise."""
-    h = split.images.shape[-1]
-    if h == res:
+def _resize(split: InMemory, recipe: Recipe, *, evaluation: bool = False) -> InMemory:
+    """Bring a split to ``recipe.resolution`` once, by the rule streamed data follow per image
+    (:func:`base_transforms` for training, :func:`eval_transforms` for evaluation): ``pad``
+    zero-pads or centre-crops without rescaling (28 -> 32 keeps Fashion-MNIST's pixels),
+    ``none`` resizes, ``rrc`` resizes for training (the random crop is drawn per batch) and
+    resizes to ``resolution / eval_crop_pct`` then centre-crops for evaluation."""
+    res = recipe.resolution
+    if split.images.shape[-2:] == (res, res) and (recipe.crop != "rrc" or not evaluation):
         return split
-    if h < res <= h + 8:
-        lo = (res - h) // 2
-        images = torch.nn.functional.pad(split.images, (lo, res - h - lo, lo, res - h - lo))
-    else:
-        images = v2.functional.resize(split.images, [res, res], antialias=True)
+    tf = v2.Compose(eval_transforms(recipe, resolution=res) if evaluation else
+                    base_transforms(recipe, resolution=res, streamed=False))
+    images = torch.cat([tf(chunk) for chunk in split.images.split(2048)])
     return InMemory(images.contiguous(), split.labels)
 
 
-def _imagefolder(spec: DataSpec, recipe: Recipe) -> Data:
-    from torchvision.datasets import ImageFolder
+GREY_MEAN, GREY_STD = (0.449,), (0.226,)
+"""ImageNet's statistics averaged over RGB, as timm does for 1-channel models."""
 
+
+class BadImageError(ConfigError):
+    """An image file of a folder data set that cannot be decoded (``bad_images = "fail"``)."""
+
+
+class ImageFolderSplit(torch.utils.data.Dataset):
+    """One split of an ImageNet-layout folder: ``(path, class)`` samples, decoded with PIL in
+    ``mode`` ('RGB' or 'L'), then ``transform``. An index may be ``(i, seed)``: the sample's
+    random augmentation is then drawn from ``seed`` alone (a worker-count- and order-independent,
+    resumable stream; the caller's RNG is left as it was)."""
+
+    def __init__(self, root: Path, samples: list[tuple[str, int]], classes: list[str], *, mode: str,
+                 transform: Any, bad_images: str = "fail") -> None:
+        self.root, self.samples, self.classes = root, samples, classes
+        self.targets = [c for _, c in samples]
+        self.mode, self.transform, self.bad_images = mode, transform, bad_images
+
+    def view(self, transform: Any, indices: Sequence[int] | None = None) -> "ImageFolderSplit":
+        """The same files (or a subset) with another transform."""
+        samples = self.samples if indices is None else [self.samples[i] for i in indices]
+        return ImageFolderSplit(self.root, samples, self.classes, mode=self.mode, transform=transform,
+                                bad_images=self.bad_images)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _decode(self, i: int) -> tuple[Any, int]:
+        from PIL import Image, UnidentifiedImageError
+
+        n = len(self.samples)
+        for k in range(n):
+            path, target = self.samples[(i + k) % n]
+            try:
+                with Image.open(path) as img:
+                    return img.convert(self.mode), target
+            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+                why = f"{path}: cannot decode image ({type(exc).__name__}: {exc})"
+                if self.bad_images == "fail":
+                    raise BadImageError(f"{why}; remove or replace it, or set the recipe key "
+                                        "bad_images = \"skip\" to train without it") from None
+                print(f"warning: {why}; skipped (bad_images = \"skip\")", file=sys.stderr, flush=True)
+        raise BadImageError(f"{self.root}: no image of this split can be decoded")
+
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[Tensor, int]:
+        i, seed = index if isinstance(index, tuple) else (index, None)
+        img, target = self._decode(i)
+        if seed is None:
+            return self.transform(img), target
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(img), target
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of an error re-raised by a DataLoader worker (its text is a whole traceback)."""
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else str(exc)
+    for prefix in (f"{type(exc).__module__}.{type(exc).__name__}: ", f"{type(exc).__name__}: "):
+        if last.startswith(prefix):
+            return last[len(prefix):]
+    return last
+
+
+def _folder_split(spec: DataSpec, folder: Path, classes: list[str] | None) -> tuple[list[str], list[tuple[str, int]]]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    try:
+        found, class_to_idx = find_classes(str(folder))
+        if classes is not None and found != classes:
+            extra, missing = sorted(set(found) - set(classes)), sorted(set(classes) - set(found))
+            raise ConfigError(f"--data {spec}: {folder} has other class folders than train/ "
+                              f"(only here: {extra or 'none'}; missing here: {missing or 'none'})")
+        samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"--data {spec}: {folder}: {one_line(exc)} (expected {folder}/<class>/<image>)") from None
+    return found, samples
+
+
+def _check_classes(spec: DataSpec, folder: Path, classes: list[str] | None) -> list[str]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    found = sorted(e.name for e in os.scandir(folder) if e.is_dir())
+    if not found:
+        raise ConfigError(f"--data {spec}: {folder} has no class folders (expected {folder}/<class>/<image>)")
+    if classes is not None and found != classes:
+        extra, missing = sorted(set(found) - set(classes)), sorted(set(classes) - set(found))
+        raise ConfigError(f"--data {spec}: {folder} has other class folders than train/ "
+                          f"(only here: {extra or 'none'}; missing here: {missing or 'none'})")
+    for name in found:
+        has_image = False
+        for _dirpath, _dirs, files in os.walk(folder / name, followlinks=True):
+            if any(f.lower().endswith(IMG_EXTENSIONS) for f in files):
+                has_image = True
+                break
+        if not has_image:
+            raise ConfigError(f"--data {spec}: class folder {folder / name} holds no image "
+                              f"(extensions: {' '.join(IMG_EXTENSIONS)})")
+    return found
+
+
+def _is_grey(samples: list[tuple[str, int]], probe: int = 16) -> bool:
+    """True when every probed image (evenly spread over the split) is single-channel."""
+    from PIL import Image
+
+    step = max(1, len(samples) // probe)
+    modes = set()
+    for path, _ in samples[::step][:probe]:
+        try:
+            with Image.open(path) as img:
+                modes.add(img.mode)
+        except (OSError, ValueError, SyntaxError):
+            continue  # a corrupt file is reported (or skipped) when it is read
+    return bool(modes) and modes <= {"1", "L", "LA", "I", "I;16", "F"}
+
+
+def _folder_subset(split: ImageFolderSplit, count: int, *, seed: int) -> ImageFolderSplit:
+    if not count or count >= len(split):
+        return split
+    idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:count]
+    return split.view(split.transform, idx.tolist())
+
+
+def _imagefolder(spec: DataSpec, recipe: Recipe) -> Data:
+    """Grey folders (every probed image single-channel, e.g. PNG digits) load as 1-channel
+    images (``in_chans = 1``, like the in-memory Fashion-MNIST path); anything else as RGB."""
     root = Path(spec.path or "")
     res = recipe.resolution
-    train_tf = v2.Compose([v2.ToImage(), *sample_transforms(recipe, resolution=res)])
-    val_tf = v2.Compose([v2.ToImage(), v2.Resize(int(res / 0.875), antialias=True), v2.CenterCrop(res)])
+    classes, train_samples = _folder_split(spec, root / "train", None)
+    _, val_samples = _folder_split(spec, root / "val", classes)
+    grey = _is_grey(train_samples)
+    mode = "L" if grey else "RGB"
+    train_tf = v2.Compose([v2.ToImage(), *base_transforms(recipe, resolution=res),
+                           *sample_transforms(recipe, resolution=res)])
+    val_tf = v2.Compose([v2.ToImage(), *eval_transforms(recipe, resolution=res)])
+    train = _folder_subset(ImageFolderSplit(root / "train", train_samples, classes, mode=mode, transform=train_tf,
+                                            bad_images=recipe.bad_images), recipe.train_images, seed=1234)
+    val = _folder_subset(ImageFolderSplit(root / "val", val_samples, classes, mode=mode, transform=val_tf,
+                                          bad_images=recipe.bad_images), recipe.val_images, seed=4321)
+    mean, std = (GREY_MEAN, GREY_STD) if grey else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    return Data(spec=spec, num_classes=len(classes), in_chans=1 if grey else 3, mean=mean, std=std,
+                train=train, val=val, native_resolution=None, train_eval=train.view(val_tf))
+
+
+# --- loaders -----------------------------------------------------------------------------------
+
+def loader_workers() -> int:
+    """Every core this process may use (divided among the processes of one machine under torchrun)."""
     try:
-        train = ImageFolder(str(root / "train"), transform=train_tf)
-        val = ImageFolder(str(root / "val"), transform=val_tf)
-    except (FileNotFoundError, OSError) as exc:
-        raise ConfigError(f"--data {spec}: {exc}") from None
-    if train.classes != val.classes:
-        raise ConfigError(f"--data {spec}: train/ and val/ have different class folders")
-    return Data(spec=spec, num_classes=len(train.classes), in_chans=3, mean=(0.485, 0.456, 0.406),
-                std=(0.229, 0.224, 0.225), train=train, val=val, native_resolution=None)
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+
+
+class _Delegate(torch.utils.data.Sampler[Any]):
+    """A sampler a persistent DataLoader keeps while the indices change per epoch: yields the
+    current inner sampler's indices, as ``(i, seed)`` pairs when ``seeded``."""
+
+    def __init__(self, seeded: bool) -> None:
+        self.inner: Any = []
+        self.seeded = seeded
+
+    def __iter__(self) -> Iterator[Any]:
+        if not self.seeded:
+            return iter(self.inner)
+        base = int(getattr(self.inner, "seed", 0)) * 1_000_003
+        return (((i, (base + i) % 2**63)) for i in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+def stream(ds: torch.utils.data.Dataset, sampler: Any, *, batch: int, device: str, seeded: bool,
+           drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+    """Batches of ``ds`` in ``sampler``'s order from a DataLoader that lives as long as ``ds``:
+    every core as a worker, persistent workers, 4 batches prefetched per worker, pinned memory
+    on GPU. A corrupt image ends in a one-line :class:`BadImageError` naming its file."""
+    key = (batch, device, seeded, drop_last)
+    cache = ds.__dict__.setdefault("_loaders", {})
+    if key not in cache:
+        workers = loader_workers()
+        cache[key] = torch.utils.data.DataLoader(
+            ds, batch_size=batch, sampler=_Delegate(seeded), drop_last=drop_last, num_workers=workers,
+            pin_memory=device != "cpu", persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+    loader = cache[key]
+    loader.sampler.inner = sampler
+    try:
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    except BadImageError as exc:
+        raise BadImageError(one_line(exc)) from None
 
 
 # --- augmentation ------------------------------------------------------------------------------
+
+def base_transforms(recipe: Recipe, *, resolution: int, streamed: bool = True) -> list[v2.Transform]:
+    """The deterministic sizing before a training image's random augmentation: ``pad`` pads
+    (zeros) or centre-crops to ``resolution`` without rescaling, so an image smaller than the
+    crop is padded, never an error; ``none`` resizes; ``rrc`` leaves the size to the random
+    crop (in-memory sets are resized once so that they stack)."""
+    if recipe.crop == "pad":
+        return [v2.CenterCrop(resolution)]
+    if recipe.crop == "none" or not streamed:
+        return [v2.Resize((resolution, resolution), antialias=True)]
+    return []
+
+
+def eval_transforms(recipe: Recipe, *, resolution: int) -> list[v2.Transform]:
+    """Evaluation preprocessing that matches the training crop: ``pad`` -> pad or centre-crop
+    to ``resolution`` (no rescaling, as in training); ``rrc`` -> resize the short side to
+    ``floor(resolution / eval_crop_pct)`` then centre-crop (224 -> 256 -> 224 at 0.875);
+    ``none`` -> resize to ``resolution``."""
+    if recipe.crop == "pad":
+        return [v2.CenterCrop(resolution)]
+    if recipe.crop == "none":
+        return [v2.Resize((resolution, resolution), antialias=True)]
+    return [v2.Resize(math.floor(resolution / recipe.eval_crop_pct), antialias=True), v2.CenterCrop(resolution)]
+
 
 def sample_transforms(recipe: Recipe, *, resolution: int) -> list[v2.Transform]:
     """Per-image uint8 augmentations of a recipe, in timm's order: crop, flip, RandAugment."""
@@ -245,6 +460,44 @@ def sample_transforms(recipe: Recipe, *, resolution: int) -> list[v2.Transform]:
     return tfs
 
 
+class BatchRandAugment:
+    """torchvision's ``v2.RandAugment`` on a uint8 batch with per-image draws, without a
+    Python loop over images: for each of ``num_ops`` rounds every image draws its op and sign
+    as RandAugment does, then each (op, sign) group -- at most 27 -- is transformed in one
+    batched call of torchvision's own op code. The distribution per image is RandAugment's;
+    the draws come from torch's global generator (one vectorised draw per round)."""
+
+    def __init__(self, num_ops: int, magnitude: int, num_bins: int = 31) -> None:
+        self.ra = v2.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=num_bins)
+        self.ops = list(self.ra._AUGMENTATION_SPACE.items())
+
+    def draw(self, b: int) -> tuple[Tensor, Tensor]:
+        """Per image and round: the op index and whether a signed op's magnitude is negated."""
+        n = self.ra.num_ops
+        return torch.randint(0, len(self.ops), (n, b)), torch.rand(n, b) <= 0.5
+
+    def apply(self, x: Tensor, ops: Tensor, negate: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        x = x.clone()
+        for r in range(ops.shape[0]):
+            key = ops[r] * 2 + negate[r].long()
+            for k in key.unique().tolist():
+                name, (magnitudes_fn, signed) = self.ops[k // 2]
+                if name == "Identity":
+                    continue
+                mags = magnitudes_fn(self.ra.num_magnitude_bins, h, w)
+                mag = 0.0 if mags is None else float(mags[self.ra.magnitude])
+                if signed and k % 2:
+                    mag = -mag
+                sel = (key == k).nonzero().squeeze(1)
+                x[sel] = self.ra._apply_image_or_video_transform(x[sel], name, mag, interpolation=self.ra.interpolation,
+                                                                 fill=self.ra._fill)
+        return x
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.apply(x, *self.draw(len(x)))
+
+
 class BatchAugment:
     """Augment a batch: per-image transforms (each image draws its own parameters), normalise,
     per-image random erasing, then batch-level Mixup / CutMix (soft targets).
@@ -254,13 +507,17 @@ class BatchAugment:
 
     def __init__(self, recipe: Recipe, *, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
                  resolution: int, per_sample: bool = True) -> None:
-        # Pad-crop and flip (the CIFAR / quick augmentations) are drawn per image but applied to
-        # the whole batch at once: a Python loop per image would cost more than the model on CPU.
-        self.batched = per_sample and recipe.crop != "rrc" and recipe.randaugment_ops == 0
+        # Pad-crop, flip and RandAugment are drawn per image but applied to the whole batch at
+        # once (RandAugment per (op, sign) group): a Python loop over images would cost more than
+        # the model on CPU, and stall a GPU. Only RandomResizedCrop still runs image by image.
+        self.batched = per_sample and recipe.crop != "rrc"
         self.pad = resolution // 8 if recipe.crop == "pad" else 0
         self.hflip = recipe.hflip
-        tfs = sample_transforms(recipe, resolution=resolution) if per_sample and not self.batched else []
+        tfs = [t for t in sample_transforms(recipe, resolution=resolution) if not isinstance(t, v2.RandAugment)] \
+            if per_sample and not self.batched else []
         self.per_image = v2.Compose(tfs) if tfs else None
+        self.randaug = BatchRandAugment(recipe.randaugment_ops, recipe.randaugment_magnitude) \
+            if per_sample and recipe.randaugment_ops else None
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
         self.erase = v2.RandomErasing(p=recipe.random_erasing, value=0) if recipe.random_erasing > 0 else None
@@ -298,6 +555,8 @@ class BatchAugment:
             x = self._pad_crop_flip(x)
         elif self.per_image is not None:
             x = torch.stack([self.per_image(img) for img in x])
+        if self.randaug is not None:
+            x = self.randaug(x)
         x = self.normalize(x)
         if self.erase is not None:
             x = torch.stack([self.erase(img) for img in x])
@@ -306,4 +565,6 @@ class BatchAugment:
         return x, y
 
 
-__all__ = ["BatchAugment", "Data", "DataSpec", "InMemory", "check_data", "load_data", "sample_transforms"]
+__all__ = ["BadImageError", "BatchAugment", "BatchRandAugment", "Data", "DataSpec", "ImageFolderSplit", "InMemory",
+           "base_transforms", "check_data", "eval_transforms", "load_data", "loader_workers", "sample_transforms",
+           "stream"]

@@ -69,6 +69,11 @@ class Recipe:
     crop: Literal["rrc", "pad", "none"] = "rrc"
     """'rrc': RandomResizedCrop; 'pad': 4 px zero padding + random crop (CIFAR style)."""
     crop_scale_min: float = 0.08
+    eval_crop_pct: float = 0.875
+    """With ``crop = "rrc"``: evaluation resizes the short side to ``resolution / eval_crop_pct``
+    then centre-crops ``resolution`` (timm's ``crop_pct``; 224/256 in the paper). Evaluation
+    always follows the training crop: ``pad`` pads or centre-crops to ``resolution`` without
+    rescaling, ``none`` resizes to ``resolution``."""
     hflip: bool = True
     randaugment_ops: int = 0
     randaugment_magnitude: int = 9
@@ -81,6 +86,9 @@ class Recipe:
     train_images: int = 0
     """Train on the first N images of a fixed per-run shuffle (0 = all). For quick recipes."""
     val_images: int = 0
+    bad_images: Literal["fail", "skip"] = "fail"
+    """``imagefolder:`` data: an image file that cannot be decoded stops the run with its name
+    ('fail'), or is replaced by the next readable image of the split with a warning ('skip')."""
     # --- hardware -------------------------------------------------------------------------
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     """Autocast dtype on CUDA; CPU runs always train in fp32."""
@@ -121,6 +129,7 @@ class Recipe:
         need(0 <= self.random_erasing <= 1, "random_erasing", "must be a probability in [0, 1]")
         need(0 < self.ema_decay < 1, "ema_decay", "must be in (0, 1)")
         need(0 < self.crop_scale_min <= 1, "crop_scale_min", "must be in (0, 1]")
+        need(0 < self.eval_crop_pct <= 1, "eval_crop_pct", "must be in (0, 1]")
         need(0 <= self.randaugment_magnitude <= 30, "randaugment_magnitude", "must be in [0, 30]")
         need(all(0 < b < 1 for b in self.betas), "betas", "must be two numbers in (0, 1)")
         need(0 < self.decay_factor <= 1, "decay_factor", "must be in (0, 1]")

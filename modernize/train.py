@@ -43,7 +43,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, try_claim
 from .complexity import count
-from .data import BatchAugment, Data, DataSpec, InMemory, check_data, load_data
+from .data import BatchAugment, Data, DataSpec, InMemory, check_data, load_data, stream
 from .errors import ConfigError, ModernizeError
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .model import build_model
@@ -337,12 +337,10 @@ class _OffsetSampler(torch.utils.data.Sampler[int]):
 
 def _loader_batches(ds: torch.utils.data.Dataset, *, batch: int, d: Dist, epoch_seed: int, skip: int,
                     device: str) -> Iterator[tuple[Tensor, Tensor]]:
+    """Through :func:`data.stream`: persistent workers on every core; each sample's augmentation
+    is seeded from (epoch_seed, index), so it does not depend on the worker count."""
     sampler = _OffsetSampler(len(ds), batch=batch, d=d, epoch_seed=epoch_seed, skip=skip)  # type: ignore[arg-type]
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True,
-                                         num_workers=min(8, os.cpu_count() or 1), pin_memory=device != "cpu",
-                                         persistent_workers=False)
-    for x, y in loader:
-        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    yield from stream(ds, sampler, batch=batch, device=device, seeded=True, drop_last=True)
 
 
 def _iters_per_epoch(data: Data, batch: int, d: Dist) -> int:
@@ -363,9 +361,7 @@ def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: 
             (val.images[idx[i:i + batch]].to(device), val.labels[idx[i:i + batch]].to(device))
             for i in range(0, len(idx), batch))
     else:
-        sub = torch.utils.data.Subset(val, idx.tolist())
-        loader = torch.utils.data.DataLoader(sub, batch_size=batch, num_workers=min(8, os.cpu_count() or 1))
-        chunks = ((x.to(device), y.to(device)) for x, y in loader)
+        chunks = stream(val, idx.tolist(), batch=batch, device=device, seeded=False)
     k = min(5, data.num_classes)
     for x, y in chunks:
         x = aug.normalize(x)
@@ -385,16 +381,27 @@ def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: 
 
 
 @torch.no_grad()
-def _precise_bn(model: nn.Module, split: InMemory, aug: BatchAugment, *, n: int, batch: int, d: Dist, device: str,
+def _precise_bn(model: nn.Module, data: Data, aug: BatchAugment, *, n: int, batch: int, d: Dist, device: str,
                 channels_last: bool) -> None:
     """Exact BatchNorm statistics of the current weights over the first ``n`` batches of a
-    fixed order of (un-augmented) training images; no-op for models without BatchNorm."""
+    fixed order of un-augmented training images, preprocessed as for evaluation (in memory:
+    the stored images; streamed: ``data.train_eval``); no-op for models without BatchNorm."""
     from torch.optim.swa_utils import update_bn
 
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return
+    seed = -1 % 2**31
+    if isinstance(data.train, InMemory):
+        source: Iterator[tuple[Tensor, Tensor]] = _batches_in_memory(data.train, batch=batch, d=d, epoch_seed=seed,
+                                                                     skip=0, device=device)
+    elif data.train_eval is not None:
+        order = _OffsetSampler(len(data.train_eval), batch=batch, d=d, epoch_seed=seed, skip=0)  # type: ignore[arg-type]
+        source = stream(data.train_eval, order._indices()[:n * batch], batch=batch, device=device, seeded=False,
+                        drop_last=True)
+    else:
+        return
     batches = []
-    for x, _ in _batches_in_memory(split, batch=batch, d=d, epoch_seed=-1 % 2**31, skip=0, device=device):
+    for x, _ in source:
         x = aug.normalize(x)
         batches.append(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
         if len(batches) >= n:
@@ -586,8 +593,8 @@ def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
             secs = partial["secs"] + time.perf_counter() - t0
             skip = 0
             eval_model = ema.module if ema is not None else model
-            if recipe.precise_bn_batches and data.in_memory:
-                _precise_bn(eval_model, data.train, aug, n=recipe.precise_bn_batches, batch=recipe.batch_size,  # type: ignore[arg-type]
+            if recipe.precise_bn_batches:
+                _precise_bn(eval_model, data, aug, n=recipe.precise_bn_batches, batch=recipe.batch_size,  # type: ignore[arg-type]
                             d=d, device=device, channels_last=recipe.channels_last)
             val_loss, top1, top5 = evaluate(eval_model, data, aug,
                                             batch=max(256, recipe.batch_size), d=d, device=device, autocast=autocast,
@@ -686,7 +693,11 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
         elsewhere: list[str] = []
         for step in cfg.steps:
             recipe = cfg.step_recipes.get(step.recipe or "", cfg.recipe)
-            key = f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}"
+            key = (f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}/"
+                   f"{recipe.eval_crop_pct}/{recipe.bad_images}")
+            if cfg.data.kind == "imagefolder":  # the per-image augmentation lives in the data set's transform
+                key += (f"/{recipe.crop_scale_min}/{recipe.hflip}/{recipe.randaugment_ops}/"
+                        f"{recipe.randaugment_magnitude}")
             for seed in cfg.seeds:
                 job_dir = cfg.out / step.name / f"seed{seed}"
                 _barrier(d)

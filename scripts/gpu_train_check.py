@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""One short GPU check of the training engine's CUDA path (bf16 autocast, channels_last,
-torch.compile): trains a few roadmap steps for 2 epochs on generated 32 px data and prints
-img/s per step. Usage: ``python scripts/gpu_train_check.py [--device cuda] [--out DIR]``
-(about 2-4 minutes on one GPU, most of it compilation)."""
+"""One short GPU check of the training engine's CUDA path (bf16 autocast, channels_last):
+trains a few roadmap steps on generated 32 px data under a cifar100_gpu-style recipe
+(in-memory, batched pad-crop/flip/RandAugment, erasing, Mixup/CutMix), once with
+torch.compile and once without, and prints img/s per step and epoch; then
+``bench --parity --device cuda`` (ResNet-50 and ConvNeXt-T against torchvision, ratios).
+Usage: ``python scripts/gpu_train_check.py [--device cuda] [--out DIR] [--epochs 1] [--no-parity]``
+(about 3-6 minutes on one GPU, most of it compilation)."""
 
 from __future__ import annotations
 
@@ -20,10 +23,10 @@ from modernize.train import train_roadmap  # noqa: E402
 
 STEPS = ["recipe", "depthwise", "kernel_7", "separate_downsampling"]
 RECIPE = """
-description = "GPU path check: cifar100_gpu's optimiser and augmentation, 2 epochs, bf16 + channels_last + compile"
+description = "GPU path check: cifar100_gpu's optimiser and augmentation, bf16 + channels_last, with and without compile"
 lr = 4e-3
 lr_batch = 4096
-epochs = 2
+epochs = {epochs}
 batch_size = 256
 warmup_epochs = 0.5
 crop = "pad"
@@ -34,7 +37,7 @@ cutmix = 1.0
 resolution = 32
 precision = "bf16"
 channels_last = true
-compile = true
+compile = false
 """
 
 
@@ -43,18 +46,33 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=None)
     ap.add_argument("--images", type=int, default=20480, help="generated training images (default 20480)")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs per step (default 1; epoch 1 includes compilation)")
+    ap.add_argument("--no-parity", action="store_true", help="skip bench --parity")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="gpu_check_"))
     recipe = out / "gpu_check.toml"
     out.mkdir(parents=True, exist_ok=True)
-    recipe.write_text(RECIPE)
-    t = time.perf_counter()
-    run = train_roadmap(None, data=f"synthetic:{args.images}", recipe=recipe, seeds=[0], out=out / "run", steps=STEPS,
-                        device=args.device, proxy=ProxyScale(width=0.5, depth=0.34, stem_stride=2), progress=False)
-    print(f"\nstep, epoch-2 img/s (epoch 1 includes compilation), top1  [{time.perf_counter() - t:.0f} s total]")
-    for step in STEPS:
-        rows = list(csv.DictReader((run / step / "seed0" / "log.csv").open()))
-        print(f"{step}, {rows[-1]['img_per_s']}, {rows[-1]['top1']}")
+    recipe.write_text(RECIPE.replace("{epochs}", str(args.epochs)))
+    table = []
+    for compiled in (False, True):
+        t = time.perf_counter()
+        run = train_roadmap(None, data=f"synthetic:{args.images}", recipe=recipe, seeds=[0],
+                            out=out / ("compiled" if compiled else "eager"), steps=STEPS, device=args.device,
+                            proxy=ProxyScale(width=0.5, depth=0.34, stem_stride=2), compile=compiled or None,
+                            progress=False)
+        wall = time.perf_counter() - t
+        for step in STEPS:
+            rows = list(csv.DictReader((run / step / "seed0" / "log.csv").open()))
+            table.append((step, "compile" if compiled else "eager", [r["img_per_s"] for r in rows], rows[-1]["top1"]))
+        print(f"{'compiled' if compiled else 'eager'} run: {wall:.0f} s", flush=True)
+    print("\nstep, mode, img/s per epoch (compile: epoch 1 includes compilation), top1")
+    for step, mode, speeds, top1 in table:
+        print(f"{step}, {mode}, {' '.join(speeds)}, {top1}")
+    if not args.no_parity:
+        from modernize.cli import main as cli_main
+
+        return cli_main(["bench", "--parity", "--device", args.device, "--batch", "64", "--repeats", "7",
+                         "--out", str(out / "parity")])
     return 0
 
 

@@ -1,0 +1,207 @@
+"""The image-folder path on real images: evaluation preprocessing that follows the training
+crop (in memory and streamed alike), precise BN for streamed data, batched RandAugment, bad
+folders, and an end-to-end comparison with the in-memory Fashion-MNIST path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.transforms import v2
+
+from modernize.cli import main as cli_main
+from modernize.data import (BatchAugment, BatchRandAugment, DataSpec, base_transforms, eval_transforms,
+                            load_data)
+from modernize.errors import ConfigError
+from modernize.proxy import CPU_PROXY
+from modernize.recipe import Recipe, load_recipe
+from modernize.train import Dist, _precise_bn
+from tests.folder_fixture import export_fashion
+
+QUICK = load_recipe("quick")
+
+
+def _tf(tfs: list) -> v2.Compose:
+    return v2.Compose(tfs)
+
+
+@pytest.fixture(scope="module")
+def fashion_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_fashion(tmp_path_factory.mktemp("fm") / "folder", train=400, val=200)
+
+
+# --- evaluation preprocessing ------------------------------------------------------------------
+
+def test_pad_recipe_evaluates_without_rescaling() -> None:
+    small = torch.randint(1, 256, (1, 28, 28), dtype=torch.uint8)
+    out = _tf(eval_transforms(QUICK, resolution=32))(small)
+    assert out.shape == (1, 32, 32)
+    assert torch.equal(out[:, 2:30, 2:30], small)  # the pixels, unscaled, centred
+    assert out[:, :2].sum() == 0 and out[:, :, 30:].sum() == 0  # zero padding
+    big = torch.randint(0, 256, (1, 40, 50), dtype=torch.uint8)
+    assert torch.equal(_tf(eval_transforms(QUICK, resolution=32))(big), big[:, 4:36, 9:41])
+    # training uses the same sizing before its random pad-crop
+    assert torch.equal(_tf(base_transforms(QUICK, resolution=32))(small), out)
+
+
+def test_rrc_recipe_evaluates_at_its_crop_pct_and_none_resizes() -> None:
+    img = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8)
+    rrc = Recipe(crop="rrc", resolution=224)
+    ref = v2.functional.center_crop(v2.functional.resize(img, 256, antialias=True), [224, 224])
+    assert torch.equal(_tf(eval_transforms(rrc, resolution=224))(img), ref)
+    pct = rrc.replace(eval_crop_pct=1.0)
+    assert torch.equal(_tf(eval_transforms(pct, resolution=224))(img),
+                       v2.functional.center_crop(v2.functional.resize(img, 224, antialias=True), [224, 224]))
+    none = Recipe(crop="none", resolution=64)
+    assert _tf(eval_transforms(none, resolution=64))(img).shape == (3, 64, 64)
+    with pytest.raises(ConfigError, match="eval_crop_pct"):
+        Recipe(eval_crop_pct=1.5)
+
+
+@pytest.mark.parametrize("crop", ["pad", "rrc", "none"])
+def test_in_memory_and_streamed_val_images_are_identical(fashion_folder: Path, crop: str) -> None:
+    recipe = QUICK.replace(crop=crop, train_images=400, val_images=200, resolution=40)
+    mem = load_data(DataSpec.parse("fashion-mnist"), recipe=recipe)
+    folder = load_data(DataSpec.parse(f"imagefolder:{fashion_folder}"), recipe=recipe)
+    assert folder.in_chans == mem.in_chans == 1  # grey PNGs load as 1-channel images
+    streamed = sorted(folder.val[i][0].flatten().tolist() for i in range(len(folder.val)))
+    held = sorted(img.flatten().tolist() for img in mem.val.images)
+    assert streamed == held  # the same 200 images, preprocessed identically
+    # precise BN's training view of a streamed set is the evaluation preprocessing
+    assert torch.equal(folder.train_eval[0][0], _tf(eval_transforms(recipe, resolution=40))(
+        v2.functional.pil_to_tensor(Image.open(folder.train.samples[0][0]))))
+
+
+# --- precise BN on streamed data ----------------------------------------------------------------
+
+def test_precise_bn_runs_for_streamed_data_on_a_fixed_unaugmented_subset(fashion_folder: Path) -> None:
+    recipe = QUICK.replace(train_images=400, val_images=200)
+    data = load_data(DataSpec.parse(f"imagefolder:{fashion_folder}"), recipe=recipe)
+    aug = BatchAugment(recipe, num_classes=10, mean=data.mean, std=data.std, resolution=32, per_sample=False)
+    model = nn.Sequential(nn.BatchNorm2d(1, momentum=0.5))
+    _precise_bn(model, data, aug, n=3, batch=16, d=Dist(), device="cpu", channels_last=False)
+    first = model[0].running_mean.clone()
+    assert first.abs().sum() > 0 and model[0].num_batches_tracked == 3
+    model[0].reset_running_stats()
+    _precise_bn(model, data, aug, n=3, batch=16, d=Dist(), device="cpu", channels_last=False)
+    assert torch.equal(model[0].running_mean, first)  # the same images, not augmented
+    # ... namely the mean over 48 un-augmented training images, normalised
+    imgs = torch.stack([data.train_eval[i][0] for i in range(len(data.train_eval))]).float() / 255
+    full_mean = ((imgs - data.mean[0]) / data.std[0]).mean()
+    assert abs(first.item() - full_mean.item()) < 0.1
+
+
+# --- batched RandAugment -----------------------------------------------------------------------
+
+def test_batched_randaugment_equals_torchvision_per_image() -> None:
+    torch.manual_seed(1)
+    x = torch.randint(0, 256, (64, 3, 24, 24), dtype=torch.uint8)
+    ra = BatchRandAugment(num_ops=2, magnitude=9)
+    ops, negate = ra.draw(len(x))
+    out = ra.apply(x, ops, negate)
+    assert len(ops[0].unique()) > 5  # images draw their own ops
+    for i in range(len(x)):  # each image: torchvision's own op code with that image's draws
+        ref = x[i]
+        for r in range(2):
+            name, (mags_fn, signed) = ra.ops[ops[r, i]]
+            mags = mags_fn(31, 24, 24)
+            mag = 0.0 if mags is None else float(mags[9]) * (-1 if signed and negate[r, i] else 1)
+            ref = ra.ra._apply_image_or_video_transform(ref, name, mag, interpolation=ra.ra.interpolation,
+                                                        fill=ra.ra._fill)
+        assert torch.equal(out[i], ref), i
+
+
+def test_batch_augment_no_longer_loops_over_images_for_randaugment(monkeypatch: pytest.MonkeyPatch) -> None:
+    recipe = load_recipe("cifar100_gpu")
+    aug = BatchAugment(recipe, num_classes=100, mean=(0.5,) * 3, std=(0.25,) * 3, resolution=32)
+    assert aug.batched and aug.per_image is None and aug.randaug is not None
+    calls = []
+    monkeypatch.setattr(v2.RandAugment, "forward", lambda *a: calls.append(1))
+    x, y = aug(torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 100, (32,)))
+    assert x.shape == (32, 3, 32, 32) and y.shape == (32, 100) and not calls
+
+
+# --- bad folders ---------------------------------------------------------------------------------
+
+def _folder(root: Path, *, classes: tuple[str, ...] = ("a", "b"), n: int = 20, size: int = 20) -> Path:
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                px = torch.randint(0, 256, (size, size, 3), generator=g, dtype=torch.uint8).numpy()
+                Image.fromarray(px).save(root / split / c / f"{i}.png")
+    return root
+
+
+def _train(root: Path, tmp: Path, capsys: pytest.CaptureFixture[str], **kw: object) -> tuple[int, str]:
+    values = dict(epochs=1, batch_size=8, resolution=32, crop="pad", precision="fp32", channels_last=False,
+                  warmup_epochs=0, precise_bn_batches=2) | kw
+    tmp.mkdir(parents=True, exist_ok=True)
+    recipe = tmp / "r.toml"
+    recipe.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()))
+    rc = cli_main(["train", "--data", f"imagefolder:{root}", "--recipe", str(recipe), "--out", str(tmp / "run"),
+                   "--steps", "recipe", "--width", "0.125", "--depth", "0.34", "--low-res", "2", "--device", "cpu"])
+    return rc, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda r: __import__("shutil").rmtree(r / "val"), "val is not a folder"),
+    (lambda r: __import__("shutil").rmtree(r / "train"), "train is not a folder"),
+    (lambda r: [p.unlink() for p in (r / "train" / "b").iterdir()], "class folder"),
+    (lambda r: (r / "val" / "c").mkdir(), "other class folders than train/"),
+])
+def test_bad_folders_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], damage, needle: str) -> None:
+    root = _folder(tmp_path / "d", n=2)
+    damage(root)
+    rc, err = _train(root, tmp_path, capsys)
+    assert rc == 2 and err.count("\n") == 0 and needle in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_image_fails_naming_it_or_is_skipped(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    root = _folder(tmp_path / "d", size=20)  # 20 px images, 32 px crop: padded, not an error
+    bad = root / "train" / "a" / "7.png"
+    bad.write_bytes(b"not a png at all")
+    rc, err = _train(root, tmp_path, capfd)
+    assert rc == 2 and err.count("\n") == 0 and str(bad) in err and 'bad_images = "skip"' in err, err
+    rc, err = _train(root, tmp_path / "skip", capfd, bad_images="skip")
+    assert rc == 0 and f"{bad}: cannot decode image" in err and "skipped" in err
+    assert json.loads((tmp_path / "skip" / "run" / "recipe" / "seed0" / "result.json").read_text())["status"] == "done"
+
+
+# --- end to end on real images --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_imagefolder_trains_like_the_in_memory_path(tmp_path: Path) -> None:
+    """Fashion-MNIST exported as PNGs trains through imagefolder: to within 2 points of the
+    in-memory path: same recipe, subset, seed and steps (the data order differs: a folder is
+    sorted by class)."""
+    from modernize.train import train_roadmap
+
+    n_train, n_val = 3000, 1000
+    folder = export_fashion(tmp_path / "folder", train=n_train, val=n_val)
+    values = QUICK.to_dict() | dict(train_images=n_train, val_images=n_val, epochs=3)
+    values.pop("substitute")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items() if k != "name"))
+    top1 = {}
+    for data in ("fashion-mnist", f"imagefolder:{folder}"):
+        out = train_roadmap(None, data=data, recipe=recipe, seeds=[0], out=tmp_path / data[:5], steps=["recipe"],
+                            device="cpu", proxy=CPU_PROXY, progress=False)
+        top1[data[:5]] = json.loads((out / "recipe" / "seed0" / "result.json").read_text())["top1"]
+    assert top1["fashi"] > 70, top1
+    assert abs(top1["fashi"] - top1["image"]) <= 2.0, top1
+
+
+def test_bench_data_reports_workers_and_batched_speedup(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli_main(["bench-data", "--images", "12", "--measure", "4", "--repeats", "1", "--resolution", "64",
+                   "--train-img-s", "500", "--batch", "16", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "one worker" in out and "needs" in out and "ratio" in out, out
+    assert cli_main(["bench-data", "--data", "synthetic"]) == 2
+    assert "imagefolder:PATH" in capsys.readouterr().err
