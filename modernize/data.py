@@ -216,7 +216,7 @@ def _resize(split: InMemory, recipe: Recipe, *, evaluation: bool = False) -> InM
     ``none`` resizes, ``rrc`` resizes for training (the random crop is drawn per batch) and
     resizes to ``resolution / eval_crop_pct`` then centre-crops for evaluation."""
     res = recipe.resolution
-    if split.images.shape[-2:] == (res, res) and (recipe.crop != "rrc" or not evaluation):
+    if split.images.shape[-2:] == (res, res) and recipe.resize in (0, res) and (recipe.crop != "rrc" or not evaluation):
         return split
     tf = v2.Compose(eval_transforms(recipe, resolution=res) if evaluation else
                     base_transforms(recipe, resolution=res, streamed=False))
@@ -427,11 +427,12 @@ def base_transforms(recipe: Recipe, *, resolution: int, streamed: bool = True) -
     (zeros) or centre-crops to ``resolution`` without rescaling, so an image smaller than the
     crop is padded, never an error; ``none`` resizes; ``rrc`` leaves the size to the random
     crop (in-memory sets are resized once so that they stack)."""
+    pre = _prescale(recipe)
     if recipe.crop == "pad":
-        return [v2.CenterCrop(resolution)]
+        return [*pre, v2.CenterCrop(resolution)]
     if recipe.crop == "none" or not streamed:
-        return [v2.Resize((resolution, resolution), antialias=True)]
-    return []
+        return [*pre, v2.Resize((resolution, resolution), antialias=True)]
+    return pre
 
 
 def eval_transforms(recipe: Recipe, *, resolution: int) -> list[v2.Transform]:
@@ -439,11 +440,18 @@ def eval_transforms(recipe: Recipe, *, resolution: int) -> list[v2.Transform]:
     to ``resolution`` (no rescaling, as in training); ``rrc`` -> resize the short side to
     ``floor(resolution / eval_crop_pct)`` then centre-crop (224 -> 256 -> 224 at 0.875);
     ``none`` -> resize to ``resolution``."""
+    pre = _prescale(recipe)
     if recipe.crop == "pad":
-        return [v2.CenterCrop(resolution)]
+        return [*pre, v2.CenterCrop(resolution)]
     if recipe.crop == "none":
-        return [v2.Resize((resolution, resolution), antialias=True)]
-    return [v2.Resize(math.floor(resolution / recipe.eval_crop_pct), antialias=True), v2.CenterCrop(resolution)]
+        return [*pre, v2.Resize((resolution, resolution), antialias=True)]
+    return [*pre, v2.Resize(math.floor(resolution / recipe.eval_crop_pct), antialias=True),
+            v2.CenterCrop(resolution)]
+
+
+def _prescale(recipe: Recipe) -> list[v2.Transform]:
+    """The recipe's ``resize`` (before any crop rule, train and eval alike), if any."""
+    return [v2.Resize((recipe.resize, recipe.resize), antialias=True)] if recipe.resize else []
 
 
 def sample_transforms(recipe: Recipe, *, resolution: int) -> list[v2.Transform]:

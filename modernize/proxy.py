@@ -82,8 +82,14 @@ PAPER_SCALE = ProxyScale()
 CPU_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2)
 """A quarter of the channels, a third of the blocks, stem stride 2 (28-32 px inputs)."""
 
-PROXIES: dict[str, ProxyScale] = {"cpu": CPU_PROXY}
-"""Named proxy scales (``train --proxy NAME``); the proxy study adds the rules it adopts."""
+FIDELITY_PROXY = ProxyScale(width=0.25, depth=0.34, init="width", layer_scale=0.1)
+"""The proxy study's rules (reports/proxy_study): a quarter of the channels, a third of the
+blocks, the paper's stride-4 stems (use 64-px inputs), width-aware init, layer scale 0.1."""
+FIDELITY32_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2, init="width", layer_scale=0.1)
+"""The same rules with stem stride 2 for 32-px inputs (half the input pixels of ``fidelity``)."""
+
+PROXIES: dict[str, ProxyScale] = {"cpu": CPU_PROXY, "fidelity": FIDELITY_PROXY, "fidelity32": FIDELITY32_PROXY}
+"""Named proxy scales (``train --proxy NAME``, a recipe's ``proxy`` key)."""
 
 
 def proxy_preset(name: str) -> ProxyScale:
@@ -124,4 +130,4 @@ def low_res(spec: ArchSpec, *, stem_stride: int | None) -> ArchSpec:
     return spec.replace(stem_kernel=stem_stride, stem_stride=stem_stride)
 
 
-__all__ = ["CPU_PROXY", "PAPER_SCALE", "PROXIES", "ProxyScale", "low_res", "proxy_preset", "scale"]
+__all__ = ["CPU_PROXY", "FIDELITY32_PROXY", "FIDELITY_PROXY", "PAPER_SCALE", "PROXIES", "ProxyScale", "low_res", "proxy_preset", "scale"]

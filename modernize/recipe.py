@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from ._typing import coerce
 from .errors import ConfigError
+from .proxy import PROXIES
 from .io import read_toml
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "ablations" / "recipes"
@@ -69,6 +70,13 @@ class Recipe:
     crop: Literal["rrc", "pad", "none"] = "rrc"
     """'rrc': RandomResizedCrop; 'pad': 4 px zero padding + random crop (CIFAR style)."""
     crop_scale_min: float = 0.08
+    proxy: str = ""
+    """The proxy scale this recipe is meant for (a name in ``proxy.PROXIES``), used when
+    ``train`` gets no scale flag; "" = the paper's scale."""
+    resize: int = 0
+    """Resize every image to ``resize`` px (square) before the crop rule, for training and
+    evaluation alike; 0 keeps the native size. E.g. 28-px Fashion-MNIST at 64 px with the
+    paper's stride-4 stems: ``resize = 64, resolution = 64, crop = "pad"``."""
     eval_crop_pct: float = 0.875
     """With ``crop = "rrc"``: evaluation resizes the short side to ``resolution / eval_crop_pct``
     then centre-crops ``resolution`` (timm's ``crop_pct``; 224/256 in the paper). Evaluation
@@ -129,6 +137,8 @@ class Recipe:
         need(0 <= self.random_erasing <= 1, "random_erasing", "must be a probability in [0, 1]")
         need(0 < self.ema_decay < 1, "ema_decay", "must be in (0, 1)")
         need(0 < self.crop_scale_min <= 1, "crop_scale_min", "must be in (0, 1]")
+        need(self.resize >= 0, "resize", "must be >= 0 (0 = native size)")
+        need(self.proxy == "" or self.proxy in PROXIES, "proxy", f"must be '' or one of {sorted(PROXIES)}")
         need(0 < self.eval_crop_pct <= 1, "eval_crop_pct", "must be in (0, 1]")
         need(0 <= self.randaugment_magnitude <= 30, "randaugment_magnitude", "must be in [0, 30]")
         need(all(0 < b < 1 for b in self.betas), "betas", "must be two numbers in (0, 1)")

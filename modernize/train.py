@@ -47,7 +47,7 @@ from .data import BatchAugment, Data, DataSpec, InMemory, check_data, load_data,
 from .errors import ConfigError, ModernizeError
 from .io import atomic_torch_save, atomic_write_json, atomic_write_text
 from .model import build_model
-from .proxy import ProxyScale
+from .proxy import ProxyScale, proxy_preset
 from .recipe import Recipe, config_hash, load_recipe
 from .roadmap import Roadmap, Step, load_roadmap
 from .spec import ArchSpec
@@ -113,6 +113,8 @@ class RunConfig:
     """Seconds without a heartbeat after which another process takes a job over."""
     worker: int | None = None
     """Index of this local worker (``run_workers``); None for a plain process."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars per job under ``<job dir>/tb`` (optional dependency)."""
 
     @property
     def global_batch(self) -> int:
@@ -426,6 +428,15 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _tensorboard(folder: Path, row: dict[str, Any], *, step: int) -> None:
+    """One epoch's log row as TensorBoard scalars (x axis: iterations), beside log.csv."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(folder)) as w:
+        for key in ("train_loss", "val_loss", "top1", "top5", "lr", "img_per_s"):
+            w.add_scalar(f"{'val' if key in ('val_loss', 'top1', 'top5') else 'train'}/{key}", row[key], step)
+
+
 def _fmt(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) else v
 
@@ -607,6 +618,8 @@ def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
             save(epoch + 1, 0, {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0})
             if d.main:
                 _write_log(job.dir / "log.csv", rows)
+                if cfg.tensorboard:
+                    _tensorboard(job.dir / "tb", rows[-1], step=(epoch + 1) * ipe)
                 if cfg.progress:
                     r = rows[-1]
                     eta = (recipe.epochs - epoch - 1) * secs
@@ -623,7 +636,7 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
                 out: Path, steps: Sequence[str] | None = None, device: str | None = "auto",
                 proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
                 compile: bool | None = None, progress: bool = True,
-                claim_timeout: float = DEFAULT_TIMEOUT_S) -> RunConfig:
+                claim_timeout: float = DEFAULT_TIMEOUT_S, tensorboard: bool = False) -> RunConfig:
     """Resolve and validate everything (roadmap, steps, recipes, data path, device) before any
     training or writing starts."""
     rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
@@ -633,6 +646,11 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     for s in rm:  # every override of the roadmap, so that --steps subsets share one run config
         if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
             step_recipes[s.recipe] = rec.for_step(s.recipe)
+    if tensorboard:
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError("--tensorboard needs the tensorboard package: pip install 'modernize[tensorboard]'") from None
     if not (math.isfinite(claim_timeout) and claim_timeout > 0):
         raise ConfigError(f"--claim-timeout: must be a positive number of seconds, got {claim_timeout}")
     if not seeds:
@@ -645,12 +663,13 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     d = init_distributed(dev)
     if dev == "cuda" and d.active:
         dev = f"cuda:{d.local_rank}"
-    proxy = proxy or ProxyScale()
+    proxy = proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
     for s in chosen:  # a proxy that breaks a spec is a config error now, not mid-run
         proxy.apply(s.spec)
     return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
                      device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
-                     progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout)
+                     progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout,
+                     tensorboard=tensorboard)
 
 
 def _claim(job_dir: Path, d: Dist, timeout: float) -> Claim | ClaimInfo | contextlib.nullcontext[None]:
@@ -694,7 +713,7 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
         for step in cfg.steps:
             recipe = cfg.step_recipes.get(step.recipe or "", cfg.recipe)
             key = (f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}/"
-                   f"{recipe.eval_crop_pct}/{recipe.bad_images}")
+                   f"{recipe.eval_crop_pct}/{recipe.bad_images}/{recipe.resize}")
             if cfg.data.kind == "imagefolder":  # the per-image augmentation lives in the data set's transform
                 key += (f"/{recipe.crop_scale_min}/{recipe.hflip}/{recipe.randaugment_ops}/"
                         f"{recipe.randaugment_magnitude}")
@@ -744,6 +763,9 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
 
 def _worker_main(cfg: RunConfig, index: int, threads: int) -> None:
     """One local worker process: the same claim loop as a single ``train`` process."""
+    # A parent started in the background by a shell ignores SIGINT, and spawned children inherit
+    # that; the parent forwards Ctrl-C / SIGTERM as SIGINT, so restore Python's handler here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.set_num_threads(threads)
     cfg = dataclasses.replace(cfg, worker=index, progress=False,
                               device=f"cuda:{index}" if cfg.device.startswith("cuda") else cfg.device)
@@ -809,18 +831,41 @@ def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> 
     return cfg.out
 
 
+def submit_roadmap(roadmap: Roadmap | str | Path | None = None, *, slurm: Any, data: str = "fashion-mnist",
+                   recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
+                   steps: Sequence[str] | None = None, device: str = "cuda", proxy: ProxyScale | None = None,
+                   ckpt_every: int = 0, compile: bool | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S,
+                   tensorboard: bool = False) -> list[Any]:
+    """Submit every pending (step, seed) job as one Slurm array task (``launch.py``).
+    Validated here first (on a login node without a GPU: the device is checked by the tasks)."""
+    from .launch import submit
+
+    cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device="cpu",
+                      proxy=proxy, claim_timeout=claim_timeout, tensorboard=tensorboard)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    _write_run_json(cfg)
+    pending = [(s.name, k) for s in cfg.steps for k in cfg.seeds
+               if (_read_result(cfg.out / s.name / f"seed{k}" / "result.json") or {}).get("status")
+               not in ("done", "failed")]
+    kwargs = dict(roadmap=cfg.roadmap, data=str(cfg.data), recipe=cfg.recipe, out=cfg.out, device=device,
+                  proxy=cfg.proxy, ckpt_every=ckpt_every, compile=compile, claim_timeout=claim_timeout,
+                  tensorboard=tensorboard)
+    return submit(pending, kwargs, cfg.out, slurm)
+
+
 def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
                   recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
                   steps: Sequence[str] | None = None, device: str | None = "auto",
                   proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
                   compile: bool | None = None, progress: bool = True, workers: int = 1,
-                  threads: int | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S) -> Path:
+                  threads: int | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S,
+                  tensorboard: bool = False) -> Path:
     """Train every step (or ``steps``) of a roadmap for each seed into ``out``; rerunning the
     same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay).
     ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each)."""
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
                       proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress,
-                      claim_timeout=claim_timeout)
+                      claim_timeout=claim_timeout, tensorboard=tensorboard)
     if workers > 1:
         return run_workers(cfg, workers=workers, threads=threads)
     if threads:
@@ -829,4 +874,4 @@ def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "f
 
 
 __all__ = ["LOG_COLUMNS", "RunConfig", "evaluate", "make_optimizer", "make_scheduler", "param_groups",
-           "prepare_run", "run", "run_job", "run_workers", "train_roadmap"]
+           "prepare_run", "run", "run_job", "run_workers", "submit_roadmap", "train_roadmap"]

@@ -21,7 +21,7 @@ def _float(text: str) -> float:
 _nonneg_int = int_at_least(0)
 
 
-def proxy_from_args(args: argparse.Namespace) -> ProxyScale:
+def proxy_from_args(args: argparse.Namespace) -> ProxyScale | None:
     manual = (args.width != 1.0 or args.depth != 1.0 or args.low_res is not None or args.init_rule is not None
               or args.layer_scale is not None)
     if args.proxy:
@@ -30,20 +30,45 @@ def proxy_from_args(args: argparse.Namespace) -> ProxyScale:
             raise ConfigError(f"--proxy {args.proxy} sets {preset.to_dict()} itself; "
                               "give either --proxy or --width/--depth/--low-res/--init-rule/--layer-scale")
         return proxy_preset(args.proxy)
+    if not manual:
+        return None  # the recipe's proxy (its 'proxy' key), else the paper's scale
     stride = None if args.low_res in (None, 0) else args.low_res
     return ProxyScale(width=args.width, depth=args.depth, stem_stride=stride, init=args.init_rule or "paper",
                       layer_scale=args.layer_scale)
+
+
+def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
+    from .launch import SlurmOptions
+    from .train import submit_roadmap
+
+    if args.workers != 1:
+        raise ConfigError("--workers is for local runs; with --launcher slurm each job is its own array task")
+    opts = SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job, nodes_per_job=args.nodes_per_job,
+                        array_parallelism=args.array_parallelism, time_min=args.time,
+                        cluster="local" if os.environ.get("MODERNIZE_SUBMITIT_LOCAL") else None)
+    jobs = submit_roadmap(args.roadmap, slurm=opts, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
+                          steps=step_names(args.steps), device="cuda" if args.device == "auto" else args.device,
+                          proxy=proxy_from_args(args), ckpt_every=args.ckpt_every,
+                          compile=True if args.compile else None, claim_timeout=args.claim_timeout,
+                          tensorboard=args.tensorboard)
+    ids = ", ".join(str(j.job_id) for j in jobs) or "none (every job is finished)"
+    print(f"submitted {len(jobs)} job(s) to Slurm: {ids}; logs under {out / 'slurm'}; "
+          f"when they end: run_ablation.py report {out}")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train_roadmap
 
     out = Path(args.out) if args.out else Path("runs") / "train"
+    if args.launcher == "slurm":
+        return _submit_slurm(args, out)
     train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
                   steps=step_names(args.steps),
                   device=args.device, proxy=proxy_from_args(args), download=args.download,
                   ckpt_every=args.ckpt_every, compile=True if args.compile else None,
-                  workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout)
+                  workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout,
+                  tensorboard=args.tensorboard)
     if int(os.environ.get("RANK", "0")) == 0:  # the report once, from the first process
         from .report import cmd_report
 
@@ -82,6 +107,16 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="train N jobs side by side in local processes (CUDA: worker i on cuda:i)")
     p.add_argument("--claim-timeout", type=_float, default=300.0,
                    help="seconds without a heartbeat before another process takes a job over (default 300)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard scalars per job under RUN_DIR/<step>/seed<k>/tb")
+    p.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                   help="local (default) or slurm: one array task per pending job, through submitit")
+    p.add_argument("--partition", default=None, help="Slurm partition (--launcher slurm)")
+    p.add_argument("--gpus-per-job", type=_nonneg_int, default=1, help="GPUs per Slurm job, DDP inside (default 1)")
+    p.add_argument("--nodes-per-job", type=int_at_least(1), default=1, help="nodes per Slurm job (default 1)")
+    p.add_argument("--array-parallelism", type=int_at_least(1), default=64,
+                   help="at most this many array tasks at once (default 64)")
+    p.add_argument("--time", type=int_at_least(1), default=4320, help="time limit per Slurm job in minutes")
     p.add_argument("--ckpt-every", type=_nonneg_int, default=0,
                    help="also checkpoint every N iterations within an epoch (default: epoch ends and Ctrl-C)")
     p.add_argument("--threads", type=_nonneg_int, default=0,
@@ -91,13 +126,15 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-MAIN_JOB = {"roadmap": None, "data": "fashion-mnist", "recipe": "quick", "seeds": [0]}
+MAIN_JOB = {"roadmap": None, "data": "fashion-mnist", "recipe": "quick", "seeds": [0, 1]}
+"""The recipe names its proxy scale (its ``proxy`` key); chosen by the proxy study."""
 
 
 def run_main_job(run_dir: Path, reports_dir: Path) -> int:
-    """``python run_ablation.py``: every step of the default roadmap, quick recipe, proxy scale,
-    Fashion-MNIST from the Debian package's files; then the FLOP table and the report.
-    Rerunning resumes (finished steps are skipped)."""
+    """``python run_ablation.py``: every step of the default roadmap for two seeds, the quick
+    recipe at its proxy scale, Fashion-MNIST from the Debian package's files, one job per core
+    side by side (local workers, one torch thread each); then the FLOP table and the report.
+    Rerunning resumes (finished jobs are skipped)."""
     import time
 
     from .cli import cmd_flops
@@ -105,15 +142,13 @@ def run_main_job(run_dir: Path, reports_dir: Path) -> int:
     from .roadmap import load_roadmap
     from .train import train_roadmap
 
-    import torch
-
-    # One thread unless the user says otherwise: on a shared 2-core machine two OpenMP threads
-    # wait on each other and small ops run up to 10x slower (measured); one thread never does.
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    # One job per core, one thread each: on the 2-core machine two OpenMP threads on one small
+    # model wait on each other; two independent jobs never do (README: the main job).
+    workers = max(1, min(len(os.sched_getaffinity(0)), int(os.environ.get("MODERNIZE_WORKERS", "2"))))
     start = time.perf_counter()
     roadmap = load_roadmap(MAIN_JOB["roadmap"])
     train_roadmap(roadmap, data=MAIN_JOB["data"], recipe=MAIN_JOB["recipe"], seeds=MAIN_JOB["seeds"],
-                  out=run_dir, device="cpu", proxy=CPU_PROXY)
+                  out=run_dir, device="cpu", workers=workers, threads=1)
     out = reports_dir / roadmap.name
     cmd_flops(argparse.Namespace(roadmap=None, out=str(out), resolution=224))
     cmd_report(argparse.Namespace(run_dir=str(run_dir), out=str(out)))

@@ -36,7 +36,7 @@ from modernize.recipe import Recipe, load_recipe  # noqa: E402
 RUNS = ROOT / "runs" / "proxy_study"
 OUT = ROOT / "reports" / "proxy_study"
 
-SCALE_KEYS = ("epochs", "train_images", "val_images", "resolution")
+SCALE_KEYS = ("epochs", "train_images", "val_images", "resolution", "resize")
 """Recipe keys a configuration changes for every step, the step-0 substitute included."""
 
 
@@ -57,10 +57,10 @@ CONFIGS = [
     Config("C", "B + 12k unique images x 2 epochs",
            {"val_images": 0, "train_images": 12000}, ProxyScale(**CPU, stem_stride=2, init="width", layer_scale=0.1)),
     Config("D", "C at 64 px with the paper's stride-4 stems (same map sizes after the stem)",
-           {"val_images": 0, "train_images": 12000, "resolution": 64},
+           {"val_images": 0, "train_images": 12000, "resolution": 64, "resize": 64},
            ProxyScale(**CPU, init="width", layer_scale=0.1)),
     Config("E", "D with 30k unique images x 2 epochs",
-           {"val_images": 0, "train_images": 30000, "resolution": 64},
+           {"val_images": 0, "train_images": 30000, "resolution": 64, "resize": 64},
            ProxyScale(**CPU, init="width", layer_scale=0.1)),
 ]
 

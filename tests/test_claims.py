@@ -171,3 +171,35 @@ def test_workers_refuse_more_gpus_than_visible(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cuda"):
         train_roadmap(None, data="synthetic:64", recipe=write_recipe(tmp_path), seeds=[0], out=tmp_path / "r",
                       steps=["gelu"], device="cuda", proxy=TINY_PROXY, workers=2, progress=False)
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_two_jobs(tmp_path: Path) -> None:
+    pytest.importorskip("submitit")
+    from modernize.launch import SlurmOptions
+    from modernize.train import submit_roadmap
+
+    opts = SlurmOptions(cluster="local", gpus_per_job=0, time_min=10)
+    kw = dict(data="synthetic:64", recipe=write_recipe(tmp_path), seeds=[0, 1], out=tmp_path / "run",
+              steps=["gelu"], device="cpu", proxy=TINY_PROXY, slurm=opts)
+    jobs = submit_roadmap(None, **kw)  # type: ignore[arg-type]
+    assert len(jobs) == 2
+    results = [j.result() for j in jobs]  # waits; raises with the task's traceback if one failed
+    assert [(r["step"], r["seed"], r["status"]) for r in results] == [("gelu", 0, "done"), ("gelu", 1, "done")]
+    assert result(tmp_path / "run", "gelu", 1)["top1"] == results[1]["top1"]
+    assert submit_roadmap(None, **kw) == []  # nothing pending: nothing submitted  # type: ignore[arg-type]
+
+
+def test_tensorboard_scalars_beside_the_log(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train_roadmap(None, data="synthetic:64", recipe=write_recipe(tmp_path, epochs=2), seeds=[0],
+                        out=tmp_path / "run", steps=["gelu"], device="cpu", proxy=TINY_PROXY, progress=False,
+                        tensorboard=True)
+    acc = EventAccumulator(str(run / "gelu" / "seed0" / "tb"))
+    acc.Reload()
+    top1 = [e.value for e in acc.Scalars("val/top1")]
+    log = (run / "gelu" / "seed0" / "log.csv").read_text().splitlines()[1:]
+    assert top1 == pytest.approx([float(r.split(",")[3]) for r in log], abs=1e-4) and len(top1) == 2
+    assert {"train/train_loss", "train/lr", "train/img_per_s", "val/val_loss", "val/top5"} <= set(acc.Tags()["scalars"])
