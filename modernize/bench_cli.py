@@ -27,7 +27,7 @@ def _positive(text: str) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
     from .cli import REPORTS_DIR, default_out
-    from .io import atomic_write_text
+    from .files import atomic_write_text
     from .roadmap import load_roadmap
 
     # Validate everything before any work or any write.

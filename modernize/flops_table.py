@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .complexity import Complexity, count
-from .io import atomic_write_text
+from .files import atomic_write_text
 from .roadmap import Roadmap
 from .spec import ArchSpec
 

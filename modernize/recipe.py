@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from ._typing import coerce
 from .errors import ConfigError
-from .io import read_toml
+from .files import read_toml
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "ablations" / "recipes"
 

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigError
-from .io import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text
 from .roadmap import Roadmap, load_roadmap
 from .stats import spearman, welch_p
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ModernizeError
-from .io import read_toml
+from .files import read_toml
 from .spec import ArchSpec, base_spec
 from .transforms import get_transform
 
