@@ -21,7 +21,6 @@ two finished seeds on both sides; otherwise the mark is ``n/a``.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -33,6 +32,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .files import atomic_write_bytes, atomic_write_text
+from .paths import default_out
 from .roadmap import Roadmap, load_roadmap
 from .stats import spearman, welch_p
 
@@ -110,8 +110,6 @@ def _read_log(path: Path) -> pd.DataFrame | None:
 
 
 def _find_bench(run_dir: Path, out: Path, roadmap_name: str) -> pd.DataFrame | None:
-    from .cli import default_out  # late: cli imports this module to register the command
-
     for path in (run_dir / "bench.csv", out / "bench.csv", default_out(roadmap_name) / "bench.csv"):
         if path.is_file():
             try:
@@ -575,15 +573,26 @@ def curves_figure(run: Run, table: pd.DataFrame, ncols: int = 4) -> Any:
 
 # --- entry point ---------------------------------------------------------------------------------
 
-def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
+@dataclass(frozen=True)
+class Report:
+    """What :func:`write_report` wrote: the folder, the files, and the table they show."""
+
+    out: Path
+    paths: list[Path]
+    table: pd.DataFrame
+    agreement: Agreement
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> Report:
     """Read RUN_DIR and write the tables, agreement summary and figures into ``out``
-    (default ``RUN_DIR/report/``). Returns the written paths. Every file is written atomically;
-    all inputs are read and validated before the first write."""
+    (default ``RUN_DIR/report/``). Every file is written atomically; all inputs are read and
+    validated before the first write."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report"
     run = load_run(run_dir, out)
     table = summarize(run)
     agr = agreement(table)
+    shown = table.copy()  # what the caller gets back, untouched by the writers below
     plt = _pyplot()
     figures = {"roadmap": roadmap_figure(run, table), "acc_vs_gmacs": acc_vs_gmacs_figure(run, table),
                "curves": curves_figure(run, table)}
@@ -606,27 +615,13 @@ def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
     finally:
         for fig in figures.values():
             plt.close(fig)
-    return paths
+    return Report(out=out, paths=paths, table=shown, agreement=agr)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir)
-    out = Path(args.out) if args.out else None
-    paths = build_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
-    table = summarize(load_run(run_dir, paths[0].parent))
-    agr = agreement(table)
-    print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"]).to_string(index=False))
-    rho = "n/a" if math.isnan(agr.spearman) else f"{agr.spearman:+.3f}"
-    print(f"agreement with the paper: delta sign {agr.sign_matches}/{agr.compared}, Spearman {rho}")
-    print(f"wrote {len(paths)} files to {paths[0].parent}")
-    return 0
+def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
+    """:func:`write_report`, returning only the written paths."""
+    return write_report(run_dir, out).paths
 
 
-def add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="ablation table, roadmap figure and curves of a training run")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `train` (holds run.json)")
-    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report/)")
-    p.set_defaults(func=cmd_report)
-
-
-__all__ = ["Agreement", "NOISE_RULE", "Run", "agreement", "build_report", "load_run", "summarize"]
+__all__ = ["Agreement", "NOISE_RULE", "Report", "Run", "agreement", "build_report", "load_run", "summarize",
+           "write_report"]

@@ -27,7 +27,7 @@ def test_bad_numbers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_step_lists_take_spaces_or_commas() -> None:
-    from modernize.argtypes import step_names
+    from modernize.cli.argtypes import step_names
 
     assert step_names(["a", "b,c", " d "]) == ["a", "b", "c", "d"]
     assert step_names(None) is None

@@ -6,19 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
-from .argtypes import int_at_least, step_names
-from .errors import ConfigError
-from .proxy import PROXIES, ProxyScale, proxy_preset
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-_nonneg_int = int_at_least(0)
+from ..errors import ConfigError
+from ..proxy import PROXIES, ProxyScale, proxy_preset
+from .argtypes import add_roadmap_argument, nonneg_int, number, positive_int, step_names
+from .report import print_report
 
 
 def proxy_from_args(args: argparse.Namespace) -> ProxyScale:
@@ -36,7 +27,7 @@ def proxy_from_args(args: argparse.Namespace) -> ProxyScale:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train_roadmap
+    from ..train import train_roadmap
 
     out = Path(args.out) if args.out else Path("runs") / "train"
     train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
@@ -45,9 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   ckpt_every=args.ckpt_every, compile=True if args.compile else None,
                   workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout)
     if int(os.environ.get("RANK", "0")) == 0:  # the report once, from the first process
-        from .report import cmd_report
-
-        cmd_report(argparse.Namespace(run_dir=str(out), out=None))
+        print_report(out)
     return 0
 
 
@@ -56,13 +45,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train every step (or --steps) of a roadmap for each seed into RUN_DIR. "
                                    "Rerunning the same command skips finished jobs and resumes an interrupted "
                                    "one. Under torchrun: DDP, global batch = per-process batch x processes.")
-    p.add_argument("roadmap", nargs="?", default=None,
-                   help="roadmap TOML file or built-in name (default: resnet50_to_convnext_t)")
+    add_roadmap_argument(p)
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist[:DIR] | cifar10[:ROOT] | cifar100[:ROOT] | imagefolder:PATH | synthetic[:N]")
     p.add_argument("--recipe", default=None,
                    help="recipe name in ablations/recipes/ or a .toml path (default: the roadmap's recipe)")
-    p.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0], help="seeds (default: 0)")
+    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0], help="seeds (default: 0)")
     p.add_argument("--out", default=None, help="run directory (default: runs/train)")
     p.add_argument("--steps", nargs="+", default=None, help="only these steps (names from the roadmap)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
@@ -70,52 +58,22 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy", nargs="?", const="cpu", default=None, metavar="NAME",
                    help=f"a named proxy scale ({', '.join(PROXIES)}; bare --proxy: cpu = width x0.25, "
                         "depth x0.34, stem stride 2)")
-    p.add_argument("--width", type=_float, default=1.0, help="width multiplier for every step (default 1)")
-    p.add_argument("--depth", type=_float, default=1.0, help="depth multiplier for every step (default 1)")
+    p.add_argument("--width", type=number, default=1.0, help="width multiplier for every step (default 1)")
+    p.add_argument("--depth", type=number, default=1.0, help="depth multiplier for every step (default 1)")
     p.add_argument("--low-res", type=int, choices=[0, 1, 2], default=None,
                    help="low-resolution mode: total stem stride 1 or 2 for both stem kinds (0/omitted: paper stems)")
     p.add_argument("--init-rule", choices=["paper", "width"], default=None,
                    help="weight init std: paper = 0.02 at every width; width = 0.02 / sqrt(width multiplier)")
-    p.add_argument("--layer-scale", type=_float, default=None,
+    p.add_argument("--layer-scale", type=number, default=None,
                    help="layer-scale init for the steps that have one (default: the step's own, 1e-6)")
-    p.add_argument("--workers", type=int_at_least(1), default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="train N jobs side by side in local processes (CUDA: worker i on cuda:i)")
-    p.add_argument("--claim-timeout", type=_float, default=300.0,
+    p.add_argument("--claim-timeout", type=number, default=300.0,
                    help="seconds without a heartbeat before another process takes a job over (default 300)")
-    p.add_argument("--ckpt-every", type=_nonneg_int, default=0,
+    p.add_argument("--ckpt-every", type=nonneg_int, default=0,
                    help="also checkpoint every N iterations within an epoch (default: epoch ends and Ctrl-C)")
-    p.add_argument("--threads", type=_nonneg_int, default=0,
+    p.add_argument("--threads", type=nonneg_int, default=0,
                    help="CPU threads for torch, per worker (default: torch's choice; with --workers N: "
                         "cores / N)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
     p.set_defaults(func=cmd_train)
-
-
-MAIN_JOB = {"roadmap": None, "data": "fashion-mnist", "recipe": "quick", "seeds": [0]}
-
-
-def run_main_job(run_dir: Path, reports_dir: Path) -> int:
-    """``python run_ablation.py``: every step of the default roadmap, quick recipe, proxy scale,
-    Fashion-MNIST from the Debian package's files; then the FLOP table and the report.
-    Rerunning resumes (finished steps are skipped)."""
-    import time
-
-    from .cli import cmd_flops
-    from .report import cmd_report
-    from .roadmap import load_roadmap
-    from .train import train_roadmap
-
-    import torch
-
-    # One thread unless the user says otherwise: on a shared 2-core machine two OpenMP threads
-    # wait on each other and small ops run up to 10x slower (measured); one thread never does.
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    start = time.perf_counter()
-    roadmap = load_roadmap(MAIN_JOB["roadmap"])
-    train_roadmap(roadmap, data=MAIN_JOB["data"], recipe=MAIN_JOB["recipe"], seeds=MAIN_JOB["seeds"],
-                  out=run_dir, device="cpu", proxy=CPU_PROXY)
-    out = reports_dir / roadmap.name
-    cmd_flops(argparse.Namespace(roadmap=None, out=str(out), resolution=224))
-    cmd_report(argparse.Namespace(run_dir=str(run_dir), out=str(out)))
-    print(f"main job finished in {time.perf_counter() - start:.0f} s (report under {out})")
-    return 0
