@@ -22,8 +22,9 @@ from typing import Any, Literal
 from ._typing import coerce
 from .errors import ConfigError
 from .files import read_toml
+from .paths import ablations_dir, builtin_names, resolve_builtin
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "ablations" / "recipes"
+RECIPES_DIR = ablations_dir() / "recipes"
 
 
 @dataclass(frozen=True)
@@ -170,20 +171,12 @@ KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
 
 
 def builtin_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    return builtin_names("recipes")
 
 
 def resolve_recipe_path(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.parent != Path("."):
-        if not path.is_file():
-            raise ConfigError(f"recipe file '{path}' does not exist (built-in recipes: {', '.join(builtin_recipes())})")
-        return path
-    builtin = RECIPES_DIR / f"{name_or_path}.toml"
-    if not builtin.is_file():
-        raise ConfigError(f"unknown recipe '{name_or_path}' (built-in recipes: {', '.join(builtin_recipes())}; "
-                          "or give a path to a .toml file)")
-    return builtin
+    """A recipe name in ``ablations/recipes/`` (``quick``) or a path to a TOML file."""
+    return resolve_builtin(name_or_path, what="recipe", folder="recipes")
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
