@@ -111,7 +111,7 @@ class _PeakRSS:
         if rss is not None:
             self.peak = rss if self.peak is None else max(self.peak, rss)
 
-    def __enter__(self) -> "_PeakRSS":
+    def __enter__(self) -> _PeakRSS:
         self._sample()
         self._thread.start()
         return self
@@ -335,13 +335,14 @@ def machine_info() -> dict[str, str]:
     return info
 
 
-def parity_markdown(table: "object", command: str, info: dict[str, str], wall: float,
+def parity_markdown(table: object, command: str, info: dict[str, str], wall: float,
                     notes: list[str] | None = None) -> str:
     """``reports/bench.md``: the ratios, the command and the machine they came from."""
     lines = ["# Speed parity with torchvision", "",
              "Ours / torchvision in images per second (> 1: ours is faster): `ratio` is the median of the "
              "per-repeat paired ratios of interleaved repeats (ours, theirs, theirs, ours, ...) in one "
-             "process; `ratio_min`/`ratio_max` bound them, `ratio_of_medians` is the ratio of the two medians, `*_spread_pct` is (max - min) / median of each side's times. "
+             "process; `ratio_min`/`ratio_max` bound them, `ratio_of_medians` is the ratio of the two medians, "
+             "`*_spread_pct` is (max - min) / median of each side's times. "
              "Training step = forward + CrossEntropy + backward + AdamW step.", "",
              table.to_markdown(index=False), "",  # type: ignore[attr-defined]
              f"Command: `{command}` ({wall:.0f} s wall).", "",

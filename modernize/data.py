@@ -38,7 +38,7 @@ class DataSpec:
     path: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "DataSpec":
+    def parse(cls, text: str) -> DataSpec:
         kind, _, path = text.partition(":")
         if kind not in KINDS:
             raise ConfigError(f"--data '{text}': unknown data set '{kind}' (valid: fashion-mnist[:DIR], "

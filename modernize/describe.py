@@ -14,16 +14,15 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops.misc import Permute
 
 from .errors import ConfigError
 from .model import build_model
-from .roadmap import Roadmap, Step, load_roadmap
+from .roadmap import Roadmap, Step
 from .spec import ArchSpec
 
 WIDTH = 100
@@ -349,7 +348,8 @@ def counts_table(old: ArchSpec | None, new: ArchSpec, resolution: int) -> list[s
     lines.append(f"    {'part':<9}{'params (M): before':>20}{'after':>9}{'change':>10}"
                  f"{'GMACs: before':>17}{'after':>9}{'change':>10}")
     for b, a in zip(before, after):
-        lines.append(f"    {a.name:<9}{b.params / 1e6:>20.3f}{a.params / 1e6:>9.3f}{_delta(a.params - b.params, 1e6, 3):>10}"
+        lines.append(f"    {a.name:<9}{b.params / 1e6:>20.3f}{a.params / 1e6:>9.3f}"
+                     f"{_delta(a.params - b.params, 1e6, 3):>10}"
                      f"{b.macs / 1e9:>17.4f}{a.macs / 1e9:>9.4f}{_delta(a.macs - b.macs, 1e9, 4):>10}")
     if len(before) != len(after):
         lines.append("    (the number of stages changed; rows pair stages by position)")

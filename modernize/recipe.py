@@ -92,7 +92,8 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if not isinstance(self.substitute, dict):
-            raise ConfigError(f"recipe '{self.name}' key 'substitute': must be a table of tables, got {self.substitute!r}")
+            raise ConfigError(f"recipe '{self.name}' key 'substitute': must be a table of tables, "
+                              f"got {self.substitute!r}")
         for f in dataclasses.fields(self):
             if f.name == "substitute":
                 continue
@@ -138,7 +139,7 @@ class Recipe:
                 raise ConfigError(f"recipe '{self.name}' key 'substitute.{sub_name}': unknown key(s) {bad} "
                                   f"(valid: {', '.join(k for k in KEYS if k not in ('name', 'substitute'))})")
 
-    def replace(self, **changes: Any) -> "Recipe":
+    def replace(self, **changes: Any) -> Recipe:
         unknown = sorted(set(changes) - set(KEYS))
         if unknown:
             raise ConfigError(f"recipe '{self.name}': unknown key(s) {unknown} (valid: {', '.join(KEYS)})")
@@ -152,7 +153,7 @@ class Recipe:
         """The linear scaling rule (Goyal et al.): lr x global_batch / lr_batch."""
         return self.lr * global_batch / self.lr_batch
 
-    def for_step(self, step_recipe: str | None) -> "Recipe":
+    def for_step(self, step_recipe: str | None) -> Recipe:
         """The recipe a step trains with: this one, or the step's override (through this
         recipe's substitute table when it has one for that name)."""
         if not step_recipe or step_recipe == self.name:

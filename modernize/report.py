@@ -175,7 +175,8 @@ def summarize(run: Run) -> pd.DataFrame:
     by_name: dict[str, dict[str, Any]] = {}
     for step in run.roadmap:
         res = run.results.get(step.name, {})
-        done = {s: r for s, r in res.items() if r.get("status") == "done" and _num(r.get("top1")) == _num(r.get("top1"))}
+        done = {s: r for s, r in res.items()
+                if r.get("status") == "done" and _num(r.get("top1")) == _num(r.get("top1"))}
         top1 = [float(done[s]["top1"]) for s in sorted(done)]
         n = len(top1)
         problems: dict[str, list[int]] = {}  # message -> seeds, so three identical failures read as one
@@ -330,7 +331,8 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
         "params (M)": table["params_m"].map(lambda x: _f(x, ".3f")),
         "top-1 (%)": [_top1_cell(r, pm) for _, r in table.iterrows()],
         "delta": table["delta"].map(lambda x: _f(x, "+.2f")),
-        "within noise": [w if w == "n/a" else f"{w} (p={p:.2f})" for w, p in zip(table["within_noise"], table["p_value"])],
+        "within noise": [w if w == "n/a" else f"{w} (p={p:.2f})"
+                         for w, p in zip(table["within_noise"], table["p_value"])],
         "paper top-1": table["paper_top1"].map(lambda x: _f(x, ".2f")),
         "paper delta": table["paper_delta"].map(lambda x: _f(x, "+.2f")),
         "paper GFLOPs": table["paper_gflops"].map(lambda x: _f(x, ".2f")),
@@ -344,7 +346,8 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
 def _run_line(run: Run) -> str:
     m = run.meta
     return (f"Roadmap `{run.roadmap.name}`, recipe `{_name(m.get('recipe')) or '?'}`, data `{m.get('data', '?')}`, "
-            f"seeds {', '.join(map(str, run.seeds))}{_proxy(m.get('proxy'))}. Run folder: `{_shown_path(run.run_dir)}`.")
+            f"seeds {', '.join(map(str, run.seeds))}{_proxy(m.get('proxy'))}. "
+            f"Run folder: `{_shown_path(run.run_dir)}`.")
 
 
 def _shown_path(path: Path) -> str:
@@ -498,7 +501,8 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
         ax2.set_title("paper (Liu et al. 2022)", fontsize=10, color=PAPER)
         ax2.grid(axis="x", alpha=0.3)
         ax2.tick_params(axis="y", length=0)
-        handles.append(plt.Line2D([], [], marker="D", color=PAPER, linestyle="none", label="paper top-1 (hollow: branch)"))
+        handles.append(plt.Line2D([], [], marker="D", color=PAPER, linestyle="none",
+                                  label="paper top-1 (hollow: branch)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(f"{run.roadmap.name}: one bar per step", fontsize=11)
     return fig
@@ -513,8 +517,9 @@ def acc_vs_gmacs_figure(run: Run, table: pd.DataFrame) -> Any:
     for _, r in t.iterrows():
         if r["parent"] in pos:
             (x0, y0), (x1, y1) = pos[r["parent"]], pos[r["step"]]
-            ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color=ADOPTED if r["adopted"] else BRANCH,
-                                                                 lw=1.0, linestyle="-" if r["adopted"] else "--"))
+            arrow = dict(arrowstyle="->", color=ADOPTED if r["adopted"] else BRANCH, lw=1.0,
+                         linestyle="-" if r["adopted"] else "--")
+            ax.annotate("", (x1, y1), (x0, y0), arrowprops=arrow)
     for adopted, face in ((True, ADOPTED), (False, "white")):
         s = t[t["adopted"] == adopted]
         ax.errorbar(s["gmacs"], s["top1_mean"], yerr=s["top1_std"].fillna(0), fmt="o", mfc=face, mec=ADOPTED,

@@ -18,7 +18,8 @@ def test_proxy_excludes_manual_scale(tmp_path: Path, extra: list[str], capsys: p
     assert not out.exists()
 
 
-@pytest.mark.parametrize("argv", [["train", "--seeds", "-1"], ["bench", "--batch", "0"], ["flops", "--resolution", "16"]])
+@pytest.mark.parametrize("argv", [["train", "--seeds", "-1"], ["bench", "--batch", "0"],
+                                  ["flops", "--resolution", "16"]])
 def test_bad_numbers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)

@@ -3,14 +3,22 @@ drawings come from the built block, per-stage counts add up to the whole-model c
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
 from modernize.cli import main
 from modernize.complexity import count
-from modernize.describe import WIDTH, change_phrases, describe, describe_step, drawing, module_macs, stage_counts
-from modernize.describe import _shallow_model
+from modernize.describe import (
+    WIDTH,
+    _shallow_model,
+    change_phrases,
+    describe,
+    describe_step,
+    drawing,
+    module_macs,
+    stage_counts,
+)
 from modernize.roadmap import Roadmap, Step, load_roadmap
 from modernize.spec import BASE_SPECS
 
@@ -76,7 +84,7 @@ def changed_section(text: str) -> str:
     return "" if start < 0 else text[start:text.index("\n\n", start)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def text_of(rm: str, step: str) -> str:
     return describe_step(ROADMAPS[rm], ROADMAPS[rm][step], counts=False)
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from torch.utils.flop_counter import FlopCounterMode
 
 from modernize import base_spec, build_model

@@ -57,8 +57,10 @@ def test_builtin_recipes_load_and_paper_values() -> None:
     for name in builtin_recipes():
         load_recipe(name)
     p = load_recipe("paper")
-    assert (p.optimizer, p.lr, p.lr_batch, p.weight_decay, p.epochs, p.warmup_epochs) == ("adamw", 4e-3, 4096, 0.05, 300, 20)
-    assert (p.mixup, p.cutmix, p.random_erasing, p.label_smoothing, p.drop_path, p.ema) == (0.8, 1.0, 0.25, 0.1, 0.1, False)
+    assert ((p.optimizer, p.lr, p.lr_batch, p.weight_decay, p.epochs, p.warmup_epochs)
+            == ("adamw", 4e-3, 4096, 0.05, 300, 20))
+    assert ((p.mixup, p.cutmix, p.random_erasing, p.label_smoothing, p.drop_path, p.ema)
+            == (0.8, 1.0, 0.25, 0.1, 0.1, False))
     assert p.scaled_lr(1024) == pytest.approx(1e-3)
     r = load_recipe("resnet_original")
     assert (r.optimizer, r.momentum, r.weight_decay, r.epochs, r.decay_epochs) == ("sgd", 0.9, 1e-4, 90, (30, 60, 80))

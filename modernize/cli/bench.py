@@ -40,7 +40,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     command = _command(args)
     start = time.perf_counter()
-    progress = (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
 
     if args.parity:
         ends = [roadmap[0], roadmap[-1]] if not steps else roadmap.select(steps)
