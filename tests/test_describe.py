@@ -108,14 +108,19 @@ def test_describe_names_the_change(rm: str, step: str) -> None:
 def test_bullets_are_the_spec_difference(rm: str, step: str) -> None:
     roadmap = ROADMAPS[rm]
     s = roadmap[step]
-    if not s.parent:
+    text = text_of(rm, step)
+    if not s.parent:  # the first step: the base network, nothing to compare with
+        assert "parent: none" in text and "Starting point: the roadmap's base network" in text
+        assert changed_section(text) == "" and not [ln for ln in text.splitlines() if ln.startswith("    - ")]
         return
-    phrases = change_phrases(roadmap[s.parent].spec, s.spec)
-    section = changed_section(text_of(rm, step))
+    parent = roadmap[s.parent]
+    phrases = change_phrases(parent.spec, s.spec)
+    section = changed_section(text)
     bullets = [line for line in section.splitlines() if line.startswith("    - ")]
-    recipe = 1 if any("training recipe" in b for b in bullets) else 0
+    recipe = int((s.recipe or roadmap.recipe) != (parent.recipe or roadmap.recipe))
+    assert sum("training recipe" in b for b in bullets) == recipe
     assert len(bullets) == max(len(phrases), 1) + recipe
-    assert bool(phrases) == bool(s.spec.diff(roadmap[s.parent].spec))
+    assert bool(phrases) == bool(s.spec.diff(parent.spec))
 
 
 def test_block_drawings_follow_the_built_block() -> None:
