@@ -12,6 +12,8 @@ import pytest
 
 from .conftest import GOLDEN, ROADMAPS, ROOT, paper_rows
 
+pytestmark = pytest.mark.slow  # counts every step of both roadmaps with fvcore, in a subprocess
+
 COLUMNS = ["step", "paper_row", "change", "gmacs", "gflops_fvcore", "params_m", "paper_gflops", "delta_gmacs"]
 
 

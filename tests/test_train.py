@@ -325,6 +325,7 @@ _KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     script = tmp_path / "job.py"
     script.write_text(_KILL_SCRIPT.format(repo=str(REPO)))
@@ -366,6 +367,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, recipe: str) -> None
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one_at_the_same_global_batch(tmp_path: Path) -> None:
     """LayerNorm step, no augmentation: DDP's averaged gradient equals the one-process
     gradient of the same 32 images, so only float summation order differs."""
