@@ -111,7 +111,7 @@ class _PeakRSS:
         if rss is not None:
             self.peak = rss if self.peak is None else max(self.peak, rss)
 
-    def __enter__(self) -> "_PeakRSS":
+    def __enter__(self) -> _PeakRSS:
         self._sample()
         self._thread.start()
         return self
@@ -333,3 +333,20 @@ def machine_info() -> dict[str, str]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def parity_markdown(table: object, command: str, info: dict[str, str], wall: float,
+                    notes: list[str] | None = None) -> str:
+    """``reports/bench.md``: the ratios, the command and the machine they came from."""
+    lines = ["# Speed parity with torchvision", "",
+             "Ours / torchvision in images per second (> 1: ours is faster): `ratio` is the median of the "
+             "per-repeat paired ratios of interleaved repeats (ours, theirs, theirs, ours, ...) in one "
+             "process; `ratio_min`/`ratio_max` bound them, `ratio_of_medians` is the ratio of the two medians, "
+             "`*_spread_pct` is (max - min) / median of each side's times. "
+             "Training step = forward + CrossEntropy + backward + AdamW step.", "",
+             table.to_markdown(index=False), "",  # type: ignore[attr-defined]
+             f"Command: `{command}` ({wall:.0f} s wall).", "",
+             f"Machine: {info['nproc']} cores (`nproc`), CPU `{info['cpu']}`, torch {info['torch']}, "
+             f"{info['torch_threads']} torch threads, load average at the end {info.get('loadavg', '?')}"
+             + (f", GPU {info['gpu']}" if "gpu" in info else "") + ".", ""]
+    return "\n".join(lines + [f"- {n}" for n in notes or []] + ([""] if notes else []))

@@ -20,7 +20,15 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from .data import BatchAugment, DataSpec, ImageFolderSplit, base_transforms, check_data, sample_transforms, _folder_split
+from .data import (
+    BatchAugment,
+    DataSpec,
+    ImageFolderSplit,
+    _folder_split,
+    base_transforms,
+    check_data,
+    sample_transforms,
+)
 from .recipe import Recipe
 
 
@@ -53,7 +61,8 @@ def worker_rate(root: Path, recipe: Recipe, *, images: int, repeats: int) -> tup
     check_data(spec)
     classes, samples = _folder_split(spec, root / "train", None)
     res = recipe.resolution
-    tf = v2.Compose([v2.ToImage(), *base_transforms(recipe, resolution=res), *sample_transforms(recipe, resolution=res)])
+    tf = v2.Compose([v2.ToImage(), *base_transforms(recipe, resolution=res),
+                     *sample_transforms(recipe, resolution=res)])
     ds = ImageFolderSplit(root / "train", samples, classes, mode="RGB", transform=tf, bad_images=recipe.bad_images)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

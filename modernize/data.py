@@ -43,7 +43,7 @@ class DataSpec:
     path: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "DataSpec":
+    def parse(cls, text: str) -> DataSpec:
         kind, _, path = text.partition(":")
         if kind not in KINDS:
             raise ConfigError(f"--data '{text}': unknown data set '{kind}' (valid: fashion-mnist[:DIR], "
@@ -113,7 +113,6 @@ def load_data(spec: DataSpec, *, recipe: Recipe, seed: int = 0, download: bool =
     from ``recipe.train_images`` / ``val_images`` are drawn with a fixed generator so every
     step of a run sees the same images."""
     check_data(spec, download=download)
-    res = recipe.resolution
     if spec.kind == "imagefolder":
         return _imagefolder(spec, recipe)
     if spec.kind == "fashion-mnist":
@@ -244,7 +243,7 @@ class ImageFolderSplit(torch.utils.data.Dataset):
         self.targets = [c for _, c in samples]
         self.mode, self.transform, self.bad_images = mode, transform, bad_images
 
-    def view(self, transform: Any, indices: Sequence[int] | None = None) -> "ImageFolderSplit":
+    def view(self, transform: Any, indices: Sequence[int] | None = None) -> ImageFolderSplit:
         """The same files (or a subset) with another transform."""
         samples = self.samples if indices is None else [self.samples[i] for i in indices]
         return ImageFolderSplit(self.root, samples, self.classes, mode=self.mode, transform=transform,

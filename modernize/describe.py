@@ -10,21 +10,19 @@ first is identical).
 
 from __future__ import annotations
 
-import argparse
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops.misc import Permute
 
 from .errors import ConfigError
 from .model import build_model
-from .roadmap import Roadmap, Step, load_roadmap
+from .roadmap import Roadmap, Step
 from .spec import ArchSpec
 
 WIDTH = 100
@@ -350,7 +348,8 @@ def counts_table(old: ArchSpec | None, new: ArchSpec, resolution: int) -> list[s
     lines.append(f"    {'part':<9}{'params (M): before':>20}{'after':>9}{'change':>10}"
                  f"{'GMACs: before':>17}{'after':>9}{'change':>10}")
     for b, a in zip(before, after):
-        lines.append(f"    {a.name:<9}{b.params / 1e6:>20.3f}{a.params / 1e6:>9.3f}{_delta(a.params - b.params, 1e6, 3):>10}"
+        lines.append(f"    {a.name:<9}{b.params / 1e6:>20.3f}{a.params / 1e6:>9.3f}"
+                     f"{_delta(a.params - b.params, 1e6, 3):>10}"
                      f"{b.macs / 1e9:>17.4f}{a.macs / 1e9:>9.4f}{_delta(a.macs - b.macs, 1e9, 4):>10}")
     if len(before) != len(after):
         lines.append("    (the number of stages changed; rows pair stages by position)")
@@ -415,27 +414,6 @@ def describe(roadmap: Roadmap, steps: list[str] | None = None, *, resolution: in
         raise ConfigError(f"--step: unknown step(s) {', '.join(unknown)} in roadmap '{roadmap.name}' "
                           f"(valid: {', '.join(roadmap.names)})")
     return "\n".join(describe_step(roadmap, roadmap[n], resolution=resolution, counts=counts) for n in names)
-
-
-def cmd_describe(args: argparse.Namespace) -> int:
-    from .cli import _resolution  # noqa: F401  (validated by argparse already)
-
-    roadmap = load_roadmap(args.roadmap)
-    print(describe(roadmap, args.step, resolution=args.resolution, counts=not args.no_counts), end="")
-    return 0
-
-
-def add_describe(sub: argparse._SubParsersAction) -> None:
-    from .cli import _resolution
-
-    p = sub.add_parser("describe", help="teaching view: what each step changes, block drawings, per-stage cost")
-    p.add_argument("roadmap", nargs="?", default=None,
-                   help="roadmap TOML file or built-in name (default: resnet50_to_convnext_t)")
-    p.add_argument("--step", action="append", default=None, metavar="NAME",
-                   help="describe only this step (repeatable; default: every step)")
-    p.add_argument("--resolution", type=_resolution, default=224, help="input size for the counts (default 224)")
-    p.add_argument("--no-counts", action="store_true", help="skip the per-stage params/MACs table (instant)")
-    p.set_defaults(func=cmd_describe)
 
 
 __all__ = ["change_phrases", "describe", "describe_step", "drawing", "module_macs", "stage_counts"]

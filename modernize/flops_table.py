@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .complexity import Complexity, count
-from .io import atomic_write_text
+from .files import atomic_write_text
 from .roadmap import Roadmap
 from .spec import ArchSpec
 
@@ -31,7 +31,8 @@ def flops_table(roadmap: Roadmap, resolution: int = 224) -> pd.DataFrame:
             "adopted": step.adopted, "gmacs": round(c.gmacs, 4), "gflops_fvcore": round(c.gflops_fvcore, 4),
             "params_m": round(c.params_m, 3),
             "paper_gflops": paper_gflops if resolution == 224 else None,
-            "delta_gmacs": round(c.gmacs - paper_gflops, 4) if (paper_gflops is not None and resolution == 224) else None,
+            "delta_gmacs": (round(c.gmacs - paper_gflops, 4)
+                            if (paper_gflops is not None and resolution == 224) else None),
             "note": note if "inconsisten" in note else "",
         })
     return pd.DataFrame(rows, columns=COLUMNS)

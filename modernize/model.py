@@ -182,7 +182,8 @@ class ModernNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.stem = make_stem(spec)
-        rates = torch.linspace(0, spec.drop_path, spec.num_blocks, device="cpu").tolist() if spec.num_blocks > 1 else [spec.drop_path]
+        rates = (torch.linspace(0, spec.drop_path, spec.num_blocks, device="cpu").tolist()
+                 if spec.num_blocks > 1 else [spec.drop_path])
         stages, prev, b = [], spec.stem_width, 0
         for i, (depth, dim) in enumerate(zip(spec.depths, spec.dims)):
             if spec.downsample == "separate" and i > 0:

@@ -130,4 +130,5 @@ def low_res(spec: ArchSpec, *, stem_stride: int | None) -> ArchSpec:
     return spec.replace(stem_kernel=stem_stride, stem_stride=stem_stride)
 
 
-__all__ = ["CPU_PROXY", "FIDELITY32_PROXY", "FIDELITY_PROXY", "PAPER_SCALE", "PROXIES", "ProxyScale", "low_res", "proxy_preset", "scale"]
+__all__ = ["CPU_PROXY", "FIDELITY32_PROXY", "FIDELITY_PROXY", "PAPER_SCALE", "PROXIES", "ProxyScale", "low_res",
+           "proxy_preset", "scale"]

@@ -21,10 +21,11 @@ from typing import Any, Literal
 
 from ._typing import coerce
 from .errors import ConfigError
+from .files import read_toml
+from .paths import ablations_dir, builtin_names, resolve_builtin
 from .proxy import PROXIES
-from .io import read_toml
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "ablations" / "recipes"
+RECIPES_DIR = ablations_dir() / "recipes"
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if not isinstance(self.substitute, dict):
-            raise ConfigError(f"recipe '{self.name}' key 'substitute': must be a table of tables, got {self.substitute!r}")
+            raise ConfigError(f"recipe '{self.name}' key 'substitute': must be a table of tables, "
+                              f"got {self.substitute!r}")
         for f in dataclasses.fields(self):
             if f.name == "substitute":
                 continue
@@ -156,7 +158,7 @@ class Recipe:
                 raise ConfigError(f"recipe '{self.name}' key 'substitute.{sub_name}': unknown key(s) {bad} "
                                   f"(valid: {', '.join(k for k in KEYS if k not in ('name', 'substitute'))})")
 
-    def replace(self, **changes: Any) -> "Recipe":
+    def replace(self, **changes: Any) -> Recipe:
         unknown = sorted(set(changes) - set(KEYS))
         if unknown:
             raise ConfigError(f"recipe '{self.name}': unknown key(s) {unknown} (valid: {', '.join(KEYS)})")
@@ -170,7 +172,7 @@ class Recipe:
         """The linear scaling rule (Goyal et al.): lr x global_batch / lr_batch."""
         return self.lr * global_batch / self.lr_batch
 
-    def for_step(self, step_recipe: str | None) -> "Recipe":
+    def for_step(self, step_recipe: str | None) -> Recipe:
         """The recipe a step trains with: this one, or the step's override (through this
         recipe's substitute table when it has one for that name)."""
         if not step_recipe or step_recipe == self.name:
@@ -189,20 +191,12 @@ KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
 
 
 def builtin_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    return builtin_names("recipes")
 
 
 def resolve_recipe_path(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.parent != Path("."):
-        if not path.is_file():
-            raise ConfigError(f"recipe file '{path}' does not exist (built-in recipes: {', '.join(builtin_recipes())})")
-        return path
-    builtin = RECIPES_DIR / f"{name_or_path}.toml"
-    if not builtin.is_file():
-        raise ConfigError(f"unknown recipe '{name_or_path}' (built-in recipes: {', '.join(builtin_recipes())}; "
-                          "or give a path to a .toml file)")
-    return builtin
+    """A recipe name in ``ablations/recipes/`` (``quick``) or a path to a TOML file."""
+    return resolve_builtin(name_or_path, what="recipe", folder="recipes")
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:

@@ -21,7 +21,6 @@ two finished seeds on both sides; otherwise the mark is ``n/a``.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
@@ -32,8 +31,9 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigError
-from .fidelity import assess, fidelity_markdown
-from .io import atomic_write_bytes, atomic_write_text
+from .fidelity import Fidelity, assess, fidelity_markdown
+from .files import atomic_write_bytes, atomic_write_text
+from .paths import default_out
 from .roadmap import Roadmap, load_roadmap
 from .stats import spearman, welch_p
 
@@ -111,8 +111,6 @@ def _read_log(path: Path) -> pd.DataFrame | None:
 
 
 def _find_bench(run_dir: Path, out: Path, roadmap_name: str) -> pd.DataFrame | None:
-    from .cli import default_out  # late: cli imports this module to register the command
-
     for path in (run_dir / "bench.csv", out / "bench.csv", default_out(roadmap_name) / "bench.csv"):
         if path.is_file():
             try:
@@ -178,7 +176,8 @@ def summarize(run: Run) -> pd.DataFrame:
     by_name: dict[str, dict[str, Any]] = {}
     for step in run.roadmap:
         res = run.results.get(step.name, {})
-        done = {s: r for s, r in res.items() if r.get("status") == "done" and _num(r.get("top1")) == _num(r.get("top1"))}
+        done = {s: r for s, r in res.items()
+                if r.get("status") == "done" and _num(r.get("top1")) == _num(r.get("top1"))}
         top1 = [float(done[s]["top1"]) for s in sorted(done)]
         n = len(top1)
         problems: dict[str, list[int]] = {}  # message -> seeds, so three identical failures read as one
@@ -337,7 +336,8 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
         "params (M)": table["params_m"].map(lambda x: _f(x, ".3f")),
         "top-1 (%)": [_top1_cell(r, pm) for _, r in table.iterrows()],
         "delta": table["delta"].map(lambda x: _f(x, "+.2f")),
-        "within noise": [w if w == "n/a" else f"{w} (p={p:.2f})" for w, p in zip(table["within_noise"], table["p_value"])],
+        "within noise": [w if w == "n/a" else f"{w} (p={p:.2f})"
+                         for w, p in zip(table["within_noise"], table["p_value"])],
         "paper top-1": table["paper_top1"].map(lambda x: _f(x, ".2f")),
         "paper delta": table["paper_delta"].map(lambda x: _f(x, "+.2f")),
         "paper GFLOPs": table["paper_gflops"].map(lambda x: _f(x, ".2f")),
@@ -352,7 +352,8 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
 def _run_line(run: Run) -> str:
     m = run.meta
     return (f"Roadmap `{run.roadmap.name}`, recipe `{_name(m.get('recipe')) or '?'}`, data `{m.get('data', '?')}`, "
-            f"seeds {', '.join(map(str, run.seeds))}{_proxy(m.get('proxy'))}. Run folder: `{_shown_path(run.run_dir)}`.")
+            f"seeds {', '.join(map(str, run.seeds))}{_proxy(m.get('proxy'))}. "
+            f"Run folder: `{_shown_path(run.run_dir)}`.")
 
 
 def _shown_path(path: Path) -> str:
@@ -506,7 +507,8 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
         ax2.set_title("paper (Liu et al. 2022)", fontsize=10, color=PAPER)
         ax2.grid(axis="x", alpha=0.3)
         ax2.tick_params(axis="y", length=0)
-        handles.append(plt.Line2D([], [], marker="D", color=PAPER, linestyle="none", label="paper top-1 (hollow: branch)"))
+        handles.append(plt.Line2D([], [], marker="D", color=PAPER, linestyle="none",
+                                  label="paper top-1 (hollow: branch)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(f"{run.roadmap.name}: one bar per step", fontsize=11)
     return fig
@@ -521,8 +523,9 @@ def acc_vs_gmacs_figure(run: Run, table: pd.DataFrame) -> Any:
     for _, r in t.iterrows():
         if r["parent"] in pos:
             (x0, y0), (x1, y1) = pos[r["parent"]], pos[r["step"]]
-            ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", color=ADOPTED if r["adopted"] else BRANCH,
-                                                                 lw=1.0, linestyle="-" if r["adopted"] else "--"))
+            arrow = dict(arrowstyle="->", color=ADOPTED if r["adopted"] else BRANCH, lw=1.0,
+                         linestyle="-" if r["adopted"] else "--")
+            ax.annotate("", (x1, y1), (x0, y0), arrowprops=arrow)
     for adopted, face in ((True, ADOPTED), (False, "white")):
         s = t[t["adopted"] == adopted]
         ax.errorbar(s["gmacs"], s["top1_mean"], yerr=s["top1_std"].fillna(0), fmt="o", mfc=face, mec=ADOPTED,
@@ -581,15 +584,27 @@ def curves_figure(run: Run, table: pd.DataFrame, ncols: int = 4) -> Any:
 
 # --- entry point ---------------------------------------------------------------------------------
 
-def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
+@dataclass(frozen=True)
+class Report:
+    """What :func:`write_report` wrote: the folder, the files, and the table they show."""
+
+    out: Path
+    paths: list[Path]
+    table: pd.DataFrame
+    agreement: Agreement
+    fidelity: Fidelity
+
+
+def write_report(run_dir: Path, out: Path | None = None) -> Report:
     """Read RUN_DIR and write the tables, agreement summary and figures into ``out``
-    (default ``RUN_DIR/report/``). Returns the written paths. Every file is written atomically;
-    all inputs are read and validated before the first write."""
+    (default ``RUN_DIR/report/``). Every file is written atomically; all inputs are read and
+    validated before the first write."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report"
     run = load_run(run_dir, out)
     table = summarize(run)
     agr = agreement(table)
+    shown = table.copy()  # what the caller gets back, untouched by the writers below
     plt = _pyplot()
     figures = {"roadmap": roadmap_figure(run, table), "acc_vs_gmacs": acc_vs_gmacs_figure(run, table),
                "curves": curves_figure(run, table)}
@@ -612,32 +627,13 @@ def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
     finally:
         for fig in figures.values():
             plt.close(fig)
-    return paths
+    return Report(out=out, paths=paths, table=shown, agreement=agr, fidelity=assess(table, run.roadmap.paper_path))
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir)
-    out = Path(args.out) if args.out else None
-    paths = build_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
-    table = summarize(load_run(run_dir, paths[0].parent))
-    agr = agreement(table)
-    print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"]).to_string(index=False))
-    rho = "n/a" if math.isnan(agr.spearman) else f"{agr.spearman:+.3f}"
-    fid = assess(table, load_run(run_dir, paths[0].parent).roadmap.paper_path)
-    print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
-          f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} fail; "
-          f"{fid.end_to_end[0]} - {fid.end_to_end[1]} = {fid.end_to_end[2]:+.2f} "
-          f"[{fid.end_to_end[3]:+.2f}, {fid.end_to_end[4]:+.2f}]")
-    print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, Spearman {rho}")
-    print(f"wrote {len(paths)} files to {paths[0].parent}")
-    return 0
+def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
+    """:func:`write_report`, returning only the written paths."""
+    return write_report(run_dir, out).paths
 
 
-def add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="ablation table, roadmap figure and curves of a training run")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `train` (holds run.json)")
-    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report/)")
-    p.set_defaults(func=cmd_report)
-
-
-__all__ = ["Agreement", "NOISE_RULE", "Run", "agreement", "build_report", "load_run", "summarize"]
+__all__ = ["Agreement", "NOISE_RULE", "Report", "Run", "agreement", "build_report", "load_run", "summarize",
+           "write_report"]

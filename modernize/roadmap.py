@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ModernizeError
-from .io import read_toml
+from .files import read_toml
+from .paths import ablations_dir, builtin_names, resolve_builtin
 from .spec import ArchSpec, base_spec
 from .transforms import get_transform
 
-ABLATIONS_DIR = Path(__file__).resolve().parent.parent / "ablations"
+ABLATIONS_DIR = ablations_dir()
 DEFAULT_ROADMAP = "resnet50_to_convnext_t"
 
 _TOP_KEYS = {"name", "description", "base", "paper", "recipe", "imports", "steps"}
@@ -98,20 +99,12 @@ class Roadmap:
 
 
 def builtin_roadmaps() -> list[str]:
-    return sorted(p.stem for p in ABLATIONS_DIR.glob("*.toml"))
+    return builtin_names()
 
 
 def resolve_roadmap_path(path_or_name: str | Path | None) -> Path:
     """A file path, or the name of a roadmap in ``ablations/`` (``resnet50_to_convnext_t``)."""
-    if path_or_name is None:
-        path_or_name = DEFAULT_ROADMAP
-    path = Path(path_or_name)
-    if path.is_file():
-        return path
-    builtin = ABLATIONS_DIR / f"{path_or_name}.toml"
-    if path.suffix == "" and builtin.is_file():
-        return builtin
-    raise ConfigError(f"roadmap '{path_or_name}': no such file (built-in roadmaps: {', '.join(builtin_roadmaps())})")
+    return resolve_builtin(DEFAULT_ROADMAP if path_or_name is None else path_or_name, what="roadmap")
 
 
 def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:

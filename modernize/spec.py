@@ -152,7 +152,7 @@ class ArchSpec:
     def num_blocks(self) -> int:
         return sum(self.depths)
 
-    def replace(self, **changes: Any) -> "ArchSpec":
+    def replace(self, **changes: Any) -> ArchSpec:
         """A copy with some fields changed (validated like a new spec)."""
         unknown = sorted(set(changes) - set(_HINTS))
         if unknown:
@@ -164,13 +164,13 @@ class ArchSpec:
                 for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ArchSpec":
+    def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
         unknown = sorted(set(data) - set(_HINTS))
         if unknown:
             raise SpecError(f"unknown spec field(s) {unknown}; valid: {sorted(_HINTS)}")
         return cls(**data)
 
-    def diff(self, other: "ArchSpec") -> dict[str, tuple[Any, Any]]:
+    def diff(self, other: ArchSpec) -> dict[str, tuple[Any, Any]]:
         """Fields whose value differs: ``{name: (self_value, other_value)}``."""
         return {f.name: (getattr(self, f.name), getattr(other, f.name))
                 for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)}

@@ -45,7 +45,7 @@ from .claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, try_claim
 from .complexity import count
 from .data import BatchAugment, Data, DataSpec, InMemory, check_data, load_data, stream
 from .errors import ConfigError, ModernizeError
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text
+from .files import atomic_torch_save, atomic_write_json, atomic_write_text
 from .model import build_model
 from .proxy import ProxyScale, proxy_preset
 from .recipe import Recipe, config_hash, load_recipe

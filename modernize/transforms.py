@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ._typing import coerce
 from .errors import ConfigError, PreconditionError, SpecError
@@ -151,7 +152,8 @@ def move_up_dwconv(spec: ArchSpec) -> ArchSpec:
     Transformer's attention before its MLP. The costly 1x1s keep the work; the large kernel
     of the next step then runs on the narrow input."""
     _require(spec.groups == "depthwise", "move_up_dwconv", "needs 'depthwise' first (the kxk conv is not depthwise)")
-    _require(spec.block == "inverted", "move_up_dwconv", "needs 'inverted_bottleneck' first (the block is a bottleneck)")
+    _require(spec.block == "inverted", "move_up_dwconv",
+             "needs 'inverted_bottleneck' first (the block is a bottleneck)")
     _require(spec.spatial_pos != "top", "move_up_dwconv", "changes nothing: the depthwise conv is already on top")
     return spec.replace(spatial_pos="top")
 
@@ -206,7 +208,8 @@ def separate_downsampling(spec: ArchSpec) -> ArchSpec:
     """Separate downsampling layers: blocks no longer stride; between stages a norm then a
     2x2 stride-2 conv. Norms after the stem and after global pooling keep training stable
     (the paper saw it diverge without them)."""
-    _require(spec.downsample != "separate", "separate_downsampling", "changes nothing: downsampling is already separate")
+    _require(spec.downsample != "separate", "separate_downsampling",
+             "changes nothing: downsampling is already separate")
     _require(spec.stem_width == spec.dims[0], "separate_downsampling",
              f"needs 'inverted_bottleneck' first (stem width {spec.stem_width} must equal the first "
              f"stage's dim {spec.dims[0]}: blocks lose their projection shortcut)")

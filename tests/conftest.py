@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ROADMAPS = ["resnet50_to_convnext_t", "resnet200_to_convnext_b"]
 PAPER_CSV = {"resnet50_to_convnext_t": "paper_roadmap_r50.csv", "resnet200_to_convnext_b": "paper_roadmap_r200.csv"}
 SHARED_REFERENCE = ROOT.parent / "shared" / "reference"
+GOLDEN_PATH = ROOT / "tests" / "golden" / "complexity_224.json"
+ACCEPT = os.environ.get("MODERNIZE_ACCEPT") == "1"
+"""``MODERNIZE_ACCEPT=1 python -m pytest tests/test_steps.py tests/test_flops_cli.py`` rewrites the
+golden file from the current code first (like torchvision's ``EXPECTTEST_ACCEPT=1``); review the diff."""
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +39,16 @@ def paper_rows(name: str) -> dict[str, dict[str, str]]:
 
 def all_steps() -> list[tuple[str, str]]:
     return [(rm, s.name) for rm in ROADMAPS for s in load(rm)]
+
+
+def write_golden() -> None:
+    """Count every step of every built-in roadmap at 224 px and rewrite the golden file."""
+    golden = {name: {s.name: {"macs": c.macs, "flops_fvcore": c.flops_fvcore, "params": c.params}
+                     for s in load(name) for c in [modernize.count(s.spec, 224)]}
+              for name in ROADMAPS}
+    GOLDEN_PATH.write_text(json.dumps(golden, indent=1))
+
+
+if ACCEPT:
+    write_golden()
+GOLDEN: dict[str, dict[str, dict[str, int]]] = json.loads(GOLDEN_PATH.read_text())

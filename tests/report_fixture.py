@@ -67,7 +67,7 @@ def make_run(run_dir: Path, *, roadmap: str = "resnet50_to_convnext_t", seeds: t
                 e = failed[step.name]
                 write_log(folder, base - 20, e - 1, rng=rng)
                 write_result(folder, status="failed", top1=None, best_top1=None, epochs_done=e - 1, wall_s=30.0 * e,
-                             failed_epoch=e, reason="loss is NaN at epoch %d" % e, **common)
+                             failed_epoch=e, reason=f"loss is NaN at epoch {e}", **common)
                 continue
             value = top1[step.name][k] if step.name in top1 else round(base + rng.gauss(0, 0.25), 3)
             truth[step.name][seed] = value

@@ -18,7 +18,8 @@ def test_proxy_excludes_manual_scale(tmp_path: Path, extra: list[str], capsys: p
     assert not out.exists()
 
 
-@pytest.mark.parametrize("argv", [["train", "--seeds", "-1"], ["bench", "--batch", "0"], ["flops", "--resolution", "16"]])
+@pytest.mark.parametrize("argv", [["train", "--seeds", "-1"], ["bench", "--batch", "0"],
+                                  ["flops", "--resolution", "16"]])
 def test_bad_numbers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -27,7 +28,7 @@ def test_bad_numbers(argv: list[str], capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_step_lists_take_spaces_or_commas() -> None:
-    from modernize.argtypes import step_names
+    from modernize.cli.argtypes import step_names
 
     assert step_names(["a", "b,c", " d "]) == ["a", "b", "c", "d"]
     assert step_names(None) is None

@@ -3,14 +3,22 @@ drawings come from the built block, per-stage counts add up to the whole-model c
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
 from modernize.cli import main
 from modernize.complexity import count
-from modernize.describe import WIDTH, change_phrases, describe, describe_step, drawing, module_macs, stage_counts
-from modernize.describe import _shallow_model
+from modernize.describe import (
+    WIDTH,
+    _shallow_model,
+    change_phrases,
+    describe,
+    describe_step,
+    drawing,
+    module_macs,
+    stage_counts,
+)
 from modernize.roadmap import Roadmap, Step, load_roadmap
 from modernize.spec import BASE_SPECS
 
@@ -76,7 +84,7 @@ def changed_section(text: str) -> str:
     return "" if start < 0 else text[start:text.index("\n\n", start)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def text_of(rm: str, step: str) -> str:
     return describe_step(ROADMAPS[rm], ROADMAPS[rm][step], counts=False)
 
@@ -100,14 +108,19 @@ def test_describe_names_the_change(rm: str, step: str) -> None:
 def test_bullets_are_the_spec_difference(rm: str, step: str) -> None:
     roadmap = ROADMAPS[rm]
     s = roadmap[step]
-    if not s.parent:
+    text = text_of(rm, step)
+    if not s.parent:  # the first step: the base network, nothing to compare with
+        assert "parent: none" in text and "Starting point: the roadmap's base network" in text
+        assert changed_section(text) == "" and not [ln for ln in text.splitlines() if ln.startswith("    - ")]
         return
-    phrases = change_phrases(roadmap[s.parent].spec, s.spec)
-    section = changed_section(text_of(rm, step))
+    parent = roadmap[s.parent]
+    phrases = change_phrases(parent.spec, s.spec)
+    section = changed_section(text)
     bullets = [line for line in section.splitlines() if line.startswith("    - ")]
-    recipe = 1 if any("training recipe" in b for b in bullets) else 0
+    recipe = int((s.recipe or roadmap.recipe) != (parent.recipe or roadmap.recipe))
+    assert sum("training recipe" in b for b in bullets) == recipe
     assert len(bullets) == max(len(phrases), 1) + recipe
-    assert bool(phrases) == bool(s.spec.diff(roadmap[s.parent].spec))
+    assert bool(phrases) == bool(s.spec.diff(parent.spec))
 
 
 def test_block_drawings_follow_the_built_block() -> None:

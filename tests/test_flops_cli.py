@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -11,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import ROADMAPS, ROOT, paper_rows
+from .conftest import GOLDEN, ROADMAPS, ROOT, paper_rows
 
-GOLDEN = json.loads((ROOT / "tests" / "golden" / "complexity_224.json").read_text())
+pytestmark = pytest.mark.slow  # counts every step of both roadmaps with fvcore, in a subprocess
+
 COLUMNS = ["step", "paper_row", "change", "gmacs", "gflops_fvcore", "params_m", "paper_gflops", "delta_gmacs"]
 
 

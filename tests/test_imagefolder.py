@@ -14,8 +14,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from modernize.cli import main as cli_main
-from modernize.data import (BatchAugment, BatchRandAugment, DataSpec, base_transforms, eval_transforms,
-                            load_data)
+from modernize.data import BatchAugment, BatchRandAugment, DataSpec, base_transforms, eval_transforms, load_data
 from modernize.errors import ConfigError
 from modernize.proxy import CPU_PROXY
 from modernize.recipe import Recipe, load_recipe

@@ -20,8 +20,17 @@ from report_fixture import make_run, realistic, small_roadmap  # noqa: E402
 
 from modernize.cli import main  # noqa: E402
 from modernize.errors import ConfigError  # noqa: E402
-from modernize.report import (DPI, ACC_VS_GMACS_SIZE, NOISE_ALPHA, agreement, build_report,  # noqa: E402
-                              curves_figsize, load_run, roadmap_figsize, summarize)
+from modernize.report import (  # noqa: E402
+    ACC_VS_GMACS_SIZE,
+    DPI,
+    NOISE_ALPHA,
+    agreement,
+    build_report,
+    curves_figsize,
+    load_run,
+    roadmap_figsize,
+    summarize,
+)
 from modernize.roadmap import load_roadmap  # noqa: E402
 from modernize.stats import spearman, t_two_sided_p, welch_p  # noqa: E402
 
@@ -127,7 +136,8 @@ def test_noise_rule_is_welch(built) -> None:
     for step in R50:
         a, b = list(truth.get(step.name, {}).values()), list(truth.get(step.parent or "", {}).values())
         if len(a) >= 2 and len(b) >= 2:
-            p = welch_p(statistics.mean(a), statistics.stdev(a), len(a), statistics.mean(b), statistics.stdev(b), len(b))
+            p = welch_p(statistics.mean(a), statistics.stdev(a), len(a),
+                        statistics.mean(b), statistics.stdev(b), len(b))
             assert by.loc[step.name, "p_value"] == pytest.approx(p, rel=1e-4)
             assert by.loc[step.name, "within_noise"] == ("yes" if p > NOISE_ALPHA else "no")
         else:
@@ -258,7 +268,7 @@ def test_bad_run_dir_is_one_line_error_and_writes_nothing(tmp_path: Path, capsys
         build_report(run, tmp_path / "out")
     assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and message.split("'")[0] in err
+    assert err.startswith("error: ") and "\n" not in err and message in err
     assert not (tmp_path / "out").exists()
 
 

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-
 from torch.utils.flop_counter import FlopCounterMode
 
 from modernize import base_spec, build_model
 
-from .conftest import ROOT, all_steps, load
+from .conftest import GOLDEN, all_steps, load
 
 STEPS = all_steps()
-GOLDEN = json.loads((ROOT / "tests" / "golden" / "complexity_224.json").read_text())
 
 
 @pytest.mark.parametrize("roadmap, step", STEPS)

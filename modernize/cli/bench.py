@@ -1,6 +1,7 @@
 """``run_ablation.py bench``: images/s and peak memory per step, or ``--parity`` with torchvision.
 
-Kept apart from :mod:`modernize.bench` so that building the parser does not import torch.
+:mod:`modernize.bench` is imported by the handler only, so that building the parser does not
+import it.
 """
 
 from __future__ import annotations
@@ -11,24 +12,18 @@ import sys
 import time
 from pathlib import Path
 
-from .argtypes import step_names
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..files import atomic_write_text
+from ..paths import default_out, reports_dir
+from ..roadmap import load_roadmap
+from .argtypes import add_roadmap_argument, positive_int, resolution, step_names
 
 DEFAULT_BATCH = {"cpu": 8, "cuda": 128}
 """Small on CPU (the whole roadmap in minutes), large on GPU (launch overhead amortized)."""
 
 
-def _positive(text: str) -> int:
-    from .cli import _positive_int
-
-    return _positive_int(text)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
-    from .cli import REPORTS_DIR, default_out
-    from .io import atomic_write_text
-    from .roadmap import load_roadmap
+    from .. import bench
 
     # Validate everything before any work or any write.
     device = bench.resolve_device(args.device)
@@ -45,7 +40,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     command = _command(args)
     start = time.perf_counter()
-    progress = (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
 
     if args.parity:
         ends = [roadmap[0], roadmap[-1]] if not steps else roadmap.select(steps)
@@ -59,10 +57,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              repeats=args.repeats, warmup=args.warmup, progress=progress)
         wall = time.perf_counter() - start
         print(table.to_string(index=False))
-        out = Path(args.out) if args.out else REPORTS_DIR
+        out = Path(args.out) if args.out else reports_dir()
         csv_path, md_path = out / "bench_parity.csv", out / "bench.md"
         atomic_write_text(csv_path, table.to_csv(index=False))
-        atomic_write_text(md_path, parity_markdown(table, command, bench.machine_info(), wall))
+        atomic_write_text(md_path, bench.parity_markdown(table, command, bench.machine_info(), wall))
         print(f"wrote {csv_path}, {md_path} ({wall:.0f} s)")
         return 0
 
@@ -91,43 +89,24 @@ def _command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def parity_markdown(table: "object", command: str, info: dict[str, str], wall: float,
-                    notes: list[str] | None = None) -> str:
-    """``reports/bench.md``: the ratios, the command and the machine they came from."""
-    lines = ["# Speed parity with torchvision", "",
-             "Ours / torchvision in images per second (> 1: ours is faster): `ratio` is the median of the "
-             "per-repeat paired ratios of interleaved repeats (ours, theirs, theirs, ours, ...) in one "
-             "process; `ratio_min`/`ratio_max` bound them, `ratio_of_medians` is the ratio of the two medians, `*_spread_pct` is (max - min) / median of each side's times. "
-             "Training step = forward + CrossEntropy + backward + AdamW step.", "",
-             table.to_markdown(index=False), "",  # type: ignore[attr-defined]
-             f"Command: `{command}` ({wall:.0f} s wall).", "",
-             f"Machine: {info['nproc']} cores (`nproc`), CPU `{info['cpu']}`, torch {info['torch']}, "
-             f"{info['torch_threads']} torch threads, load average at the end {info.get('loadavg', '?')}"
-             + (f", GPU {info['gpu']}" if "gpu" in info else "") + ".", ""]
-    return "\n".join(lines + [f"- {n}" for n in notes or []] + ([""] if notes else []))
-
-
 def add_bench(sub: argparse._SubParsersAction) -> None:
-    from .cli import _resolution
-
     p = sub.add_parser("bench", help="images/s (inference, training step) and peak memory per step",
                        description="Time every step (warm-up, then the median of --repeats timed "
                                    "iterations) and write DIR/bench.csv. With --parity: our first and "
                                    "last step vs their torchvision twins, interleaved, written to "
                                    "reports/bench_parity.csv and reports/bench.md.")
-    p.add_argument("roadmap", nargs="?", default=None,
-                   help="roadmap TOML file or built-in name (default: resnet50_to_convnext_t)")
+    add_roadmap_argument(p)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="cpu: fp32 NCHW; cuda: bf16 autocast + channels_last (default cpu)")
-    p.add_argument("--batch", type=_positive, default=None,
+    p.add_argument("--batch", type=positive_int, default=None,
                    help=f"images per iteration (default {DEFAULT_BATCH['cpu']} on cpu, "
                         f"{DEFAULT_BATCH['cuda']} on cuda, 32 with --parity)")
-    p.add_argument("--resolution", type=_resolution, default=224, help="input size in px (default 224)")
-    p.add_argument("--repeats", type=_positive, default=5, help="timed iterations; the median is kept (default 5)")
-    p.add_argument("--warmup", type=_positive, default=1, help="untimed iterations first (default 1)")
+    p.add_argument("--resolution", type=resolution, default=224, help="input size in px (default 224)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed iterations; the median is kept (default 5)")
+    p.add_argument("--warmup", type=positive_int, default=1, help="untimed iterations first (default 1)")
     p.add_argument("--steps", nargs="+", default=None,
                    help="step names, space- or comma-separated (default: all)")
-    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--parity", action="store_true",
                    help="compare the roadmap's first and last step with torchvision instead")
     p.add_argument("--out", default=None,
@@ -140,9 +119,9 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
     import statistics
     import tempfile
 
-    from . import bench_data
-    from .data import DataSpec, loader_workers
-    from .recipe import load_recipe
+    from .. import bench_data
+    from ..data import DataSpec, loader_workers
+    from ..recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     if args.resolution:
@@ -195,15 +174,15 @@ def add_bench_data(sub: argparse._SubParsersAction) -> None:
                                    "given), print how many workers a GPU needs at given training img/s, and "
                                    "time the in-memory batched augmentation against the per-image loop.")
     p.add_argument("--data", default=None, help="imagefolder:PATH to read (default: generate --images JPEGs)")
-    p.add_argument("--images", type=_positive, default=2000, help="JPEGs to generate (default 2000)")
-    p.add_argument("--measure", type=_positive, default=200, help="images timed per repeat (default 200)")
-    p.add_argument("--repeats", type=_positive, default=3, help="repeats; the median is kept (default 3)")
+    p.add_argument("--images", type=positive_int, default=2000, help="JPEGs to generate (default 2000)")
+    p.add_argument("--measure", type=positive_int, default=200, help="images timed per repeat (default 200)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="repeats; the median is kept (default 3)")
     p.add_argument("--recipe", default="paper", help="recipe whose augmentation is timed (default paper)")
-    p.add_argument("--resolution", type=_positive, default=None, help="override the recipe's resolution")
+    p.add_argument("--resolution", type=positive_int, default=None, help="override the recipe's resolution")
     p.add_argument("--train-img-s", type=_positive_float, nargs="+", default=[1000.0, 3000.0],
                    help="GPU training speeds to size the worker count for (default 1000 3000)")
     p.add_argument("--batch-recipe", default="cifar100_gpu",
                    help="in-memory recipe for the batched-augmentation comparison (default cifar100_gpu)")
-    p.add_argument("--batch", type=_positive, default=256, help="batch for that comparison (default 256)")
-    p.add_argument("--threads", type=_positive, default=None, help="torch threads for the batched comparison")
+    p.add_argument("--batch", type=positive_int, default=256, help="batch for that comparison (default 256)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads for the batched comparison")
     p.set_defaults(func=cmd_bench_data)

@@ -22,8 +22,34 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+positive_int = int_at_least(1)
+nonneg_int = int_at_least(0)
+
+
+def resolution(text: str) -> int:
+    """An input size in pixels: an integer >= 32."""
+    value = positive_int(text)
+    if value < 32:
+        raise argparse.ArgumentTypeError(f"resolution must be >= 32 px, got {value}")
+    return value
+
+
+def number(text: str) -> float:
+    """Any float."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 def step_names(values: list[str] | None) -> list[str] | None:
     """``--steps a b`` and ``--steps a,b`` alike: names split on commas and spaces."""
     if values is None:
         return None
     return [name for value in values for name in value.replace(",", " ").split()]
+
+
+def add_roadmap_argument(p: argparse.ArgumentParser) -> None:
+    """The optional positional ``roadmap`` every command that reads a roadmap takes."""
+    p.add_argument("roadmap", nargs="?", default=None,
+                   help="roadmap TOML file or built-in name (default: resnet50_to_convnext_t)")

@@ -6,19 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
-from .argtypes import int_at_least, step_names
-from .errors import ConfigError
-from .proxy import PROXIES, ProxyScale, proxy_preset
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-_nonneg_int = int_at_least(0)
+from ..errors import ConfigError
+from ..proxy import PROXIES, ProxyScale, proxy_preset
+from .argtypes import add_roadmap_argument, nonneg_int, number, positive_int, step_names
+from .report import print_report
 
 
 def proxy_from_args(args: argparse.Namespace) -> ProxyScale | None:
@@ -38,8 +29,8 @@ def proxy_from_args(args: argparse.Namespace) -> ProxyScale | None:
 
 
 def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
-    from .launch import SlurmOptions
-    from .train import submit_roadmap
+    from ..launch import SlurmOptions
+    from ..train import submit_roadmap
 
     if args.workers != 1:
         raise ConfigError("--workers is for local runs; with --launcher slurm each job is its own array task")
@@ -58,7 +49,7 @@ def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import train_roadmap
+    from ..train import train_roadmap
 
     out = Path(args.out) if args.out else Path("runs") / "train"
     if args.launcher == "slurm":
@@ -70,9 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout,
                   tensorboard=args.tensorboard)
     if int(os.environ.get("RANK", "0")) == 0:  # the report once, from the first process
-        from .report import cmd_report
-
-        cmd_report(argparse.Namespace(run_dir=str(out), out=None))
+        print_report(out)
     return 0
 
 
@@ -81,13 +70,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train every step (or --steps) of a roadmap for each seed into RUN_DIR. "
                                    "Rerunning the same command skips finished jobs and resumes an interrupted "
                                    "one. Under torchrun: DDP, global batch = per-process batch x processes.")
-    p.add_argument("roadmap", nargs="?", default=None,
-                   help="roadmap TOML file or built-in name (default: resnet50_to_convnext_t)")
+    add_roadmap_argument(p)
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist[:DIR] | cifar10[:ROOT] | cifar100[:ROOT] | imagefolder:PATH | synthetic[:N]")
     p.add_argument("--recipe", default=None,
                    help="recipe name in ablations/recipes/ or a .toml path (default: the roadmap's recipe)")
-    p.add_argument("--seeds", type=_nonneg_int, nargs="+", default=[0], help="seeds (default: 0)")
+    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0], help="seeds (default: 0)")
     p.add_argument("--out", default=None, help="run directory (default: runs/train)")
     p.add_argument("--steps", nargs="+", default=None, help="only these steps (names from the roadmap)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
@@ -95,62 +83,32 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--proxy", nargs="?", const="cpu", default=None, metavar="NAME",
                    help=f"a named proxy scale ({', '.join(PROXIES)}; bare --proxy: cpu = width x0.25, "
                         "depth x0.34, stem stride 2)")
-    p.add_argument("--width", type=_float, default=1.0, help="width multiplier for every step (default 1)")
-    p.add_argument("--depth", type=_float, default=1.0, help="depth multiplier for every step (default 1)")
+    p.add_argument("--width", type=number, default=1.0, help="width multiplier for every step (default 1)")
+    p.add_argument("--depth", type=number, default=1.0, help="depth multiplier for every step (default 1)")
     p.add_argument("--low-res", type=int, choices=[0, 1, 2], default=None,
                    help="low-resolution mode: total stem stride 1 or 2 for both stem kinds (0/omitted: paper stems)")
     p.add_argument("--init-rule", choices=["paper", "width"], default=None,
                    help="weight init std: paper = 0.02 at every width; width = 0.02 / sqrt(width multiplier)")
-    p.add_argument("--layer-scale", type=_float, default=None,
+    p.add_argument("--layer-scale", type=number, default=None,
                    help="layer-scale init for the steps that have one (default: the step's own, 1e-6)")
-    p.add_argument("--workers", type=int_at_least(1), default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="train N jobs side by side in local processes (CUDA: worker i on cuda:i)")
-    p.add_argument("--claim-timeout", type=_float, default=300.0,
+    p.add_argument("--claim-timeout", type=number, default=300.0,
                    help="seconds without a heartbeat before another process takes a job over (default 300)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard scalars per job under RUN_DIR/<step>/seed<k>/tb")
     p.add_argument("--launcher", choices=["local", "slurm"], default="local",
                    help="local (default) or slurm: one array task per pending job, through submitit")
     p.add_argument("--partition", default=None, help="Slurm partition (--launcher slurm)")
-    p.add_argument("--gpus-per-job", type=_nonneg_int, default=1, help="GPUs per Slurm job, DDP inside (default 1)")
-    p.add_argument("--nodes-per-job", type=int_at_least(1), default=1, help="nodes per Slurm job (default 1)")
-    p.add_argument("--array-parallelism", type=int_at_least(1), default=64,
+    p.add_argument("--gpus-per-job", type=nonneg_int, default=1, help="GPUs per Slurm job, DDP inside (default 1)")
+    p.add_argument("--nodes-per-job", type=positive_int, default=1, help="nodes per Slurm job (default 1)")
+    p.add_argument("--array-parallelism", type=positive_int, default=64,
                    help="at most this many array tasks at once (default 64)")
-    p.add_argument("--time", type=int_at_least(1), default=4320, help="time limit per Slurm job in minutes")
-    p.add_argument("--ckpt-every", type=_nonneg_int, default=0,
+    p.add_argument("--time", type=positive_int, default=4320, help="time limit per Slurm job in minutes")
+    p.add_argument("--ckpt-every", type=nonneg_int, default=0,
                    help="also checkpoint every N iterations within an epoch (default: epoch ends and Ctrl-C)")
-    p.add_argument("--threads", type=_nonneg_int, default=0,
+    p.add_argument("--threads", type=nonneg_int, default=0,
                    help="CPU threads for torch, per worker (default: torch's choice; with --workers N: "
                         "cores / N)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
     p.set_defaults(func=cmd_train)
-
-
-MAIN_JOB = {"roadmap": None, "data": "fashion-mnist", "recipe": "quick", "seeds": [0, 1]}
-"""The recipe names its proxy scale (its ``proxy`` key); chosen by the proxy study."""
-
-
-def run_main_job(run_dir: Path, reports_dir: Path) -> int:
-    """``python run_ablation.py``: every step of the default roadmap for two seeds, the quick
-    recipe at its proxy scale, Fashion-MNIST from the Debian package's files, one job per core
-    side by side (local workers, one torch thread each); then the FLOP table and the report.
-    Rerunning resumes (finished jobs are skipped)."""
-    import time
-
-    from .cli import cmd_flops
-    from .report import cmd_report
-    from .roadmap import load_roadmap
-    from .train import train_roadmap
-
-    # One job per core, one thread each: on the 2-core machine two OpenMP threads on one small
-    # model wait on each other; two independent jobs never do (README: the main job).
-    workers = max(1, min(len(os.sched_getaffinity(0)), int(os.environ.get("MODERNIZE_WORKERS", "2"))))
-    start = time.perf_counter()
-    roadmap = load_roadmap(MAIN_JOB["roadmap"])
-    train_roadmap(roadmap, data=MAIN_JOB["data"], recipe=MAIN_JOB["recipe"], seeds=MAIN_JOB["seeds"],
-                  out=run_dir, device="cpu", workers=workers, threads=1)
-    out = reports_dir / roadmap.name
-    cmd_flops(argparse.Namespace(roadmap=None, out=str(out), resolution=224))
-    cmd_report(argparse.Namespace(run_dir=str(run_dir), out=str(out)))
-    print(f"main job finished in {time.perf_counter() - start:.0f} s (report under {out})")
-    return 0

@@ -1,0 +1,72 @@
+"""Command line: ``python run_ablation.py [COMMAND] ...`` (also installed as ``modernize``).
+
+The one command-line layer: one module per command (``flops``, ``train``, ``bench``,
+``report``, ``describe``, and ``main_job`` for no command), shared argument types in
+:mod:`.argtypes`. Handlers call library functions; nothing outside this package imports it.
+
+Every bad input ends in one line on stderr and exit code 2 (130 on Ctrl-C); nothing
+half-written stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from ..errors import ModernizeError
+from .bench import add_bench
+from .describe import add_describe
+from .flops import add_flops
+from .report import add_report
+from .train import add_train
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# Subcommands register here; each module adds its parser and handler.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_bench, add_report, add_describe,
+                                                                    add_train]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="run_ablation.py", description=(
+        "Reproduce the ResNet -> ConvNeXt roadmap one change at a time. With no command: "
+        "the main job (see README)."))
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main_job() -> int:
+    """The offline default (see README): train all steps of the default roadmap with the
+    ``quick`` recipe at proxy scale on Fashion-MNIST into ``runs/main``, then the report."""
+    from .main_job import run_main_job
+
+    return run_main_job()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The error boundary: a ``ModernizeError`` is one line on stderr and exit 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv:
+            return main_job()
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "func", None):
+            build_parser().print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except ModernizeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]

@@ -1,0 +1,36 @@
+"""``run_ablation.py report RUN_DIR``: the ablation table and figures of a training run."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from ..report import display_table, write_report
+
+
+def print_report(run_dir: Path, out: Path | None = None) -> None:
+    """Write the report of ``run_dir`` (default into ``RUN_DIR/report/``), then print its table."""
+    report = write_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
+    table, agr = report.table, report.agreement
+    print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"]).to_string(index=False))
+    rho = "n/a" if math.isnan(agr.spearman) else f"{agr.spearman:+.3f}"
+    fid = report.fidelity
+    final, anchor, diff, lo, hi = fid.end_to_end
+    print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
+          f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} fail; "
+          f"{final} - {anchor} = {diff:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+    print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, Spearman {rho}")
+    print(f"wrote {len(report.paths)} files to {report.out}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print_report(Path(args.run_dir), Path(args.out) if args.out else None)
+    return 0
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="ablation table, roadmap figure and curves of a training run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `train` (holds run.json)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report/)")
+    p.set_defaults(func=cmd_report)
