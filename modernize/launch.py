@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .proxy import ProxyScale
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
+    from .roadmap import Roadmap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,4 +83,23 @@ def submit(pending: list[tuple[str, int]], train_kwargs: dict[str, Any], out: Pa
     return jobs
 
 
-__all__ = ["JobTask", "SlurmOptions", "submit"]
+def submit_roadmap(roadmap: Roadmap | str | Path | None = None, *, slurm: SlurmOptions, data: str = "fashion-mnist",
+                   recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
+                   steps: Sequence[str] | None = None, device: str = "cuda", proxy: ProxyScale | None = None,
+                   ckpt_every: int = 0, compile: bool | None = None, claim_timeout: float = 300.0,
+                   tensorboard: bool = False) -> list[Any]:
+    """Submit every pending (step, seed) job as one Slurm array task (``launch.py``).
+    Validated here first (on a login node without a GPU: the device is checked by the tasks)."""
+    from .train import pending_jobs, prepare_run, record_run
+
+    cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device="cpu",
+                      proxy=proxy, claim_timeout=claim_timeout, tensorboard=tensorboard)
+    record_run(cfg)
+    pending = pending_jobs(cfg)
+    kwargs = dict(roadmap=cfg.roadmap, data=str(cfg.data), recipe=cfg.recipe, out=cfg.out, device=device,
+                  proxy=cfg.proxy, ckpt_every=ckpt_every, compile=compile, claim_timeout=claim_timeout,
+                  tensorboard=tensorboard)
+    return submit(pending, kwargs, cfg.out, slurm)
+
+
+__all__ = ["JobTask", "SlurmOptions", "submit", "submit_roadmap"]

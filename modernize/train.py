@@ -831,26 +831,17 @@ def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> 
     return cfg.out
 
 
-def submit_roadmap(roadmap: Roadmap | str | Path | None = None, *, slurm: Any, data: str = "fashion-mnist",
-                   recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
-                   steps: Sequence[str] | None = None, device: str = "cuda", proxy: ProxyScale | None = None,
-                   ckpt_every: int = 0, compile: bool | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S,
-                   tensorboard: bool = False) -> list[Any]:
-    """Submit every pending (step, seed) job as one Slurm array task (``launch.py``).
-    Validated here first (on a login node without a GPU: the device is checked by the tasks)."""
-    from .launch import submit
+def pending_jobs(cfg: RunConfig) -> list[tuple[str, int]]:
+    """The (step, seed) jobs of a run that are neither done nor failed."""
+    return [(s.name, k) for s in cfg.steps for k in cfg.seeds
+            if (_read_result(cfg.out / s.name / f"seed{k}" / "result.json") or {}).get("status")
+            not in ("done", "failed")]
 
-    cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device="cpu",
-                      proxy=proxy, claim_timeout=claim_timeout, tensorboard=tensorboard)
+
+def record_run(cfg: RunConfig) -> None:
+    """Create the run folder and its run.json (or check it), as ``run`` does before training."""
     cfg.out.mkdir(parents=True, exist_ok=True)
     _write_run_json(cfg)
-    pending = [(s.name, k) for s in cfg.steps for k in cfg.seeds
-               if (_read_result(cfg.out / s.name / f"seed{k}" / "result.json") or {}).get("status")
-               not in ("done", "failed")]
-    kwargs = dict(roadmap=cfg.roadmap, data=str(cfg.data), recipe=cfg.recipe, out=cfg.out, device=device,
-                  proxy=cfg.proxy, ckpt_every=ckpt_every, compile=compile, claim_timeout=claim_timeout,
-                  tensorboard=tensorboard)
-    return submit(pending, kwargs, cfg.out, slurm)
 
 
 def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
@@ -874,4 +865,4 @@ def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "f
 
 
 __all__ = ["LOG_COLUMNS", "RunConfig", "evaluate", "make_optimizer", "make_scheduler", "param_groups",
-           "prepare_run", "run", "run_job", "run_workers", "submit_roadmap", "train_roadmap"]
+           "pending_jobs", "prepare_run", "record_run", "run", "run_job", "run_workers", "train_roadmap"]

@@ -176,8 +176,7 @@ def test_workers_refuse_more_gpus_than_visible(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_submitit_local_executor_runs_two_jobs(tmp_path: Path) -> None:
     pytest.importorskip("submitit")
-    from modernize.launch import SlurmOptions
-    from modernize.train import submit_roadmap
+    from modernize.launch import SlurmOptions, submit_roadmap
 
     opts = SlurmOptions(cluster="local", gpus_per_job=0, time_min=10)
     kw = dict(data="synthetic:64", recipe=write_recipe(tmp_path), seeds=[0, 1], out=tmp_path / "run",

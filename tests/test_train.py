@@ -449,7 +449,7 @@ def test_fashion_mnist_reader() -> None:
     if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"{folder}: Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
     spec = DataSpec.parse("fashion-mnist")
-    data = load_data(spec, recipe=Recipe(resolution=32, train_images=100, val_images=50))
+    data = load_data(spec, recipe=Recipe(resolution=32, crop="pad", train_images=100, val_images=50))
     assert data.train.images.shape == (100, 1, 32, 32) and data.val.images.shape == (50, 1, 32, 32)
     assert data.num_classes == 10 and data.in_chans == 1
     for split, prefix, total in ((data.train, "train", 60000), (data.val, "t10k", 10000)):

@@ -29,8 +29,7 @@ def proxy_from_args(args: argparse.Namespace) -> ProxyScale | None:
 
 
 def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
-    from ..launch import SlurmOptions
-    from ..train import submit_roadmap
+    from ..launch import SlurmOptions, submit_roadmap
 
     if args.workers != 1:
         raise ConfigError("--workers is for local runs; with --launcher slurm each job is its own array task")
