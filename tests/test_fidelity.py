@@ -88,3 +88,32 @@ def test_assess_counts_end_to_end_and_binomial() -> None:
     top1["widen"] = [v - 3 - 2.22 for v in top1["widen"]]
     fid = assess(_table("resnet50_to_convnext_t", top1), rm.paper_path)
     assert fid.count("robust", "agrees") == 7 and fid.count("robust", "disagrees") == 1
+
+
+@pytest.mark.parametrize("preset", ["cpu", "fidelity", "fidelity32"])
+@pytest.mark.parametrize("roadmap", ["resnet50_to_convnext_t", "resnet200_to_convnext_b"])
+def test_proxy_rules_apply_identically_to_every_step(preset: str, roadmap: str) -> None:
+    """A proxy may never special-case a step: each rule is a function of the spec alone."""
+    from modernize.proxy import PROXIES, low_res, scale
+
+    p = PROXIES[preset]
+    for step in load_roadmap(roadmap):
+        got = p.apply(step.spec)
+        want = low_res(scale(step.spec, width=p.width, depth=p.depth), stem_stride=p.stem_stride)
+        std = 0.02 / math.sqrt(p.width) if p.init == "width" else 0.02
+        ls = p.layer_scale if (p.layer_scale is not None and step.spec.layer_scale > 0) else step.spec.layer_scale
+        assert got == want.replace(init_std=std, layer_scale=ls), step.name
+        assert got.init_std == pytest.approx(std) and got.layer_scale == ls
+
+
+def test_init_std_reaches_every_conv_and_linear_weight() -> None:
+    import torch
+
+    from modernize import build_model
+
+    spec = load_roadmap(None)[-1].spec
+    for std in (0.02, 0.04):
+        torch.manual_seed(0)
+        model = build_model(spec.replace(init_std=std, dims=(96, 192, 384, 768), depths=(1, 1, 1, 1)))
+        w = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+        assert w.std().item() == pytest.approx(std, rel=0.02)
