@@ -115,5 +115,6 @@ def test_init_std_reaches_every_conv_and_linear_weight() -> None:
     for std in (0.02, 0.04):
         torch.manual_seed(0)
         model = build_model(spec.replace(init_std=std, dims=(96, 192, 384, 768), depths=(1, 1, 1, 1)))
-        w = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
+        layers = (torch.nn.Conv2d, torch.nn.Linear)
+        w = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, layers)])
         assert w.std().item() == pytest.approx(std, rel=0.02)
