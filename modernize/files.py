@@ -48,8 +48,25 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def atomic_torch_save(path: Path, obj: Any) -> None:
-    """``torch.save`` through a temp file and rename (checkpoints are never half-written)."""
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from a run folder; unreadable, not UTF-8, not JSON or not an object is a
+    ``ConfigError`` naming the file (``FileNotFoundError`` passes through)."""
+    from .errors import ConfigError
+
+    try:
+        obj = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {type(exc).__name__}: {exc}"[:400]) from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: {what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def atomic_torch_save(path: Path, obj: Any, keep_previous: Path | None = None) -> None:
+    """``torch.save`` through a temp file and rename (checkpoints are never half-written).
+    With ``keep_previous`` the file being replaced is kept there until the new one is in place."""
     import torch
 
     path = Path(path)
@@ -58,6 +75,8 @@ def atomic_torch_save(path: Path, obj: Any) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        if keep_previous is not None and path.is_file():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

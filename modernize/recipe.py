@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,11 @@ class Recipe:
             if not ok:
                 raise ConfigError(f"recipe '{self.name}' key '{key}': {msg}, got {getattr(self, key)!r}")
 
+        for f in dataclasses.fields(self):  # nan/inf pass every comparison below: refuse them first
+            v = getattr(self, f.name)
+            for x in (v if isinstance(v, tuple) else (v,)):
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ConfigError(f"recipe '{self.name}' key '{f.name}': must be a finite number, got {v!r}")
         for key in ("lr", "weight_decay", "min_lr", "grad_clip", "label_smoothing", "mixup", "cutmix",
                     "warmup_epochs", "momentum"):
             need(getattr(self, key) >= 0, key, "must be >= 0")

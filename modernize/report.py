@@ -67,11 +67,14 @@ class Run:
 
 def _read_json(path: Path, what: str) -> Any:
     try:
-        return json.loads(path.read_text())
+        obj = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: missing {what}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: {what} must be a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def _name(value: Any) -> str | None:

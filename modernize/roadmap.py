@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,21 @@ DEFAULT_ROADMAP = "resnet50_to_convnext_t"
 
 _TOP_KEYS = {"name", "description", "base", "paper", "recipe", "imports", "steps"}
 _STEP_KEYS = {"name", "apply", "paper_row", "from", "adopted", "recipe", "change"}
+
+STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+"""A step name is a folder name of the run directory: no path separators, no leading dot."""
+RESERVED_NAMES = frozenset({"run.json", "report", "bench.csv"})
+"""Names of files and folders the engine and the report write at the top of RUN_DIR."""
+
+
+def check_step_name(name: str) -> str | None:
+    """Why ``name`` cannot be a step (run-folder) name, or None when it can."""
+    if not STEP_NAME.fullmatch(name) or name.endswith(".") or ".." in name:
+        return (f"step name {name!r} is not a safe folder name (letters, digits, '_', '.', '-'; "
+                "starting with a letter or digit; at most 100 characters)")
+    if name.lower() in RESERVED_NAMES or name.lower().endswith((".lock", ".json", ".tmp")):
+        return f"step name {name!r} is reserved in a run folder ({', '.join(sorted(RESERVED_NAMES))}, *.json, *.lock)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -119,18 +135,28 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise fail(f"unknown key(s) {unknown} (valid: {sorted(_TOP_KEYS)})")
+    for key, ok, what in (("name", str, "a string"), ("description", str, "a string"), ("paper", str, "a path string"),
+                          ("recipe", str, "a recipe name or path string"), ("base", (str, dict),
+                                                                           "a spec name or a table of spec fields"),
+                          ("imports", list, "a list of module names"), ("steps", list, "a list of [[steps]] tables")):
+        if key in data and not isinstance(data[key], ok):
+            raise fail(f"'{key}' must be {what}, got {type(data[key]).__name__} {data[key]!r}"[:300])
+    if not all(isinstance(m, str) and m for m in data.get("imports", [])):
+        raise fail(f"'imports' must be a list of module names, got {data['imports']!r}")
     for module in data.get("imports", []):  # user transforms, registered on import
         sys.path.insert(0, str(path.parent))
         try:
             importlib.import_module(module)
         except ImportError as exc:
             raise fail(f"imports: cannot import '{module}': {exc}") from None
+        except Exception as exc:  # a user module's own bug: one line naming it, not a traceback
+            raise fail(f"imports: module '{module}' raised {type(exc).__name__}: {exc}") from None
         finally:
             sys.path.pop(0)
 
     try:
         base = _base_spec(data.get("base", "resnet50"))
-    except ModernizeError as exc:
+    except (ModernizeError, TypeError) as exc:
         raise fail(f"base: {exc}") from None
     paper = _paper_rows(path, data["paper"]) if "paper" in data else {}
     raw_steps = data.get("steps")
@@ -144,6 +170,9 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
         name = raw.get("name") if isinstance(raw, dict) else None
         if not isinstance(name, str) or not name:
             raise fail(f"steps[{i}] needs a 'name' string")
+        why = check_step_name(name)
+        if why:
+            raise fail(why, name)
         if name in by_name:
             raise fail("appears twice; step names must be unique", name)
         bad = sorted(set(raw) - _STEP_KEYS)

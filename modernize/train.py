@@ -45,11 +45,11 @@ from .claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, try_claim
 from .complexity import count
 from .data import BatchAugment, Data, DataSpec, InMemory, check_data, load_data, stream
 from .errors import ConfigError, ModernizeError
-from .files import atomic_torch_save, atomic_write_json, atomic_write_text
+from .files import atomic_torch_save, atomic_write_json, atomic_write_text, read_json_object
 from .model import build_model
 from .proxy import ProxyScale, proxy_preset
 from .recipe import Recipe, config_hash, load_recipe
-from .roadmap import Roadmap, Step, load_roadmap
+from .roadmap import Roadmap, Step, check_step_name, load_roadmap
 from .spec import ArchSpec
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "top1", "top5", "lr", "img_per_s", "seconds"]
@@ -115,6 +115,10 @@ class RunConfig:
     """Index of this local worker (``run_workers``); None for a plain process."""
     tensorboard: bool = False
     """Also write TensorBoard scalars per job under ``<job dir>/tb`` (optional dependency)."""
+    force: bool = False
+    """Retrain jobs whose fingerprint differs (the old job folders are moved to RUN_DIR/.replaced/)."""
+    notes: list[str] = field(default_factory=list)
+    """One-line notices printed before any training (e.g. a step override run as written)."""
 
     @property
     def global_batch(self) -> int:
@@ -158,15 +162,20 @@ def _write_run_json_locked(cfg: RunConfig) -> None:
     seeds, steps = list(cfg.seeds), [s.name for s in cfg.steps]
     if path.is_file():
         try:
-            old = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            old = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{path}: unreadable run config ({exc}); remove it or pick another --out") from None
-        if old.get("config_hash") != digest:
+        if not isinstance(old, dict):
+            raise ConfigError(f"{path}: run config must be a JSON object, got {type(old).__name__}; "
+                              "remove it or pick another --out")
+        if old.get("config_hash") != digest and not cfg.force:
             diff = _differing(old.get("compared", {}), compared)
             raise ConfigError(f"{path}: this run directory holds a different configuration "
-                              f"(differs in: {', '.join(diff) or 'config hash'}); use another --out")
-        seeds = sorted(set(old.get("seeds", [])) | set(seeds))
-        steps = [n for n in cfg.roadmap.names if n in set(old.get("steps", [])) | set(steps)]
+                              f"(differs in: {_short(', '.join(diff)) or 'config hash'}); use another --out, "
+                              "or --force to retrain what differs")
+        if old.get("config_hash") == digest:
+            seeds = sorted(set(old.get("seeds", [])) | set(seeds))
+            steps = [n for n in cfg.roadmap.names if n in set(old.get("steps", [])) | set(steps)]
     record = {
         "roadmap": {"name": cfg.roadmap.name, "path": str(cfg.roadmap.path)},
         "recipe": {"name": cfg.recipe.name, "values": cfg.recipe.to_dict()},
@@ -190,9 +199,74 @@ def _differing(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> li
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differing(a, b, f"{prefix}{k}.")
-        elif a != b:
-            out.append(f"{prefix}{k} ({a!r} -> {b!r})")
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            out.append(f"{prefix}{k} ({_short(repr(a), 40)} -> {_short(repr(b), 40)})")
     return out
+
+
+def _short(text: str, n: int = 300) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+# --- job fingerprints ----------------------------------------------------------------------------
+
+_NOT_IN_FINGERPRINT = ("name", "description", "substitute")
+"""Recipe fields that do not change a job's result (a substitute table is already applied)."""
+
+
+def fingerprint_parts(cfg: RunConfig, step: Step, recipe: Recipe, seed: int) -> dict[str, Any]:
+    """Everything that determines a job's result: the step's paper spec (the proxy is applied
+    to it), the resolved recipe values, the data spec, the seed, the global batch and the torch
+    version (major.minor). Not included: the device and the number of threads (same numbers up
+    to floating-point order), the contents of a data folder (only its spec string)."""
+    values = {k: v for k, v in recipe.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
+    return json.loads(json.dumps({
+        "step_spec": step.spec.to_dict(), "proxy": cfg.proxy.to_dict(), "recipe": values, "data": str(cfg.data),
+        "seed": seed, "global_batch": recipe.batch_size * cfg.dist.world,
+        "torch": ".".join(torch.__version__.split("+")[0].split(".")[:2])}, sort_keys=True, default=str))
+
+
+def _legacy_parts(old: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint parts of a job trained before fingerprints, from its config.json."""
+    recipe = old.get("recipe") if isinstance(old.get("recipe"), dict) else {}
+    return json.loads(json.dumps({
+        "step_spec": old.get("paper_spec"), "proxy": old.get("proxy"),
+        "recipe": {k: v for k, v in recipe.items() if k not in _NOT_IN_FINGERPRINT},
+        "data": old.get("data"), "seed": old.get("seed"), "global_batch": old.get("global_batch")},
+        sort_keys=True, default=str))
+
+
+def job_mismatch(job_dir: Path, parts: dict[str, Any]) -> str | None:
+    """None when the job folder is empty or was trained with these fingerprint parts; else what
+    differs (one line)."""
+    if not any((job_dir / f).exists() for f in ("config.json", "result.json", "last.pt", "prev.pt")):
+        return None
+    try:
+        old = read_json_object(job_dir / "config.json", "job config")
+    except FileNotFoundError:
+        return "config.json is missing (cannot tell how it was trained)"
+    except ConfigError as exc:
+        return f"config.json is unreadable ({_short(str(exc).split(': ', 1)[-1], 120)})"
+    if old.get("fingerprint") == config_hash(parts):
+        return None
+    if isinstance(old.get("fingerprint_parts"), dict):
+        diff = _differing(old["fingerprint_parts"], parts)
+    else:  # trained before fingerprints: compare what its config.json recorded
+        diff = _differing(_legacy_parts(old), {k: v for k, v in parts.items() if k != "torch"})
+        if not diff:
+            return None
+    return _short(", ".join(diff), 240) or "fingerprint"
+
+
+def _job_dir(cfg: RunConfig, step: Step, seed: int) -> Path:
+    """``RUN_DIR/<step>/seed<k>``, refused unless it stays inside RUN_DIR."""
+    why = check_step_name(step.name)
+    if why:
+        raise ConfigError(f"roadmap '{cfg.roadmap.name}': {why}")
+    job_dir = cfg.out / step.name / f"seed{seed}"
+    if not job_dir.resolve().is_relative_to(cfg.out.resolve()):
+        raise ConfigError(f"step '{step.name}': its folder {job_dir} would be outside the run directory {cfg.out}")
+    return job_dir
 
 
 # --- one training job -----------------------------------------------------------------------------
@@ -299,10 +373,12 @@ def _train_spec(step: Step, cfg: RunConfig, data: Data, recipe: Recipe) -> ArchS
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:
+    """A job's result.json, or None when missing or unreadable (then the job is not finished)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return obj if isinstance(obj, dict) else None
 
 
 def _batches_in_memory(split: InMemory, *, batch: int, d: Dist, epoch_seed: int, skip: int,
@@ -351,7 +427,8 @@ def _iters_per_epoch(data: Data, batch: int, d: Dist) -> int:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: Dist, device: str,
-             autocast: Any, channels_last: bool = False) -> tuple[float, float, float]:
+             autocast: Any, channels_last: bool = False,
+             stop: Any = None) -> tuple[float, float, float]:
     """(val_loss, top1 %, top5 %) over this rank's share of the validation set, summed over ranks."""
     model.eval()
     val = data.val
@@ -366,6 +443,8 @@ def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: 
         chunks = stream(val, idx.tolist(), batch=batch, device=device, seeded=False)
     k = min(5, data.num_classes)
     for x, y in chunks:
+        if stop is not None and stop():
+            raise _StopInEval
         x = aug.normalize(x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -384,7 +463,7 @@ def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: 
 
 @torch.no_grad()
 def _precise_bn(model: nn.Module, data: Data, aug: BatchAugment, *, n: int, batch: int, d: Dist, device: str,
-                channels_last: bool) -> None:
+                channels_last: bool, stop: Any = None) -> None:
     """Exact BatchNorm statistics of the current weights over the first ``n`` batches of a
     fixed order of un-augmented training images, preprocessed as for evaluation (in memory:
     the stored images; streamed: ``data.train_eval``); no-op for models without BatchNorm."""
@@ -404,6 +483,8 @@ def _precise_bn(model: nn.Module, data: Data, aug: BatchAugment, *, n: int, batc
         return
     batches = []
     for x, _ in source:
+        if stop is not None and stop():
+            raise _StopInEval
         x = aug.normalize(x)
         batches.append(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
         if len(batches) >= n:
@@ -441,15 +522,54 @@ def _fmt(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) else v
 
 
-def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
+def _check_batch(step: Step, recipe: Recipe, data: Data, d: Dist) -> None:
+    gb = recipe.batch_size * d.world
+    if _iters_per_epoch(data, recipe.batch_size, d) < 1:
+        raise ConfigError(f"step '{step.name}': {len(data.train)} training images are fewer than "  # type: ignore[arg-type]
+                          f"one global batch of {gb} (recipe '{recipe.name}' batch_size)")
+
+
+def _load_checkpoint(ckpt_path: Path, prev_path: Path, device: str, say: bool) -> dict[str, Any] | None:
+    """The newest readable checkpoint (``last.pt``, else ``prev.pt``); an unreadable one is moved
+    aside to ``<name>.corrupt-<time>`` with one warning line."""
+    for path in (ckpt_path, prev_path):
+        if not path.is_file():
+            continue
+        try:
+            ck = torch.load(path, map_location=device, weights_only=False)
+            if not isinstance(ck, dict) or not {"model", "optimizer", "scheduler", "epoch", "iter", "rng"} <= set(ck):
+                raise ValueError("not a training checkpoint")
+            return ck
+        except Exception as exc:  # empty, random bytes, truncated zip, wrong content
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(path, aside)
+            if say:
+                then = "trying prev.pt" if path == ckpt_path and prev_path.is_file() else "restarting the job"
+                print(f"warning: {path}: unreadable checkpoint ({type(exc).__name__}: {_short(str(exc), 80)}); "
+                      f"moved to {aside.name}, {then}", file=sys.stderr, flush=True)
+    return None
+
+
+class _StopInEval(Exception):
+    """A stop request during precise BN or evaluation."""
+
+
+def run_job(job: Job, cfg: RunConfig, data: Data, stop: "_Interrupt | None" = None) -> dict[str, Any]:
     """Train one step with one seed (or resume it); returns its result record."""
+    with (contextlib.nullcontext(stop) if stop is not None else _Interrupt()) as stop_:
+        return _run_job(job, cfg, data, stop_)
+
+
+def _run_job(job: Job, cfg: RunConfig, data: Data, stop: "_Interrupt") -> dict[str, Any]:
     d, device, recipe = cfg.dist, cfg.device, job.recipe
-    result_path, ckpt_path = job.dir / "result.json", job.dir / "last.pt"
+    result_path, ckpt_path, prev_path = job.dir / "result.json", job.dir / "last.pt", job.dir / "prev.pt"
     cuda = device.startswith("cuda")
     res = recipe.resolution
     cx = count(job.spec, res)
+    parts = fingerprint_parts(cfg, job.step, recipe, job.seed)
     base = {"step": job.step.name, "seed": job.seed, "recipe": recipe.name, "resolution": res,
-            "gmacs": round(cx.gmacs, 6), "params_m": round(cx.params_m, 6), "epochs": recipe.epochs}
+            "gmacs": round(cx.gmacs, 6), "params_m": round(cx.params_m, 6), "epochs": recipe.epochs,
+            "fingerprint": config_hash(parts)}
     if d.main:
         atomic_write_json(job.dir / "config.json", {
             "step": job.step.name, "seed": job.seed, "change": job.step.change, "paper_row": job.step.paper_row,
@@ -457,7 +577,8 @@ def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
             "paper_spec": job.step.spec.to_dict(), "recipe": recipe.to_dict(), "data": str(cfg.data),
             "proxy": cfg.proxy.to_dict(), "device": device, "world_size": d.world,
             "per_process_batch": recipe.batch_size, "global_batch": recipe.batch_size * d.world,
-            "lr": recipe.scaled_lr(recipe.batch_size * d.world), "resolution": res})
+            "lr": recipe.scaled_lr(recipe.batch_size * d.world), "resolution": res,
+            "fingerprint": config_hash(parts), "fingerprint_parts": parts, "torch": torch.__version__})
 
     _seed_everything(job.seed)
     model = build_model(job.spec).to(device)
@@ -465,10 +586,8 @@ def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
         model = model.to(memory_format=torch.channels_last)
     gb = recipe.batch_size * d.world
     lr = recipe.scaled_lr(gb)
+    _check_batch(job.step, recipe, data, d)
     ipe = _iters_per_epoch(data, recipe.batch_size, d)
-    if ipe < 1:
-        raise ConfigError(f"step '{job.step.name}': {len(data.train)} training images are fewer than "  # type: ignore[arg-type]
-                          f"one global batch of {gb}")
     opt = make_optimizer(model, recipe, lr)
     sched = make_scheduler(opt, recipe, ipe)
     fp16 = cuda and recipe.precision == "fp16"
@@ -486,14 +605,18 @@ def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
 
     start_epoch, skip, best, rows, partial = 0, 0, -1.0, [], {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0}
     wall_before = 0.0
-    if ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        if ema is not None and ck.get("ema") is not None:
-            ema.load_state_dict(ck["ema"])
+    ck = _load_checkpoint(ckpt_path, prev_path, device, d.main)
+    if ck is not None:
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            scaler.load_state_dict(ck["scaler"])
+            if ema is not None and ck.get("ema") is not None:
+                ema.load_state_dict(ck["ema"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ConfigError(f"{job.dir}: its checkpoint does not fit this step's model "
+                              f"({type(exc).__name__}: {_short(str(exc), 120)}); rerun with --force to retrain it") from None
         start_epoch, skip, best, rows = ck["epoch"], ck["iter"], ck["best_top1"], ck["log"]
         partial, wall_before = ck["partial"], ck["wall_s"]
         _set_rng_state(ck["rng"][d.rank] if d.rank < len(ck["rng"]) else ck["rng"][0])
@@ -515,7 +638,7 @@ def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
             dist.all_gather_object(gathered, rng[0])
             rng = gathered
         if d.main:
-            atomic_torch_save(ckpt_path, {
+            atomic_torch_save(ckpt_path, keep_previous=prev_path, obj={
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
                 "rng": rng, "epoch": epoch, "iter": it, "best_top1": best, "log": rows, "partial": part,
@@ -532,102 +655,115 @@ def run_job(job: Job, cfg: RunConfig, data: Data) -> dict[str, Any]:
             atomic_write_json(result_path, rec)
         return rec
 
+    def finished(status: str, **extra: Any) -> dict[str, Any]:
+        rec = record(status, **extra)
+        if d.main:
+            with contextlib.suppress(OSError):
+                prev_path.unlink(missing_ok=True)
+        return rec
+
     if start_epoch >= recipe.epochs:
-        return record("done")
+        return finished("done")
     record("running")
-    with _Interrupt() as stop:
-        for epoch in range(start_epoch, recipe.epochs):
-            train_model.train()
-            if skip == 0:
-                _seed_everything(job.seed * 1_000_003 + epoch * 1_009 + d.rank)
-                partial = {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0}
-            epoch_seed = job.seed * 100_003 + epoch
-            batches = (_batches_in_memory(data.train, batch=recipe.batch_size, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
-                                          skip=skip, device=device) if data.in_memory else
-                       _loader_batches(data.train, batch=recipe.batch_size, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
-                                       skip=skip, device=device))
-            bar = _progress(ipe, f"{job.step.name} s{job.seed} ep{epoch + 1}/{recipe.epochs}", cfg.progress and d.main)
+    for epoch in range(start_epoch, recipe.epochs):
+        train_model.train()
+        if skip == 0:
+            _seed_everything(job.seed * 1_000_003 + epoch * 1_009 + d.rank)
+            partial = {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0}
+        epoch_seed = job.seed * 100_003 + epoch
+        batches = (_batches_in_memory(data.train, batch=recipe.batch_size, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
+                                      skip=skip, device=device) if data.in_memory else
+                   _loader_batches(data.train, batch=recipe.batch_size, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
+                                   skip=skip, device=device))
+        bar = _progress(ipe, f"{job.step.name} s{job.seed} ep{epoch + 1}/{recipe.epochs}", cfg.progress and d.main)
+        if bar is not None:
+            bar.update(skip)
+        t0 = time.perf_counter()
+        it = skip
+        for x, y in batches:
+            x, y = aug(x, y)
+            if recipe.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                loss = criterion(train_model(x), y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if recipe.grad_clip > 0:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            it += 1
+            stats = torch.tensor([loss.detach().float().item(), float(stop.flag)], dtype=torch.float64)
+            if d.active:
+                stats = stats.to(device)
+                dist.all_reduce(stats)
+                stats = stats.cpu()
+                stats[0] /= d.world
+            if not math.isfinite(stats[0].item()):
+                if bar is not None:
+                    bar.close()
+                with contextlib.suppress(OSError):
+                    ckpt_path.unlink()
+                return finished("failed", failed_epoch=epoch + 1,
+                              reason=f"non-finite training loss ({stats[0].item()}) at epoch {epoch + 1}, "
+                                     f"iteration {it}")
+            partial["loss"] += stats[0].item()
+            partial["n"] += 1
+            partial["seen"] += len(y) * d.world
             if bar is not None:
-                bar.update(skip)
-            t0 = time.perf_counter()
-            it = skip
-            for x, y in batches:
-                x, y = aug(x, y)
-                if recipe.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast():
-                    loss = criterion(train_model(x), y)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if recipe.grad_clip > 0:
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                it += 1
-                stats = torch.tensor([loss.detach().float().item(), float(stop.flag)], dtype=torch.float64)
-                if d.active:
-                    stats = stats.to(device)
-                    dist.all_reduce(stats)
-                    stats = stats.cpu()
-                    stats[0] /= d.world
-                if not math.isfinite(stats[0].item()):
+                secs = partial["secs"] + time.perf_counter() - t0
+                bar.set_postfix(loss=f"{partial['loss'] / partial['n']:.3f}",
+                                img_s=f"{partial['seen'] / max(secs, 1e-9):.0f}", refresh=False)
+                bar.update(1)
+            if stats[1].item() > 0 or (cfg.ckpt_every and it % cfg.ckpt_every == 0 and it < ipe):
+                part = partial | {"secs": partial["secs"] + time.perf_counter() - t0}
+                save(epoch, it, part)
+                if stats[1].item() > 0:
                     if bar is not None:
                         bar.close()
-                    with contextlib.suppress(OSError):
-                        ckpt_path.unlink()
-                    return record("failed", failed_epoch=epoch + 1,
-                                  reason=f"non-finite training loss ({stats[0].item()}) at epoch {epoch + 1}, "
-                                         f"iteration {it}")
-                partial["loss"] += stats[0].item()
-                partial["n"] += 1
-                partial["seen"] += len(y) * d.world
-                if bar is not None:
-                    secs = partial["secs"] + time.perf_counter() - t0
-                    bar.set_postfix(loss=f"{partial['loss'] / partial['n']:.3f}",
-                                    img_s=f"{partial['seen'] / max(secs, 1e-9):.0f}", refresh=False)
-                    bar.update(1)
-                if stats[1].item() > 0 or (cfg.ckpt_every and it % cfg.ckpt_every == 0 and it < ipe):
-                    part = partial | {"secs": partial["secs"] + time.perf_counter() - t0}
-                    save(epoch, it, part)
-                    if stats[1].item() > 0:
-                        if bar is not None:
-                            bar.close()
-                        record("running")
-                        raise _StopRequested(f"{job.step.name}/seed{job.seed}: stopped at epoch {epoch + 1}, "
-                                             f"iteration {it}; checkpoint saved, rerun the same command to resume")
-            if bar is not None:
-                bar.close()
-            secs = partial["secs"] + time.perf_counter() - t0
-            skip = 0
-            eval_model = ema.module if ema is not None else model
+                    record("running")
+                    raise _StopRequested(f"{job.step.name}/seed{job.seed}: stopped at epoch {epoch + 1}, "
+                                         f"iteration {it}; checkpoint saved, rerun the same command to resume")
+        if bar is not None:
+            bar.close()
+        secs = partial["secs"] + time.perf_counter() - t0
+        skip = 0
+        eval_model = ema.module if ema is not None else model
+        try:
             if recipe.precise_bn_batches:
                 _precise_bn(eval_model, data, aug, n=recipe.precise_bn_batches, batch=recipe.batch_size,  # type: ignore[arg-type]
-                            d=d, device=device, channels_last=recipe.channels_last)
+                            d=d, device=device, channels_last=recipe.channels_last, stop=lambda: stop.flag)
             val_loss, top1, top5 = evaluate(eval_model, data, aug,
-                                            batch=max(256, recipe.batch_size), d=d, device=device, autocast=autocast,
-                                            channels_last=recipe.channels_last)
-            best = max(best, top1)
-            rows.append({"epoch": epoch + 1, "train_loss": _fmt(partial["loss"] / max(1, partial["n"])),
-                         "val_loss": _fmt(val_loss), "top1": _fmt(top1), "top5": _fmt(top5),
-                         "lr": _fmt(opt.param_groups[0]["lr"]), "img_per_s": round(partial["seen"] / max(secs, 1e-9), 1),
-                         "seconds": round(secs, 3)})
-            save(epoch + 1, 0, {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0})
-            if d.main:
-                _write_log(job.dir / "log.csv", rows)
-                if cfg.tensorboard:
-                    _tensorboard(job.dir / "tb", rows[-1], step=(epoch + 1) * ipe)
-                if cfg.progress:
-                    r = rows[-1]
-                    eta = (recipe.epochs - epoch - 1) * secs
-                    print(f"  {job.step.name} seed{job.seed} epoch {epoch + 1}/{recipe.epochs}: loss {r['train_loss']:.4f} "
-                          f"val {r['val_loss']:.4f} top1 {top1:.2f} top5 {top5:.2f} lr {r['lr']:.2e} "
-                          f"{r['img_per_s']:.0f} img/s {secs:.1f}s eta {eta:.0f}s", flush=True)
+                                            batch=max(256, recipe.batch_size), d=d, device=device,
+                                            autocast=autocast, channels_last=recipe.channels_last,
+                                            stop=lambda: stop.flag)
+        except _StopInEval:  # the epoch's training is done: resume re-runs only BN + evaluation
+            save(epoch, ipe, partial | {"secs": secs})
             record("running")
-    return record("done")
+            raise _StopRequested(f"{job.step.name}/seed{job.seed}: stopped in the evaluation of epoch "
+                                 f"{epoch + 1}; checkpoint saved, rerun the same command to resume") from None
+        best = max(best, top1)
+        rows.append({"epoch": epoch + 1, "train_loss": _fmt(partial["loss"] / max(1, partial["n"])),
+                     "val_loss": _fmt(val_loss), "top1": _fmt(top1), "top5": _fmt(top5),
+                     "lr": _fmt(opt.param_groups[0]["lr"]), "img_per_s": round(partial["seen"] / max(secs, 1e-9), 1),
+                     "seconds": round(secs, 3)})
+        save(epoch + 1, 0, {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0})
+        if d.main:
+            _write_log(job.dir / "log.csv", rows)
+            if cfg.tensorboard:
+                _tensorboard(job.dir / "tb", rows[-1], step=(epoch + 1) * ipe)
+            if cfg.progress:
+                r = rows[-1]
+                eta = (recipe.epochs - epoch - 1) * secs
+                print(f"  {job.step.name} seed{job.seed} epoch {epoch + 1}/{recipe.epochs}: loss {r['train_loss']:.4f} "
+                      f"val {r['val_loss']:.4f} top1 {top1:.2f} top5 {top5:.2f} lr {r['lr']:.2e} "
+                      f"{r['img_per_s']:.0f} img/s {secs:.1f}s eta {eta:.0f}s", flush=True)
+        record("running")
+    return finished("done")
 
 
 # --- the whole roadmap ---------------------------------------------------------------------------
@@ -636,7 +772,8 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
                 out: Path, steps: Sequence[str] | None = None, device: str | None = "auto",
                 proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
                 compile: bool | None = None, progress: bool = True,
-                claim_timeout: float = DEFAULT_TIMEOUT_S, tensorboard: bool = False) -> RunConfig:
+                claim_timeout: float = DEFAULT_TIMEOUT_S, tensorboard: bool = False,
+                force: bool = False) -> RunConfig:
     """Resolve and validate everything (roadmap, steps, recipes, data path, device) before any
     training or writing starts."""
     rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
@@ -668,8 +805,22 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
         proxy.apply(s.spec)
     return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
                      device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
-                     progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout,
-                     tensorboard=tensorboard)
+                     progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout, force=force,
+                     tensorboard=tensorboard,
+                     notes=override_notes(rec, chosen))
+
+
+def override_notes(recipe: Recipe, steps: Sequence[Step]) -> list[str]:
+    """One line per step whose recipe override runs as written: the run's recipe has no
+    ``[substitute.NAME]`` table for it (e.g. 90 epochs at 224 px under a 1-epoch recipe)."""
+    notes = []
+    for s in steps:
+        if s.recipe and s.recipe != recipe.name and s.recipe not in recipe.substitute:
+            r = recipe.for_step(s.recipe)
+            notes.append(f"note: step {s.name} trains with recipe '{s.recipe}' as written ({r.epochs} epochs, "
+                         f"{r.resolution} px, batch {r.batch_size}): the run's recipe '{recipe.name}' has no "
+                         f"[substitute.{s.recipe}] table")
+    return notes
 
 
 def _claim(job_dir: Path, d: Dist, timeout: float) -> Claim | ClaimInfo | contextlib.nullcontext[None]:
@@ -696,12 +847,80 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
     ``cfg.out``: a job running elsewhere is left to its owner; a finished or failed job is never
     retrained. With ``wait`` the process then waits for the jobs running elsewhere and takes
     over any whose owner dies."""
+    with _Interrupt() as stop:
+        datas = _preflight(cfg, stop)
+        return _run(cfg, datas, stop, wait=wait, poll_s=poll_s)
+
+
+def _data_key(cfg: RunConfig, recipe: Recipe) -> str:
+    key = (f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}/"
+           f"{recipe.eval_crop_pct}/{recipe.bad_images}/{recipe.resize}")
+    if cfg.data.kind == "imagefolder":  # the per-image augmentation lives in the data set's transform
+        key += (f"/{recipe.crop_scale_min}/{recipe.hflip}/{recipe.randaugment_ops}/"
+                f"{recipe.randaugment_magnitude}")
+    return key
+
+
+def _check_stop(stop: "_Interrupt", where: str) -> None:
+    if stop.flag:
+        print(f"interrupted {where}; rerun the same command to resume", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
+
+def _preflight(cfg: RunConfig, stop: "_Interrupt", load: bool = True) -> dict[str, Data]:
+    """Everything that can refuse a run, before anything is written to RUN_DIR: job folders
+    inside RUN_DIR, job fingerprints (a job trained differently is refused unless ``force``),
+    the data of every job still to train and its batch check. Then run.json, and with
+    ``force`` the differing jobs are moved to ``RUN_DIR/.replaced/<time>/``."""
     d = cfg.dist
+    if cfg.worker is None:
+        for note in cfg.notes:
+            _say(cfg, note)
+    stale: list[tuple[Path, str]] = []
+    pending: list[tuple[Step, Recipe]] = []
+    for step in cfg.steps:
+        recipe = cfg.step_recipes.get(step.recipe or "", cfg.recipe)
+        todo = False
+        for seed in cfg.seeds:
+            job_dir = _job_dir(cfg, step, seed)
+            why = job_mismatch(job_dir, fingerprint_parts(cfg, step, recipe, seed))
+            if why:
+                stale.append((job_dir, why))
+                todo = True
+            elif (_read_result(job_dir / "result.json") or {}).get("status") not in ("done", "failed"):
+                todo = True
+        if todo:
+            pending.append((step, recipe))
+    if stale and not cfg.force:
+        job, why = stale[0]
+        more = f" (and {len(stale) - 1} more job(s))" if len(stale) > 1 else ""
+        raise ConfigError(f"{job}: trained with a different configuration{more}; differs in: {why}; "
+                          "rerun with --force to retrain (the old job folder is moved to RUN_DIR/.replaced/), "
+                          "or use another --out")
+    datas: dict[str, Data] = {}
+    if load:
+        for step, recipe in pending:
+            key = _data_key(cfg, recipe)
+            if key not in datas:
+                datas[key] = load_data(cfg.data, recipe=recipe, download=cfg.download and d.main)
+                _check_stop(stop, "while loading data")
+            _check_batch(step, recipe, datas[key], d)
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         _write_run_json(cfg)
+        if stale:
+            aside = cfg.out / ".replaced" / time.strftime("%Y%m%d-%H%M%S")
+            for job_dir, why in stale:
+                target = aside / job_dir.relative_to(cfg.out)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(job_dir, target)
+                _say(cfg, f"--force: {job_dir} differed ({why}); moved to {target}")
     _barrier(d)
-    datas: dict[str, Data] = {}
+    return datas
+
+
+def _run(cfg: RunConfig, datas: dict[str, Data], stop: "_Interrupt", *, wait: bool, poll_s: float) -> Path:
+    d = cfg.dist
     _say(cfg, f"run {cfg.out}: roadmap {cfg.roadmap.name}, recipe {cfg.recipe.name}, data {cfg.data}, "
               f"device {cfg.device}, {d.world} process(es) x batch {cfg.recipe.batch_size} = global batch "
               f"{cfg.global_batch}, lr {cfg.recipe.scaled_lr(cfg.global_batch):.3g}, proxy {cfg.proxy.to_dict()}, "
@@ -712,13 +931,10 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
         elsewhere: list[str] = []
         for step in cfg.steps:
             recipe = cfg.step_recipes.get(step.recipe or "", cfg.recipe)
-            key = (f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}/"
-                   f"{recipe.eval_crop_pct}/{recipe.bad_images}/{recipe.resize}")
-            if cfg.data.kind == "imagefolder":  # the per-image augmentation lives in the data set's transform
-                key += (f"/{recipe.crop_scale_min}/{recipe.hflip}/{recipe.randaugment_ops}/"
-                        f"{recipe.randaugment_magnitude}")
+            key = _data_key(cfg, recipe)
             for seed in cfg.seeds:
-                job_dir = cfg.out / step.name / f"seed{seed}"
+                job_dir = _job_dir(cfg, step, seed)
+                _check_stop(stop, "between jobs")
                 _barrier(d)
                 prev = _read_result(job_dir / "result.json")
                 if prev and prev.get("status") in ("done", "failed"):
@@ -732,11 +948,12 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
                 with claim:
                     if key not in datas:
                         datas[key] = load_data(cfg.data, recipe=recipe, download=cfg.download and d.main)
+                        _check_stop(stop, "while loading data")
                     data = datas[key]
                     job = Job(step=step, seed=seed, recipe=recipe, spec=_train_spec(step, cfg, data, recipe),
                               dir=job_dir)
                     try:
-                        rec = run_job(job, cfg, data)
+                        rec = run_job(job, cfg, data, stop)
                     except _StopRequested as exc:
                         if d.main:
                             print(f"interrupted: {exc}", file=sys.stderr, flush=True)
@@ -756,7 +973,9 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
             _say(cfg, f"waiting for {len(elsewhere)} job(s) running in other processes "
                       f"(taken over if their owner stops): {', '.join(elsewhere)}")
             waiting_said = True
-        time.sleep(poll_s)
+        for _ in range(max(1, int(poll_s / 0.1))):
+            _check_stop(stop, "while waiting for other processes")
+            time.sleep(0.1)
     _say(cfg, f"run finished in {time.perf_counter() - t_run:.1f} s: {cfg.out}")
     return cfg.out
 
@@ -794,8 +1013,9 @@ def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> 
         if workers > torch.cuda.device_count():
             raise ConfigError(f"--workers {workers}: only {torch.cuda.device_count()} GPU(s) visible (one per worker)")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    _write_run_json(cfg)
+    with _Interrupt() as stop:
+        _preflight(cfg, stop)
+    cfg = dataclasses.replace(cfg, force=False)  # what differed is moved aside; workers must not move more
     print(f"run {cfg.out}: {workers} local workers x {threads} thread(s), "
           f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s)", flush=True)
     ctx = multiprocessing.get_context("spawn")
@@ -839,9 +1059,10 @@ def pending_jobs(cfg: RunConfig) -> list[tuple[str, int]]:
 
 
 def record_run(cfg: RunConfig) -> None:
-    """Create the run folder and its run.json (or check it), as ``run`` does before training."""
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    _write_run_json(cfg)
+    """Check the run (fingerprints of its jobs, data, batch), then create the run folder and its
+    run.json (or check it), as ``run`` does before training."""
+    with _Interrupt() as stop:
+        _preflight(cfg, stop)
 
 
 def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
@@ -850,13 +1071,13 @@ def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "f
                   proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
                   compile: bool | None = None, progress: bool = True, workers: int = 1,
                   threads: int | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S,
-                  tensorboard: bool = False) -> Path:
+                  tensorboard: bool = False, force: bool = False) -> Path:
     """Train every step (or ``steps``) of a roadmap for each seed into ``out``; rerunning the
     same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay).
     ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each)."""
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
                       proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress,
-                      claim_timeout=claim_timeout, tensorboard=tensorboard)
+                      claim_timeout=claim_timeout, tensorboard=tensorboard, force=force)
     if workers > 1:
         return run_workers(cfg, workers=workers, threads=threads)
     if threads:

@@ -14,7 +14,6 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ..errors import ModernizeError
 from .bench import add_bench
 from .describe import add_describe
 from .flops import add_flops
@@ -50,23 +49,23 @@ def main_job() -> int:
     return run_main_job()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The error boundary: a ``ModernizeError`` is one line on stderr and exit 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if not argv:
-            return main_job()
-        args = build_parser().parse_args(argv)
-        if not getattr(args, "func", None):
-            build_parser().print_help()
-            return 2
-        return int(args.func(args) or 0)
-    except ModernizeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+def _dispatch(argv: list[str]) -> int:
+    if not argv:
+        return main_job()
+    args = build_parser().parse_args(argv)
+    if not getattr(args, "func", None):
+        build_parser().print_help()
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return int(args.func(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The error boundary (``boundary.py``): expected failures are one line on stderr and exit 2
+    (130 for a stop); ``--debug`` or ``MODERNIZE_DEBUG=1`` adds the traceback."""
+    from ..boundary import guarded, split_debug
+
+    args, debug = split_debug(sys.argv[1:] if argv is None else argv)
+    return guarded(lambda: _dispatch(args), debug)
 
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]

@@ -58,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   device=args.device, proxy=proxy_from_args(args), download=args.download,
                   ckpt_every=args.ckpt_every, compile=True if args.compile else None,
                   workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout,
-                  tensorboard=args.tensorboard)
+                  tensorboard=args.tensorboard, force=getattr(args, "force", False))
     if int(os.environ.get("RANK", "0")) == 0:  # the report once, from the first process
         print_report(out)
     return 0
@@ -110,4 +110,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads for torch, per worker (default: torch's choice; with --workers N: "
                         "cores / N)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
+    add_force(p)
     p.set_defaults(func=cmd_train)
+
+
+def add_force(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="retrain the jobs of RUN_DIR whose fingerprint differs from this command's "
+                        "(their folders are moved to RUN_DIR/.replaced/<time>/, nothing is deleted)")

@@ -1,0 +1,559 @@
+"""Issue 11: a run folder never lies, never escapes, never locks the user out; every fault is
+one clean line.
+
+First the defects one by one (each failed before the fix), then a parametrized battery of bad
+inputs and faults across flops, train, report, describe and bench: each case asserts the exit
+code, a one-line message naming the culprit, no traceback, and that the corrected command then
+works on the same output folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from modernize.cli import main as cli_main
+from modernize.errors import ConfigError
+from modernize.recipe import load_recipe
+from modernize.roadmap import ABLATIONS_DIR, load_roadmap
+from modernize.train import override_notes, prepare_run, train_roadmap
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = dict(epochs=1, batch_size=16, lr=2e-3, lr_batch=16, warmup_epochs=0, resolution=16, crop="none",
+            hflip=False, drop_path=0.0, label_smoothing=0.0, precision="fp32", channels_last=False,
+            precise_bn_batches=0)
+SUB = "\n[substitute.resnet_original]\nepochs = 1\nbatch_size = 16\ndecay_epochs = [0.5]\nresolution = 16\n"
+STEP = "separate_downsampling"
+PROXY_ARGS = ["--width", "0.125", "--depth", "0.34", "--low-res", "2", "--device", "cpu", "--threads", "1"]
+
+
+def recipe_file(tmp: Path, name: str = "tiny", extra: str = "", **kw: object) -> Path:
+    values = TINY | kw
+    path = tmp / f"{name}.toml"
+    path.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()) + "\n" + extra + SUB)
+    return path
+
+
+def roadmap_copy(tmp: Path, edit: Callable[[str], str] = lambda t: t, name: str = "rm.toml") -> Path:
+    """The default roadmap, edited, as a file of its own (``paper`` resolved to the built-in CSV)."""
+    text = (ABLATIONS_DIR / "resnet50_to_convnext_t.toml").read_text()
+    text = text.replace('paper = "paper/', f'paper = "{ABLATIONS_DIR}/paper/')
+    path = tmp / name
+    path.write_text(edit(text))
+    return path
+
+
+def train_args(tmp: Path, out: Path, *extra: str, data: str = "synthetic:32", recipe: Path | None = None,
+               steps: tuple[str, ...] = (STEP,)) -> list[str]:
+    return ["train", "--data", data, "--recipe", str(recipe or recipe_file(tmp)), "--out", str(out),
+            "--steps", *steps, *PROXY_ARGS, *extra]
+
+
+def call(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        rc = cli_main(argv)
+    except SystemExit as exc:  # argparse errors
+        rc = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line_error(err: str, culprit: str) -> None:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith("warning:")]
+    assert "Traceback" not in err, err
+    assert len(lines) == 1, err
+    assert culprit.lower() in lines[0].lower(), (culprit, lines[0])
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")} if root.exists() else set()
+
+
+# --- 1. fingerprints ---------------------------------------------------------------------------
+
+def tiny(tmp: Path, out: Path, roadmap: Path | str | None = None, *, data: str = "synthetic:32",
+         force: bool = False, **kw: object) -> Path:
+    from modernize.proxy import ProxyScale
+
+    return train_roadmap(roadmap, data=data, recipe=recipe_file(tmp, **kw), seeds=[0], out=out, steps=[STEP],
+                         device="cpu", progress=False, proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2),
+                         force=force)
+
+
+def test_edited_roadmap_with_the_same_name_is_not_the_same_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    tiny(tmp_path, out, roadmap_copy(tmp_path))
+    cfg = json.loads((out / STEP / "seed0" / "config.json").read_text())
+    assert cfg["fingerprint"] and cfg["fingerprint_parts"]["seed"] == 0
+    assert json.loads((out / STEP / "seed0" / "result.json").read_text())["fingerprint"] == cfg["fingerprint"]
+    # a real edit: an earlier step's stage depths change in the copy (same roadmap name)
+    edited = roadmap_copy(tmp_path, lambda t: t.replace("depths = [3, 3, 9, 3]", "depths = [2, 2, 6, 2]"), "rm2.toml")
+    assert load_roadmap(edited)[STEP].spec != load_roadmap(roadmap_copy(tmp_path))[STEP].spec
+    with pytest.raises(ConfigError, match=rf"{STEP}/seed0: trained with a different configuration.*step_spec"):
+        tiny(tmp_path, out, edited)
+    tiny(tmp_path, out, edited, force=True)  # --force: retrained, the old job kept under .replaced/
+    moved = list((out / ".replaced").glob(f"*/{STEP}/seed0/result.json"))
+    assert len(moved) == 1
+    new = json.loads((out / STEP / "seed0" / "config.json").read_text())
+    assert new["fingerprint"] != cfg["fingerprint"]
+
+
+def test_deleting_run_json_does_not_change_what_is_reused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    tiny(tmp_path, out)
+    (out / "run.json").unlink()
+    with pytest.raises(ConfigError, match=r"differs in: .*(data|recipe)"):
+        tiny(tmp_path, out, data="synthetic:48", lr=1e-3)
+    assert not (out / "run.json").exists()  # refused before writing
+    tiny(tmp_path, out)  # the same config as the job's: skipped, run.json written again
+    assert json.loads((out / "run.json").read_text())["data"] == "synthetic:32"
+
+
+def test_legacy_job_without_fingerprint_is_reused_when_its_config_matches(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    tiny(tmp_path, out)
+    path = out / STEP / "seed0" / "config.json"
+    cfg = json.loads(path.read_text())
+    for k in ("fingerprint", "fingerprint_parts", "torch"):
+        cfg.pop(k)
+    path.write_text(json.dumps(cfg))
+    before = (out / STEP / "seed0" / "result.json").stat().st_mtime_ns
+    tiny(tmp_path, out)
+    assert (out / STEP / "seed0" / "result.json").stat().st_mtime_ns == before
+    with pytest.raises(ConfigError, match=r"recipe\.lr"):
+        tiny(tmp_path, out, lr=1e-3)
+
+
+# --- 2. step names, paths under RUN_DIR -----------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", ".hidden", "run.json", "report", "x..y", "-dash",
+                                  "bad name", "claim.json", "x" * 101])
+def test_unsafe_step_names_refused_at_load(tmp_path: Path, name: str) -> None:
+    path = roadmap_copy(tmp_path, lambda t: t.replace('name = "stage_ratio"', f'name = {json.dumps(name)}'))
+    with pytest.raises(ConfigError, match=r"rm\.toml: step .*(safe folder name|reserved)"):
+        load_roadmap(path)
+
+
+def test_escaping_step_writes_nothing_outside(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    rm = roadmap_copy(tmp_path, lambda t: t.replace('name = "stage_ratio"', 'name = "../../escape"'))
+    before = files_under(tmp_path)
+    rc, _, err = call(["train", str(rm), *train_args(tmp_path, tmp_path / "a" / "b" / "out")[1:]], capsys)
+    assert rc == 2
+    one_line_error(err, "../../escape")
+    assert files_under(tmp_path) - before == {tmp_path / "tiny.toml"}
+
+
+# --- 3. a rejected config does not lock the folder ----------------------------------------------------
+
+def test_batch_larger_than_data_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    rc, _, err = call(train_args(tmp_path, out, recipe=recipe_file(tmp_path, "big", batch_size=64)), capsys)
+    assert rc == 2
+    one_line_error(err, "global batch of 64")
+    assert not out.exists()
+    rc, _, err = call(train_args(tmp_path, out), capsys)
+    assert rc == 0, err
+
+
+# --- 5. corrupt checkpoints ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY random bytes \x00\xff" * 20, "truncate"])
+def test_corrupt_checkpoint_is_moved_aside(tmp_path: Path, content: bytes | str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    tiny(tmp_path, out)
+    job = out / STEP / "seed0"
+    ck = job / "last.pt"
+    ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2] if content == "truncate" else content)  # type: ignore[index]
+    (job / "result.json").write_text(json.dumps({"status": "running"}))
+    capsys.readouterr()
+    tiny(tmp_path, out)
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "last.pt" in err and "corrupt-" in err, err
+    assert list(job.glob("last.pt.corrupt-*"))
+    assert json.loads((job / "result.json").read_text())["status"] == "done"
+
+
+def test_previous_checkpoint_is_kept_until_the_new_one_is_written(tmp_path: Path) -> None:
+    from modernize.files import atomic_torch_save
+
+    a, b = tmp_path / "last.pt", tmp_path / "prev.pt"
+    atomic_torch_save(a, {"v": 1}, keep_previous=b)
+    atomic_torch_save(a, {"v": 2}, keep_previous=b)
+    import torch
+
+    assert torch.load(a)["v"] == 2 and torch.load(b)["v"] == 1
+
+
+def test_corrupt_last_resumes_from_prev(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    tiny(tmp_path, out)
+    job = out / STEP / "seed0"
+    shutil.copy(job / "last.pt", job / "prev.pt")
+    (job / "last.pt").write_bytes(b"garbage")
+    (job / "result.json").write_text(json.dumps({"status": "running"}))
+    capsys.readouterr()
+    tiny(tmp_path, out)
+    err = capsys.readouterr().err
+    assert "trying prev.pt" in err
+    assert not (job / "prev.pt").exists()  # a finished job keeps only last.pt
+
+
+# --- 4. stop requests in evaluation ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sigterm_during_evaluation_stops_the_run(tmp_path: Path) -> None:
+    """The evaluation is made slow (a big validation set); SIGTERM arrives in it: exit 130,
+    the next step does not start, and the same command then finishes the run."""
+    recipe = recipe_file(tmp_path, val_images=20000)
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "modernize.cli", *train_args(tmp_path, out, data="synthetic:20032", recipe=recipe,
+                                                               steps=(STEP, "kernel_7"))[0:]]
+    argv[argv.index("--data") + 1] = "synthetic:20032"
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    job = out / STEP / "seed0"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (job / "last.pt").exists() and proc.poll() is None:
+        time.sleep(0.05)
+    # the first (and only) checkpoint is written at the end of the epoch, after evaluation;
+    # before that, the log shows training: wait until training is over (no more iterations)
+    while time.time() < deadline and proc.poll() is None and not (job / "config.json").exists():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert not (out / "kernel_7").exists()
+
+
+# --- 6. a step override without a substitute table -------------------------------------------------
+
+def test_override_without_substitute_is_announced(tmp_path: Path) -> None:
+    path = tmp_path / "bare.toml"
+    path.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items()) + "\n")
+    notes = override_notes(load_recipe(path), load_roadmap(None).steps)
+    assert notes == ["note: step resnet50 trains with recipe 'resnet_original' as written (90 epochs, 224 px, "
+                     "batch 32): the run's recipe 'bare' has no [substitute.resnet_original] table"]
+    assert override_notes(load_recipe(recipe_file(tmp_path)), load_roadmap(None).steps) == []
+    cfg = prepare_run(None, data="synthetic:32", recipe=path, seeds=[0], out=tmp_path / "r", device="cpu")
+    assert cfg.notes == notes
+
+
+# --- 7. the error boundary ---------------------------------------------------------------------------
+
+def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    rc, _, err = call(["flops", "--out", str(tmp_path / "file" / "sub"), "--debug"], capsys)
+    assert rc == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("error:")
+
+
+# --- 8. the battery ----------------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    id: str
+    argv: Callable[[Path], list[str]]
+    culprit: str
+    fix: Callable[[Path], list[str]] | None = None
+    """The corrected command (default: none needed beyond ``setup``'s undo)."""
+    setup: Callable[[Path], None] = lambda t: None
+    undo: Callable[[Path], None] = lambda t: None
+    rc: int = 2
+    marks: tuple = field(default_factory=tuple)
+
+
+def _w(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def _rm(t: Path, edit: Callable[[str], str]) -> str:
+    return str(roadmap_copy(t, edit, "bad.toml"))
+
+
+def _first_step(t: Path, name: str) -> str:
+    return _rm(t, lambda s: s.replace('name = "stage_ratio"', f'name = {json.dumps(name)}'))
+
+
+def _top(t: Path, line: str) -> str:
+    """The roadmap with its first top-level ``KEY = ...`` line replaced by ``line``."""
+    def edit(s: str) -> str:
+        lines, key = s.splitlines(), line.split(" =")[0] + " ="
+        i = next((i for i, ln in enumerate(lines) if ln.startswith(key)), None)
+        return "\n".join([line] + lines[:i] + lines[i + 1:] if i is not None else [line] + lines) + "\n"
+    return _rm(t, edit)
+
+
+def _imports(t: Path, body: str, module: str = "usermod") -> str:
+    _w(t / f"{module}.py", body)
+    return _rm(t, lambda s: f'imports = ["{module}"]\n' + s)
+
+
+def _image_folder(t: Path, *, empty_class: bool = False, mismatch: bool = False, corrupt: bool = False) -> str:
+    from PIL import Image
+
+    root = t / "imgs"
+    for split, n in (("train", 24), ("val", 8)):
+        for c in ("a", "b"):
+            d = root / split / (("c" if mismatch and split == "val" and c == "b" else c))
+            d.mkdir(parents=True, exist_ok=True)
+            if empty_class and split == "train" and c == "b":
+                continue
+            for i in range(n // 2):
+                Image.new("L", (16, 16), color=(i * 9) % 255).save(d / f"{i}.png")
+    if corrupt:
+        _w(root / "train" / "a" / "0.png", b"not a png")
+    return f"imagefolder:{root}"
+
+
+def _report_run(t: Path) -> Path:
+    """A trained tiny run folder (copied from one trained once per session)."""
+    src = _trained_run()
+    dst = t / "rep"
+    if not dst.exists():
+        shutil.copytree(src, dst)
+    return dst
+
+
+_TRAINED: list[Path] = []
+
+
+def _trained_run() -> Path:
+    if not _TRAINED:
+        import tempfile
+
+        base = Path(tempfile.mkdtemp(prefix="reliability-"))
+        tiny(base, base / "run")
+        _TRAINED.append(base / "run")
+    return _TRAINED[0]
+
+
+def _train_fix(t: Path) -> list[str]:
+    return train_args(t, t / "out")
+
+
+MINI = 'name = "mini"\nbase = "resnet50"\n[[steps]]\nname = "r50"\n'
+
+
+def _flops_fix(t: Path) -> list[str]:  # one step at 32 px: the whole default table takes a minute here
+    return ["flops", str(_w(t / "mini.toml", MINI)), "--resolution", "32", "--out", str(t / "flops_out")]
+
+
+def _bench(t: Path, *extra: str) -> list[str]:
+    return ["bench", "--steps", STEP, "--resolution", "32", "--batch", "1", "--repeats", "1", "--out",
+            str(t / "bench_out"), *extra]
+
+
+def _report_fix(t: Path) -> list[str]:
+    return ["report", str(_report_run(t)), "--out", str(t / "report_out")]
+
+
+def _bad_run_file(rel: str, content: bytes | str) -> Callable[[Path], None]:
+    def setup(t: Path) -> None:
+        run = _report_run(t)
+        shutil.copy(run / rel, t / "saved")
+        _w(run / rel, content)
+    return setup
+
+
+def _restore(rel: str) -> Callable[[Path], None]:
+    return lambda t: shutil.copy(t / "saved", _report_run(t) / rel)
+
+
+def _rj(t: Path) -> str:
+    return str(_report_run(t))
+
+
+ROADMAP_FAULTS = [  # (id, roadmap factory, culprit)
+    ("step-escape", lambda t: _first_step(t, "../../escape"), "../../escape"),
+    ("step-slash", lambda t: _first_step(t, "a/b"), "a/b"),
+    ("step-dot", lambda t: _first_step(t, ".hidden"), ".hidden"),
+    ("step-run.json", lambda t: _first_step(t, "run.json"), "run.json"),
+    ("step-report", lambda t: _first_step(t, "report"), "report"),
+    ("top-name-int", lambda t: _top(t, "name = 5"), "'name'"),
+    ("top-description-list", lambda t: _top(t, "description = [1]"), "'description'"),
+    ("top-recipe-int", lambda t: _top(t, "recipe = 3"), "'recipe'"),
+    ("top-base-int", lambda t: _top(t, "base = 3"), "'base'"),
+    ("top-paper-bool", lambda t: _top(t, "paper = true"), "'paper'"),
+    ("imports-str", lambda t: _rm(t, lambda s: 'imports = "usermod"\n' + s), "'imports'"),
+    ("imports-raises-runtime", lambda t: _imports(t, "raise RuntimeError('boom in user code')\n"), "usermod"),
+    ("imports-raises-zero", lambda t: _imports(t, "1 / 0\n", "divmod_"), "divmod_"),
+    ("imports-syntax", lambda t: _imports(t, "def (:\n", "synmod"), "synmod"),
+    ("imports-missing", lambda t: _rm(t, lambda s: 'imports = ["no_such_mod_xyz"]\n' + s), "no_such_mod_xyz"),
+    ("toml-syntax", lambda t: str(_w(t / "bad.toml", "name = [\n")), "bad.toml"),
+    ("toml-not-utf8", lambda t: str(_w(t / "bad.toml", b"name = \"\xff\xfe\"\n")), "bad.toml"),
+    ("unknown-transform", lambda t: _rm(t, lambda s: s.replace('transform = "stage_ratio"', 'transform = "nope"')),
+     "nope"),
+]
+
+CASES: list[Case] = []
+for cid, make, culprit in ROADMAP_FAULTS:
+    CASES.append(Case(f"flops-{cid}", (lambda m: lambda t: ["flops", m(t), "--out", str(t / "flops_out")])(make),
+                      culprit, fix=_flops_fix))
+for cid, make, culprit in ROADMAP_FAULTS[:8] + ROADMAP_FAULTS[11:13]:
+    CASES.append(Case(f"describe-{cid}", (lambda m: lambda t: ["describe", m(t), "--no-counts"])(make), culprit,
+                      fix=lambda t: ["describe", "--no-counts", "--step", STEP]))
+for cid, make, culprit in ROADMAP_FAULTS[:4] + ROADMAP_FAULTS[11:12]:
+    CASES.append(Case(f"bench-{cid}", (lambda m: lambda t: ["bench", m(t), *_bench(t)[1:]])(make), culprit,
+                      fix=lambda t: _bench(t)))
+for cid, make, culprit in ROADMAP_FAULTS[:3] + ROADMAP_FAULTS[5:6] + ROADMAP_FAULTS[11:12]:
+    CASES.append(Case(f"train-{cid}", (lambda m: lambda t: ["train", m(t), *train_args(t, t / "out")[1:]])(make),
+                      culprit, fix=_train_fix))
+
+CASES += [
+    # output paths
+    Case("flops-out-is-file", lambda t: ["flops", "--out", str(_w(t / "f", "x"))], "/f",
+         fix=_flops_fix),
+    Case("flops-out-under-file", lambda t: ["flops", "--out", str(_w(t / "f", "x") / "sub")], "/f",
+         fix=_flops_fix),
+    Case("flops-out-proc", lambda t: ["flops", "--out", "/proc/modernize-out"], "/proc/modernize-out",
+         fix=_flops_fix),
+    Case("bench-out-is-file", lambda t: _bench(t)[:-1] + [str(_w(t / "f", "x"))], "/f", fix=_bench),
+    Case("bench-unknown-step", lambda t: ["bench", "--steps", "nope", "--out", str(t / "b")], "nope", fix=_bench),
+    Case("bench-batch-0", lambda t: _bench(t, "--batch", "0"), "--batch", fix=_bench),
+    Case("bench-device-tpu", lambda t: _bench(t, "--device", "tpu"), "tpu", fix=_bench),
+    Case("describe-unknown-step", lambda t: ["describe", "--step", "nope", "--no-counts"], "nope",
+         fix=lambda t: ["describe", "--no-counts", "--step", STEP]),
+    Case("describe-resolution-abc", lambda t: ["describe", "--resolution", "abc"], "abc",
+         fix=lambda t: ["describe", "--no-counts", "--step", STEP]),
+    Case("flops-resolution-8", lambda t: ["flops", "--resolution", "8"], "32", fix=_flops_fix),
+    Case("train-out-is-file", lambda t: train_args(t, _w(t / "out", "x")), "/out", fix=_train_fix,
+         undo=lambda t: (t / "out").unlink()),
+    Case("train-out-under-file", lambda t: train_args(t, _w(t / "f", "x") / "out"), "/f",
+         fix=lambda t: train_args(t, t / "out")),
+    Case("train-out-proc", lambda t: train_args(t, Path("/proc/modernize-out")), "/proc/modernize-out",
+         fix=_train_fix),
+    # recipes
+    Case("train-recipe-nan-lr", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", "lr = nan\n")), "'lr'",
+         fix=_train_fix),
+    Case("train-recipe-inf-wd", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", "weight_decay = inf\n")),
+         "weight_decay", fix=_train_fix),
+    Case("train-recipe-nan-decay", lambda t: train_args(
+        t, t / "out", recipe=_w(t / "r.toml", "schedule = \"step\"\ndecay_epochs = [nan]\n")), "decay_epochs",
+        fix=_train_fix),
+    Case("train-recipe-nan-substitute", lambda t: train_args(
+        t, t / "out", steps=("resnet50",),
+        recipe=_w(t / "r.toml", "epochs = 1\n[substitute.resnet_original]\nlr = -inf\n")), "lr", fix=_train_fix),
+    Case("train-recipe-lr-string", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", 'lr = "fast"\n')),
+         "'lr'", fix=_train_fix),
+    Case("train-recipe-unknown-key", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", "lrr = 1\n")),
+         "lrr", fix=_train_fix),
+    Case("train-recipe-missing", lambda t: train_args(t, t / "out", recipe=t / "none.toml"), "none.toml",
+         fix=_train_fix),
+    Case("train-recipe-not-utf8", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", b"lr = \xff\n")),
+         "r.toml", fix=_train_fix),
+    # data and batch checks (nothing written, the folder is not locked)
+    Case("train-batch-larger-than-data", lambda t: train_args(t, t / "out", recipe=recipe_file(t, "big", batch_size=64)),
+         "global batch of 64",
+         fix=_train_fix),
+    Case("train-data-unknown", lambda t: train_args(t, t / "out", data="mnist"), "mnist", fix=_train_fix),
+    Case("train-imagefolder-missing", lambda t: train_args(t, t / "out", data="imagefolder:/no/such"), "/no/such",
+         fix=_train_fix),
+    Case("train-imagefolder-empty-class", lambda t: train_args(t, t / "out", data=_image_folder(t, empty_class=True)),
+         "/b", fix=_train_fix),
+    Case("train-imagefolder-class-mismatch", lambda t: train_args(t, t / "out", data=_image_folder(t, mismatch=True)),
+         "val", fix=_train_fix),
+    # flags
+    Case("train-steps-unknown", lambda t: train_args(t, t / "out", steps=("nope",)), "nope", fix=_train_fix),
+    Case("train-seeds-negative", lambda t: train_args(t, t / "out", "--seeds", "-1"), "-1", fix=_train_fix),
+    Case("train-claim-timeout-0", lambda t: train_args(t, t / "out", "--claim-timeout", "0"), "--claim-timeout",
+         fix=_train_fix),
+    Case("train-workers-0", lambda t: train_args(t, t / "out", "--workers", "0"), "--workers", fix=_train_fix),
+    Case("train-device-tpu", lambda t: train_args(t, t / "out", "--device", "tpu"), "tpu", fix=_train_fix),
+    Case("train-proxy-unknown", lambda t: ["train", "--proxy", "huge", *train_args(t, t / "out")[1:]], "huge",
+         fix=_train_fix),
+    Case("train-proxy-and-width", lambda t: ["train", "--proxy", *train_args(t, t / "out")[1:]], "--proxy",
+         fix=_train_fix),
+    # run folders that are not ours / not readable
+    Case("train-run-json-not-utf8", lambda t: train_args(t, _w(t / "out" / "run.json", b"\xff\xfe").parent),
+         "run.json", fix=_train_fix, undo=lambda t: (t / "out" / "run.json").unlink()),
+    Case("train-run-json-list", lambda t: train_args(t, _w(t / "out" / "run.json", "[1, 2]").parent), "run.json",
+         fix=_train_fix, undo=lambda t: (t / "out" / "run.json").unlink()),
+    Case("train-job-config-not-utf8", lambda t: train_args(
+        t, _w(t / "out" / STEP / "seed0" / "config.json", b"\xff").parent.parent.parent), "config.json",
+        fix=lambda t: _train_fix(t) + ["--force"]),
+    Case("train-job-config-list", lambda t: train_args(
+        t, _w(t / "out" / STEP / "seed0" / "config.json", "[]").parent.parent.parent), "config.json",
+        fix=lambda t: _train_fix(t) + ["--force"]),
+    Case("train-fingerprint-differs", lambda t: (tiny(t, t / "out"), train_args(
+        t, t / "out", recipe=recipe_file(t, "other", lr=1e-3)))[1], "recipe.lr",
+        fix=lambda t: train_args(t, t / "out", "--force", recipe=t / "other.toml")),
+    Case("train-fingerprint-after-run-json-deleted", lambda t: (tiny(t, t / "out"), (t / "out" / "run.json").unlink(),
+                                                                 train_args(t, t / "out", data="synthetic:48"))[2],
+         "synthetic", fix=lambda t: train_args(t, t / "out", "--force", data="synthetic:48")),
+    # report
+    Case("report-missing-dir", lambda t: ["report", str(t / "nope")], "nope", fix=_report_fix),
+    Case("report-run-json-not-utf8", lambda t: ["report", _rj(t)], "run.json",
+         setup=_bad_run_file("run.json", b"\xff\xfe"), undo=_restore("run.json"), fix=_report_fix),
+    Case("report-run-json-list", lambda t: ["report", _rj(t)], "run.json", setup=_bad_run_file("run.json", "[]"),
+         undo=_restore("run.json"), fix=_report_fix),
+    Case("report-run-json-torn", lambda t: ["report", _rj(t)], "run.json", setup=_bad_run_file("run.json", '{"a'),
+         undo=_restore("run.json"), fix=_report_fix),
+    Case("report-result-not-utf8", lambda t: ["report", _rj(t)], "result.json",
+         setup=_bad_run_file(f"{STEP}/seed0/result.json", b"\xff"), undo=_restore(f"{STEP}/seed0/result.json"),
+         fix=_report_fix),
+    Case("report-result-list", lambda t: ["report", _rj(t)], "result.json",
+         setup=_bad_run_file(f"{STEP}/seed0/result.json", "[1]"), undo=_restore(f"{STEP}/seed0/result.json"),
+         fix=_report_fix),
+    Case("report-out-is-file", lambda t: ["report", _rj(t), "--out", str(_w(t / "f", "x"))], "/f", fix=_report_fix),
+]
+
+
+def _battery(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+             fix: bool) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    case.setup(tmp_path)
+    capsys.readouterr()
+    def outside() -> set[Path]:
+        return set(tmp_path.parent.iterdir()) | set(tmp_path.parent.parent.iterdir())
+
+    before = outside()
+    rc, _, err = call(case.argv(tmp_path), capsys)
+    assert rc == case.rc, err
+    one_line_error(err, case.culprit)
+    assert outside() == before  # nothing written beside the case's folder
+    case.undo(tmp_path)
+    if fix and case.fix is not None:
+        rc, _, err = call(case.fix(tmp_path), capsys)
+        assert rc == 0, err
+        assert "Traceback" not in err
+
+
+_FAST = [c for c in CASES if not c.id.startswith(("train-fingerprint", "report-"))]
+"""Cases whose fault itself needs no trained run folder."""
+
+
+@pytest.mark.parametrize("case", _FAST, ids=[c.id for c in _FAST])
+def test_battery(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fault: exit code, one line naming the culprit, no traceback, nothing outside."""
+    _battery(case, tmp_path, capsys, monkeypatch, fix=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_battery_then_fixed(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fault, then the corrected command on the same folder (trains, counts, reports: slow here)."""
+    _battery(case, tmp_path, capsys, monkeypatch, fix=True)
+
+
+def test_battery_has_at_least_60_cases() -> None:
+    assert len(CASES) >= 60
