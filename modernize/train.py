@@ -8,6 +8,14 @@ Layout of a run directory::
     RUN_DIR/<step>/seed<k>/log.csv           epoch,train_loss,val_loss,top1,top5,lr,img_per_s,seconds
     RUN_DIR/<step>/seed<k>/result.json       status, top1/top5 (last epoch), best_top1, gmacs, params_m, ...
     RUN_DIR/<step>/seed<k>/last.pt           checkpoint (model, optimizer, scheduler, scaler, EMA, RNG, position)
+    RUN_DIR/<step>/seed<k>/prev.pt           the checkpoint before last.pt (until the job is done)
+    RUN_DIR/.replaced/<time>/<step>/seed<k>/ jobs moved aside by --force (nothing is deleted)
+
+A job is reused (skipped or resumed) only when its fingerprint (``fingerprint_parts``: the
+step's spec, the proxy, the resolved recipe values, the data spec, the seed, the global batch,
+torch major.minor), stored in its config.json and result.json, matches this command's; run.json
+is the run-level record, not the authority. Nothing is written to RUN_DIR before the
+fingerprints, the data and the batch checks have passed.
 
 Determinism: all randomness of an epoch comes from the global generators, which are
 seeded from (seed, epoch, rank) when an epoch starts and saved in every checkpoint; the data
