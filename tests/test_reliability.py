@@ -289,7 +289,7 @@ def test_override_without_substitute_is_announced(tmp_path: Path) -> None:
 
 def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "file").write_text("x")
-    rc, _, err = call(["flops", "--out", str(tmp_path / "file" / "sub"), "--debug"], capsys)
+    rc, _, err = call([*_flops_fix(tmp_path)[:-1], str(tmp_path / "file" / "sub"), "--debug"], capsys)
     assert rc == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("error:")
 
 
@@ -452,11 +452,11 @@ for cid, make, culprit in ROADMAP_FAULTS[:3] + ROADMAP_FAULTS[5:6] + ROADMAP_FAU
 
 CASES += [
     # output paths
-    Case("flops-out-is-file", lambda t: ["flops", "--out", str(_w(t / "f", "x"))], "/f",
+    Case("flops-out-is-file", lambda t: _flops_fix(t)[:-1] + [str(_w(t / "f", "x"))], "/f",
          fix=_flops_fix),
-    Case("flops-out-under-file", lambda t: ["flops", "--out", str(_w(t / "f", "x") / "sub")], "/f",
+    Case("flops-out-under-file", lambda t: _flops_fix(t)[:-1] + [str(_w(t / "f", "x") / "sub")], "/f",
          fix=_flops_fix),
-    Case("flops-out-proc", lambda t: ["flops", "--out", "/proc/modernize-out"], "/proc/modernize-out",
+    Case("flops-out-proc", lambda t: _flops_fix(t)[:-1] + ["/proc/modernize-out"], "/proc/modernize-out",
          fix=_flops_fix),
     Case("bench-out-is-file", lambda t: _bench(t)[:-1] + [str(_w(t / "f", "x"))], "/f", fix=_bench),
     Case("bench-unknown-step", lambda t: ["bench", "--steps", "nope", "--out", str(t / "b")], "nope", fix=_bench),
@@ -466,7 +466,7 @@ CASES += [
          fix=lambda t: ["describe", "--no-counts", "--step", STEP]),
     Case("describe-resolution-abc", lambda t: ["describe", "--resolution", "abc"], "abc",
          fix=lambda t: ["describe", "--no-counts", "--step", STEP]),
-    Case("flops-resolution-8", lambda t: ["flops", "--resolution", "8"], "32", fix=_flops_fix),
+    Case("flops-resolution-8", lambda t: _flops_fix(t) + ["--resolution", "8"], "32", fix=_flops_fix),
     Case("train-out-is-file", lambda t: train_args(t, _w(t / "out", "x")), "/out", fix=_train_fix,
          undo=lambda t: (t / "out").unlink()),
     Case("train-out-under-file", lambda t: train_args(t, _w(t / "f", "x") / "out"), "/f",
