@@ -243,15 +243,15 @@ def test_sigterm_during_evaluation_stops_the_run(tmp_path: Path, monkeypatch: py
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         _tiny_two(tmp_path, out)
-    job = out / STEP / "seed0"
+    job = out / "kernel_7" / "seed0"  # kernel_7 comes first in the roadmap
     assert json.loads((job / "result.json").read_text())["status"] == "running"
     ck = torch.load(job / "last.pt", weights_only=False)
     assert (ck["epoch"], ck["iter"]) == (0, 2) and ck["log"] == []
-    assert not (out / "kernel_7").exists()
+    assert not (out / STEP).exists()
     monkeypatch.setattr(T, where, real)
     _tiny_two(tmp_path, out)
     assert json.loads((job / "result.json").read_text())["status"] == "done"
-    assert json.loads((out / "kernel_7" / "seed0" / "result.json").read_text())["status"] == "done"
+    assert json.loads((out / STEP / "seed0" / "result.json").read_text())["status"] == "done"
 
 
 def test_stop_between_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,8 +268,8 @@ def test_stop_between_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         _tiny_two(tmp_path, out)
-    assert json.loads((out / STEP / "seed0" / "result.json").read_text())["status"] == "done"
-    assert not (out / "kernel_7").exists()
+    assert json.loads((out / "kernel_7" / "seed0" / "result.json").read_text())["status"] == "done"
+    assert not (out / STEP).exists()
 
 
 # --- 6. a step override without a substitute table -------------------------------------------------
