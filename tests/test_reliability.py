@@ -13,10 +13,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import textwrap
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,7 +344,7 @@ def _image_folder(t: Path, *, empty_class: bool = False, mismatch: bool = False,
     root = t / "imgs"
     for split, n in (("train", 24), ("val", 8)):
         for c in ("a", "b"):
-            d = root / split / (("c" if mismatch and split == "val" and c == "b" else c))
+            d = root / split / ("c" if mismatch and split == "val" and c == "b" else c)
             d.mkdir(parents=True, exist_ok=True)
             if empty_class and split == "train" and c == "b":
                 continue

@@ -282,7 +282,8 @@ def test_resume_skips_done_and_refuses_a_different_config(tmp_path: Path) -> Non
     tiny_run(tmp_path)  # same command: nothing to do
     assert (run / "separate_downsampling" / "seed0" / "result.json").stat().st_mtime_ns == before
     # the job's own fingerprint is checked first (before run.json): it names the job
-    with pytest.raises(ConfigError, match=r"separate_downsampling/seed0: trained with a different configuration.*recipe\.lr"):
+    differs = r"separate_downsampling/seed0: trained with a different configuration.*recipe\.lr"
+    with pytest.raises(ConfigError, match=differs):
         tiny_run(tmp_path, lr=1e-3)
 
 
