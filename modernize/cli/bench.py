@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..files import atomic_write_text
 from ..paths import default_out, reports_dir
 from ..roadmap import load_roadmap
-from .argtypes import add_roadmap_argument, positive_int, resolution, step_names
+from .argtypes import add_roadmap_argument, positive_int, positive_number, resolution, step_names
 
 DEFAULT_BATCH = {"cpu": 8, "cuda": 128}
 """Small on CPU (the whole roadmap in minutes), large on GPU (launch overhead amortized)."""
@@ -157,16 +157,6 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
 def add_bench_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench-data", help="input pipeline: decode + augmentation img/s per DataLoader worker",
                        description="Time decode + a recipe's per-image augmentation in one process (= one "
@@ -179,7 +169,7 @@ def add_bench_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=positive_int, default=3, help="repeats; the median is kept (default 3)")
     p.add_argument("--recipe", default="paper", help="recipe whose augmentation is timed (default paper)")
     p.add_argument("--resolution", type=positive_int, default=None, help="override the recipe's resolution")
-    p.add_argument("--train-img-s", type=_positive_float, nargs="+", default=[1000.0, 3000.0],
+    p.add_argument("--train-img-s", type=positive_number, nargs="+", default=[1000.0, 3000.0],
                    help="GPU training speeds to size the worker count for (default 1000 3000)")
     p.add_argument("--batch-recipe", default="cifar100_gpu",
                    help="in-memory recipe for the batched-augmentation comparison (default cifar100_gpu)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..proxy import PROXIES, ProxyScale, proxy_preset
-from .argtypes import add_roadmap_argument, nonneg_int, number, positive_int, step_names
+from .argtypes import add_roadmap_argument, nonneg_int, number, positive_int, positive_number, step_names
 from .report import print_report
 
 
@@ -92,7 +92,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="layer-scale init for the steps that have one (default: the step's own, 1e-6)")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="train N jobs side by side in local processes (CUDA: worker i on cuda:i)")
-    p.add_argument("--claim-timeout", type=number, default=300.0,
+    p.add_argument("--claim-timeout", type=positive_number, default=300.0,
                    help="seconds without a heartbeat before another process takes a job over (default 300)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard scalars per job under RUN_DIR/<step>/seed<k>/tb")
