@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from modernize.claims import CLAIM_FILE, Claim, ClaimInfo, read_claim, try_claim
 from modernize.train import train_roadmap
-from tests.test_train import REPO, TINY_PROXY, result, write_recipe
+from tests.test_train import KILL_SCRIPT, REPO, TINY_PROXY, result, write_recipe
 
 STEPS = ["fewer_norms", "separate_downsampling"]
 
@@ -71,32 +70,9 @@ def test_dead_pid_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
     taken.release()
 
 
-_TRAIN = textwrap.dedent("""
-    import os, signal, sys, torch
-    torch.set_num_threads(1)
-    sys.path.insert(0, {repo!r})
-    from pathlib import Path
-    from modernize.proxy import ProxyScale
-    from modernize.train import train_roadmap
-    kill_at = int(sys.argv[2])
-    if kill_at:
-        real, calls = torch.optim.AdamW.step, [0]
-        def step(self, *a, **k):
-            calls[0] += 1
-            if calls[0] == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return real(self, *a, **k)
-        torch.optim.AdamW.step = step
-    if __name__ == "__main__":
-        train_roadmap(None, data="synthetic:96", recipe=sys.argv[3], seeds=[0, 1], out=Path(sys.argv[1]),
-                      steps={steps!r}, device="cpu", ckpt_every=2, progress=False,
-                      proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2), workers=int(sys.argv[4]), threads=1)
-""")
-
-
 def _script(tmp: Path) -> Path:
     script = tmp / "job.py"
-    script.write_text(_TRAIN.format(repo=str(REPO), steps=STEPS))
+    script.write_text(KILL_SCRIPT.format(repo=str(REPO), seeds=[0, 1], steps=STEPS))
     return script
 
 

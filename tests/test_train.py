@@ -305,7 +305,7 @@ def test_nan_loss_marks_failed_and_chain_goes_on(tmp_path: Path, monkeypatch: py
     assert result(run, "separate_downsampling")["status"] == "done"
 
 
-_KILL_SCRIPT = textwrap.dedent("""
+KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys, torch
     torch.set_num_threads(1)
     sys.path.insert(0, {repo!r})
@@ -321,16 +321,20 @@ _KILL_SCRIPT = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
             return real(self, *a, **k)
         torch.optim.AdamW.step = step
-    train_roadmap(None, data="synthetic:96", recipe=sys.argv[3], seeds=[0], out=Path(sys.argv[1]),
-                  steps=["separate_downsampling"], device="cpu", ckpt_every=2, progress=False,
-                  proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
+    if __name__ == "__main__":  # spawned workers re-import this file
+        train_roadmap(None, data="synthetic:96", recipe=sys.argv[3], seeds={seeds!r}, out=Path(sys.argv[1]),
+                      steps={steps!r}, device="cpu", ckpt_every=2, progress=False,
+                      proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2),
+                      workers=int(sys.argv[4]) if len(sys.argv) > 4 else 1, threads=1)
 """)
+"""A training process for the kill/resume tests: argv = RUN_DIR, kill_at (SIGKILL itself at that
+AdamW step; 0 = never), recipe, [workers]."""
 
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     script = tmp_path / "job.py"
-    script.write_text(_KILL_SCRIPT.format(repo=str(REPO)))
+    script.write_text(KILL_SCRIPT.format(repo=str(REPO), seeds=[0], steps=["separate_downsampling"]))
     recipe = write_recipe(tmp_path, epochs=2, crop="pad", hflip=True, mixup=0.8, cutmix=1.0, drop_path=0.1,
                           random_erasing=0.25, label_smoothing=0.1, warmup_epochs=0.5)
     env = dict(os.environ, OMP_NUM_THREADS="1")
