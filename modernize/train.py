@@ -936,7 +936,7 @@ def _run(cfg: RunConfig, datas: dict[str, Data], stop: "_Interrupt", *, wait: bo
     t_run = time.perf_counter()
     first_pass, waiting_said = True, False
     while True:
-        elsewhere: list[str] = []
+        elsewhere: dict[Path, str] = {}  # job dir -> "step/seedK (owner)"
         for step in cfg.steps:
             recipe = cfg.step_recipes.get(step.recipe or "", cfg.recipe)
             key = _data_key(cfg, recipe)
@@ -951,7 +951,7 @@ def _run(cfg: RunConfig, datas: dict[str, Data], stop: "_Interrupt", *, wait: bo
                     continue
                 claim = _claim(job_dir, d, cfg.claim_timeout)
                 if isinstance(claim, ClaimInfo):
-                    elsewhere.append(f"{step.name}/seed{seed} ({claim.describe()})")
+                    elsewhere[job_dir] = f"{step.name}/seed{seed} ({claim.describe()})"
                     continue
                 with claim:
                     if key not in datas:
@@ -971,15 +971,15 @@ def _run(cfg: RunConfig, datas: dict[str, Data], stop: "_Interrupt", *, wait: bo
                 _say(cfg, f"{step.name:>24} seed {seed}: {rec['status']}, {acc}, {rec['gmacs'] * 1000:.1f} MMACs, "
                           f"{rec['params_m']:.3f} M params, {rec['wall_s']:.1f} s [{recipe.name}]")
         first_pass = False
-        elsewhere = [j for j in elsewhere if (_read_result(cfg.out / j.split(" ")[0] / "result.json") or {})
-                     .get("status") not in ("done", "failed")]
+        elsewhere = {j: text for j, text in elsewhere.items() if (_read_result(j / "result.json") or {})
+                     .get("status") not in ("done", "failed")}
         if not elsewhere or not wait:
             if elsewhere:
-                _say(cfg, f"{len(elsewhere)} job(s) running in other processes: {', '.join(elsewhere)}")
+                _say(cfg, f"{len(elsewhere)} job(s) running in other processes: {', '.join(elsewhere.values())}")
             break
         if not waiting_said:
             _say(cfg, f"waiting for {len(elsewhere)} job(s) running in other processes "
-                      f"(taken over if their owner stops): {', '.join(elsewhere)}")
+                      f"(taken over if their owner stops): {', '.join(elsewhere.values())}")
             waiting_said = True
         for _ in range(max(1, int(poll_s / 0.1))):
             _check_stop(stop, "while waiting for other processes")
