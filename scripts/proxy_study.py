@@ -7,6 +7,7 @@ proxy rule applied to *every* step alike; each trains the whole ResNet-50 roadma
     python scripts/proxy_study.py                       # every configuration, in order
     python scripts/proxy_study.py --only A B            # some of them
     python scripts/proxy_study.py --summary             # then the summary table of all of them
+    python scripts/proxy_study.py --probes [NAME ...]   # the one-seed probes (two steps each)
 
 Runs go to ``runs/proxy_study/<config>/`` (resumable); the per-config reports and the summary
 (``summary.md``, ``summary.csv``: every configuration tried, none left out) to
@@ -36,8 +37,11 @@ from modernize.recipe import Recipe, load_recipe  # noqa: E402
 RUNS = ROOT / "runs" / "proxy_study"
 OUT = ROOT / "reports" / "proxy_study"
 
-SCALE_KEYS = ("epochs", "train_images", "val_images", "resolution", "resize")
+SCALE_KEYS = ("epochs", "train_images", "val_images", "resolution", "resize", "batch_size", "precise_bn_batches")
 """Recipe keys a configuration changes for every step, the step-0 substitute included."""
+
+RESNET_DECAY = (30 / 90, 60 / 90, 80 / 90)
+"""Step 0's lr drops, as fractions of training: the original recipe's epochs 30, 60, 80 of 90."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,38 +50,65 @@ class Config:
     what: str
     recipe: dict[str, object]
     proxy: ProxyScale
+    base: str = "quick"
+    run_dir: Path | None = None
+    """Where its runs live (default ``runs/proxy_study/<name>``)."""
+
+    @property
+    def runs(self) -> Path:
+        return self.run_dir if self.run_dir is not None else RUNS / self.name
 
 
 CPU = dict(width=0.25, depth=0.34)
+OLD_QUICK: dict[str, object] = dict(train_images=4000, epochs=2, batch_size=128, lr=2e-3, lr_batch=128,
+                                    precise_bn_batches=5, val_images=0)
+"""The quick recipe before this study (4k images x 2 epochs, batch 128: 62 optimiser steps)."""
+FIDELITY32 = ProxyScale(**CPU, stem_stride=2, init="width", layer_scale=0.1)
 CONFIGS = [
-    Config("A", "quick recipe as it was (4k images x 2 epochs, 32 px, stem stride 2), full test set",
-           {"val_images": 0}, ProxyScale(**CPU, stem_stride=2)),
-    Config("B", "A + width-aware init (std 0.02/sqrt(0.25) = 0.04) + layer scale 0.1",
-           {"val_images": 0}, ProxyScale(**CPU, stem_stride=2, init="width", layer_scale=0.1)),
-    Config("C", "B + 12k unique images x 2 epochs",
-           {"val_images": 0, "train_images": 12000}, ProxyScale(**CPU, stem_stride=2, init="width", layer_scale=0.1)),
-    Config("D", "C at 64 px with the paper's stride-4 stems (same map sizes after the stem)",
-           {"val_images": 0, "train_images": 12000, "resolution": 64, "resize": 64},
-           ProxyScale(**CPU, init="width", layer_scale=0.1)),
-    Config("E", "D with 30k unique images x 2 epochs",
-           {"val_images": 0, "train_images": 30000, "resolution": 64, "resize": 64},
-           ProxyScale(**CPU, init="width", layer_scale=0.1)),
+    Config("A", "quick recipe as it was (4k images x 2 epochs, batch 128, lr 2e-3, 32 px, stem stride 2)",
+           OLD_QUICK, ProxyScale(**CPU, stem_stride=2)),
+    Config("B", "A + width-aware init (std 0.02/sqrt(0.25) = 0.04) + layer scale 0.1 (proxy `fidelity32`)",
+           OLD_QUICK, FIDELITY32),
+    Config("F", "B + batch 32 (lr 4e-3 per 32) over 8k unique images x 1 epoch: 250 optimiser steps "
+           "(the `quick` recipe: the main job)", {}, FIDELITY32),
+    Config("G", "F with 30k unique images x 1 epoch: 938 optimiser steps (the `study` recipe)", {}, FIDELITY32,
+           base="study", run_dir=ROOT / "runs" / "study"),
 ]
+
+PROBE_STEPS = ["recipe", "separate_downsampling"]
+"""A probe trains only the two ends of the end-to-end comparison (ResNet-50 + recipe and the
+final ConvNeXt), one seed: a cheap screen of budget knobs before a full 3-seed configuration."""
+PROBES: list[tuple[str, dict[str, object]]] = [
+    ("b128", dict(batch_size=128, lr=2e-3, lr_batch=128)),
+    ("b64", dict(batch_size=64, lr=2e-3, lr_batch=64)),
+    ("b64hi", dict(batch_size=64, lr=4e-3, lr_batch=64)),
+    ("b32lo", dict(batch_size=32, lr=1e-3, lr_batch=32)),
+    ("b32", dict(batch_size=32, lr=2e-3, lr_batch=32)),
+    ("b32hi", dict(batch_size=32, lr=4e-3, lr_batch=32)),
+    ("b16", dict(batch_size=16, lr=2e-3, lr_batch=16)),
+    ("b16hi", dict(batch_size=16, lr=4e-3, lr_batch=16)),
+    ("b32u8k", dict(batch_size=32, lr=4e-3, lr_batch=32, train_images=8000, epochs=1)),
+    ("s24", dict(batch_size=32, lr=2e-3, lr_batch=32, train_images=24000, epochs=1)),
+    ("s24hi", dict(batch_size=32, lr=4e-3, lr_batch=32, train_images=24000, epochs=1)),
+]
+"""Probes on top of OLD_QUICK with proxy B (`fidelity32`); every one tried is listed."""
 
 
 def derive(base: Recipe, changes: dict[str, object], name: str) -> Recipe:
-    """``base`` with ``changes``, the step-0 substitute tables changed alike (its decay epochs
-    kept at the same fractions of training)."""
+    """``base`` with ``changes``, the step-0 substitute tables changed alike (its lr drops kept
+    at the original recipe's fractions of training)."""
+    epochs = int(changes.get("epochs", base.epochs))  # type: ignore[call-overload]
     subs = {}
     for sub_name, sub in base.substitute.items():
         sub = dict(sub)
         for k in SCALE_KEYS:
             if k in changes and k in sub:
                 sub[k] = changes[k]
-        if "epochs" in changes and "decay_epochs" in sub:
-            ratio = float(changes["epochs"]) / float(base.epochs)  # type: ignore[arg-type]
-            sub["decay_epochs"] = [round(e * ratio, 3) for e in sub["decay_epochs"]]
+        if "decay_epochs" in sub:
+            sub["decay_epochs"] = [round(f * epochs, 3) for f in RESNET_DECAY]
         subs[sub_name] = sub
+    if not changes:
+        return base
     return base.replace(**changes, substitute=subs, name=name,
                         description=f"proxy study config {name}: {base.description}")
 
@@ -97,8 +128,8 @@ def run_config(cfg: Config, seeds: list[int], workers: int) -> dict[str, object]
     from modernize.report import build_report
     from modernize.train import train_roadmap
 
-    recipe = derive(load_recipe("quick"), cfg.recipe, f"study_{cfg.name}")
-    out = RUNS / cfg.name
+    recipe = derive(load_recipe(cfg.base), cfg.recipe, f"study_{cfg.name}")
+    out = cfg.runs
     t0 = time.perf_counter()
     train_roadmap(None, data="fashion-mnist", recipe=recipe, seeds=seeds, out=out, device="cpu",
                   proxy=cfg.proxy, workers=workers, threads=1, progress=False)
@@ -109,6 +140,35 @@ def run_config(cfg: Config, seeds: list[int], workers: int) -> dict[str, object]
     (OUT / cfg.name).mkdir(parents=True, exist_ok=True)
     (OUT / cfg.name / "config.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta
+
+
+def run_probes(names: list[str] | None, workers: int) -> None:
+    from modernize.train import train_roadmap
+
+    for name, changes in PROBES:
+        if names is None or name in names:
+            recipe = derive(load_recipe("quick"), OLD_QUICK | changes, f"probe_{name}")
+            print(f"=== probe {name}: {changes}", flush=True)
+            train_roadmap(None, data="fashion-mnist", recipe=recipe, seeds=[0], out=RUNS / "probe" / name,
+                          steps=PROBE_STEPS, device="cpu", proxy=FIDELITY32, workers=workers, threads=1,
+                          progress=False)
+
+
+def probe_table() -> pd.DataFrame:
+    """One row per probe: its changes and the two ends' top-1 (or why it has none)."""
+    rows = []
+    for name, changes in PROBES:
+        row: dict[str, Any] = {"probe": name, **{k: changes.get(k, OLD_QUICK.get(k)) for k in
+                                                 ("batch_size", "lr", "train_images", "epochs")}}
+        for step in PROBE_STEPS:
+            f = RUNS / "probe" / name / step / "seed0" / "result.json"
+            res = json.loads(f.read_text()) if f.is_file() else {}
+            row[step] = res.get("top1") if res.get("status") == "done" else "not finished"
+        ends = [row[s] for s in PROBE_STEPS]
+        row["final_minus_recipe"] = (round(ends[1] - ends[0], 2) if all(isinstance(v, float) for v in ends)
+                                     else "")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def study_row(name: str, what: str, run_dir: Path) -> dict[str, Any]:
@@ -139,6 +199,8 @@ def write_study_summary(entries: list[tuple[str, str, Path]], out: Path, *, mach
     rows = [study_row(*e) for e in entries]
     df = pd.DataFrame(rows)
     df.to_csv(out / "summary.csv", index=False)
+    probes = probe_table()
+    probes.to_csv(out / "probes.csv", index=False)
     head = ["config", "seeds", "robust_agree", "robust_disagree", "robust_inconclusive", "sign_matches",
             "binomial_p", "equivalence_fail", "final_minus_recipe", "ci_low", "ci_high"]
     steps = [c for c in df.columns if c not in head and c != "what"]
@@ -146,9 +208,13 @@ def write_study_summary(entries: list[tuple[str, str, Path]], out: Path, *, mach
           "`python scripts/proxy_study.py` then `python scripts/proxy_study.py --summary`. Top-1 % on the full "
           "10,000-image Fashion-MNIST test set, mean ± std over seeds.", "",
           *[f"- **{r['config']}**: {r['what']}" for r in rows], "",
-          df[head].to_markdown(index=False), "", df[["config", *steps]].set_index("config").T.to_markdown(), ""]
+          df[head].to_markdown(index=False), "", df[["config", *steps]].set_index("config").T.to_markdown(), "",
+          "## Probes", "", f"`python scripts/proxy_study.py --probes`: on top of config A's recipe with proxy B, "
+          f"one seed, only the steps {' and '.join(PROBE_STEPS)} (the two ends of the end-to-end comparison); "
+          "a screen for full configurations, not evidence by itself. Probes marked 'not finished' were "
+          "stopped to give the cores to a full configuration.", "", probes.to_markdown(index=False), ""]
     (out / "summary.md").write_text("\n".join(md))
-    return [out / "summary.csv", out / "summary.md"]
+    return [out / "summary.csv", out / "summary.md", out / "probes.csv"]
 
 
 def main() -> int:
@@ -157,7 +223,12 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--summary", action="store_true", help="only rebuild the summary from the runs (after training)")
+    p.add_argument("--probes", nargs="*", default=None, metavar="NAME",
+                   help="run the probes (all, or those named) instead of the configurations")
     args = p.parse_args()
+    if args.probes is not None and not args.summary:
+        run_probes(args.probes or None, args.workers)
+        return 0
     chosen = [c for c in CONFIGS if args.only is None or c.name in args.only]
     if not args.summary:
         for cfg in chosen:
@@ -165,7 +236,7 @@ def main() -> int:
             meta = run_config(cfg, args.seeds, args.workers)
             print(f"=== config {cfg.name} done in {meta['wall_s_this_invocation']} s", flush=True)
         return 0
-    write_study_summary([(c.name, c.what, RUNS / c.name) for c in CONFIGS if (RUNS / c.name).is_dir()],
+    write_study_summary([(c.name, c.what, c.runs) for c in CONFIGS if (c.runs / "run.json").is_file()],
                         OUT, machine=machine())
     return 0
 

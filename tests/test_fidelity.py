@@ -118,3 +118,39 @@ def test_init_std_reaches_every_conv_and_linear_weight() -> None:
         layers = (torch.nn.Conv2d, torch.nn.Linear)
         w = torch.cat([m.weight.flatten() for m in model.modules() if isinstance(m, layers)])
         assert w.std().item() == pytest.approx(std, rel=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("roadmap, folder", [("resnet50_to_convnext_t", True), ("resnet200_to_convnext_b", False)])
+def test_main_job_proxy_rules_carry_to_an_image_folder_and_to_resnet200(tmp_path, roadmap: str, folder: bool) -> None:
+    """The main job's recipe and proxy rules, unchanged but for a tiny budget, run a whole
+    roadmap on real PNG files (``imagefolder:``) and the ResNet-200 roadmap, and the report has
+    every step with its paper check."""
+    import json
+
+    from modernize.cli import main
+    from modernize.recipe import load_recipe
+    from tests.folder_fixture import export_fashion
+
+    quick = load_recipe("quick")
+    budget = dict(train_images=64, val_images=64, precise_bn_batches=2)
+    values = quick.to_dict() | budget
+    values["substitute"] = {k: dict(v) | budget for k, v in values["substitute"].items()}
+    assert values["proxy"] == "fidelity32"
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if k not in ("name", "substitute")]
+    for sub, keys in values["substitute"].items():
+        lines += [f"[substitute.{sub}]", *(f"{k} = {json.dumps(v)}" for k, v in keys.items())]
+    recipe = tmp_path / "tiny_quick.toml"
+    recipe.write_text("\n".join(lines) + "\n")
+    data = f"imagefolder:{export_fashion(tmp_path / 'png', train=64, val=64)}" if folder else "fashion-mnist"
+    run = tmp_path / "run"
+    assert main(["train", roadmap, "--data", data, "--recipe", str(recipe), "--seeds", "0", "--out", str(run)]) == 0
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
+    table = pd.read_csv(tmp_path / "report" / "table.csv")
+    rm = load_roadmap(roadmap)
+    assert list(table["step"]) == [s.name for s in rm]
+    assert table["top1_mean"].notna().all()
+    proxy = json.loads((run / "run.json").read_text())["proxy"]
+    assert {k: proxy[k] for k in ("width", "depth", "stem_stride", "init", "layer_scale")} == dict(
+        width=0.25, depth=0.34, stem_stride=2, init="width", layer_scale=0.1)
+    assert table["paper_check"].notna().sum() >= 8

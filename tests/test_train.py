@@ -91,6 +91,17 @@ def test_unknown_recipe_name_lists_builtins() -> None:
         load_recipe("nope")
 
 
+@pytest.mark.parametrize("name", ["quick", "study"])
+def test_cpu_recipes_give_step_zero_the_same_budget(name: str) -> None:
+    """Step 0's substitute recipe (the original ResNet one) may change the optimiser, never
+    the budget: same images, epochs, batch, resolution and test set as every other step."""
+    recipe = load_recipe(name)
+    sub = recipe.for_step("resnet_original")
+    for key in ("train_images", "val_images", "epochs", "batch_size", "resolution", "precise_bn_batches"):
+        assert getattr(sub, key) == getattr(recipe, key), key
+    assert sub.optimizer == "sgd" and recipe.optimizer == "adamw"
+
+
 def test_step_override_and_substitute() -> None:
     quick = load_recipe("quick")
     sub = quick.for_step("resnet_original")
