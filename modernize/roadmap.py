@@ -132,6 +132,31 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
         where = f"{path}: step '{step}'" if step else f"{path}"
         return ConfigError(f"{where}: {msg}")
 
+    _check_top_level(data, fail)
+    _import_user_modules(path, data, fail)
+    try:
+        base = _base_spec(data.get("base", "resnet50"))
+    except (ModernizeError, TypeError) as exc:
+        raise fail(f"base: {exc}") from None
+    paper = _paper_rows(path, data["paper"]) if "paper" in data else {}
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise fail("needs at least one [[steps]] table")
+
+    by_name: dict[str, Step] = {}
+    last_adopted: Step | None = None
+    for i, raw in enumerate(raw_steps):
+        step = _parse_step(i, raw, by_name, last_adopted, base, paper, str(data.get("paper")), fail)
+        by_name[step.name] = step
+        if step.adopted:
+            last_adopted = step
+    return Roadmap(name=str(data.get("name", path.stem)), path=path, base=base, steps=tuple(by_name.values()),
+                   recipe=data.get("recipe"), description=str(data.get("description", "")),
+                   paper_path=(path.parent / data["paper"]).resolve() if "paper" in data else None)
+
+
+def _check_top_level(data: dict[str, Any], fail: Any) -> None:
+    """The roadmap file's top-level keys and their types."""
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise fail(f"unknown key(s) {unknown} (valid: {sorted(_TOP_KEYS)})")
@@ -143,7 +168,11 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
             raise fail(f"'{key}' must be {what}, got {type(data[key]).__name__} {data[key]!r}"[:300])
     if not all(isinstance(m, str) and m for m in data.get("imports", [])):
         raise fail(f"'imports' must be a list of module names, got {data['imports']!r}")
-    for module in data.get("imports", []):  # user transforms, registered on import
+
+
+def _import_user_modules(path: Path, data: dict[str, Any], fail: Any) -> None:
+    """The roadmap's ``imports``: user transforms, registered on import (from the roadmap's folder)."""
+    for module in data.get("imports", []):
         sys.path.insert(0, str(path.parent))
         try:
             importlib.import_module(module)
@@ -154,62 +183,46 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
         finally:
             sys.path.pop(0)
 
-    try:
-        base = _base_spec(data.get("base", "resnet50"))
-    except (ModernizeError, TypeError) as exc:
-        raise fail(f"base: {exc}") from None
-    paper = _paper_rows(path, data["paper"]) if "paper" in data else {}
-    raw_steps = data.get("steps")
-    if not isinstance(raw_steps, list) or not raw_steps:
-        raise fail("needs at least one [[steps]] table")
 
-    steps: list[Step] = []
-    by_name: dict[str, Step] = {}
-    last_adopted: Step | None = None
-    for i, raw in enumerate(raw_steps):
-        name = raw.get("name") if isinstance(raw, dict) else None
-        if not isinstance(name, str) or not name:
-            raise fail(f"steps[{i}] needs a 'name' string")
-        why = check_step_name(name)
-        if why:
-            raise fail(why, name)
-        if name in by_name:
-            raise fail("appears twice; step names must be unique", name)
-        bad = sorted(set(raw) - _STEP_KEYS)
-        if bad:
-            raise fail(f"unknown key(s) {bad} (valid: {sorted(_STEP_KEYS)})", name)
-        if "from" in raw:
-            if raw["from"] not in by_name:
-                raise fail(f"'from' names '{raw['from']}', which is not an earlier step "
-                           f"(earlier: {', '.join(by_name) or 'none'})", name)
-            parent: Step | None = by_name[raw["from"]]
-        else:
-            parent = last_adopted
-        spec = parent.spec if parent else base
-        calls = _parse_apply(raw.get("apply", []), fail, name)
-        for tname, params in calls:
-            try:
-                spec = get_transform(tname)(spec, **params)
-            except ModernizeError as exc:
-                raise fail(str(exc), name) from None
-        paper_row = raw.get("paper_row")
-        if paper_row is not None and paper and paper_row not in paper:
-            raise fail(f"paper_row '{paper_row}' is not a row of {data['paper']} (valid: {', '.join(paper)})", name)
-        adopted = raw.get("adopted", True)
-        for key, typ in (("adopted", bool), ("paper_row", str), ("recipe", str), ("change", str)):
-            if key in raw and not isinstance(raw[key], typ):
-                raise fail(f"'{key}' must be a {typ.__name__}, got {raw[key]!r}", name)
-        change = raw.get("change") or " + ".join(_label(t, p) for t, p in calls) or "no architecture change"
-        step = Step(name=name, spec=spec, change=change, paper_row=paper_row, adopted=adopted,
-                    parent=parent.name if parent else None, recipe=raw.get("recipe"),
-                    transforms=tuple(calls), paper=paper.get(paper_row or "", {}))
-        steps.append(step)
-        by_name[name] = step
-        if adopted:
-            last_adopted = step
-    return Roadmap(name=str(data.get("name", path.stem)), path=path, base=base, steps=tuple(steps),
-                   recipe=data.get("recipe"), description=str(data.get("description", "")),
-                   paper_path=(path.parent / data["paper"]).resolve() if "paper" in data else None)
+def _parse_step(i: int, raw: Any, by_name: dict[str, Step], last_adopted: Step | None, base: ArchSpec,
+                paper: dict[str, dict[str, str]], paper_file: str, fail: Any) -> Step:
+    """One ``[[steps]]`` table: its parent (``from``, else the last adopted step) with its
+    transforms applied."""
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if not isinstance(name, str) or not name:
+        raise fail(f"steps[{i}] needs a 'name' string")
+    why = check_step_name(name)
+    if why:
+        raise fail(why, name)
+    if name in by_name:
+        raise fail("appears twice; step names must be unique", name)
+    bad = sorted(set(raw) - _STEP_KEYS)
+    if bad:
+        raise fail(f"unknown key(s) {bad} (valid: {sorted(_STEP_KEYS)})", name)
+    if "from" in raw:
+        if raw["from"] not in by_name:
+            raise fail(f"'from' names '{raw['from']}', which is not an earlier step "
+                       f"(earlier: {', '.join(by_name) or 'none'})", name)
+        parent: Step | None = by_name[raw["from"]]
+    else:
+        parent = last_adopted
+    spec = parent.spec if parent else base
+    calls = _parse_apply(raw.get("apply", []), fail, name)
+    for tname, params in calls:
+        try:
+            spec = get_transform(tname)(spec, **params)
+        except ModernizeError as exc:
+            raise fail(str(exc), name) from None
+    paper_row = raw.get("paper_row")
+    if paper_row is not None and paper and paper_row not in paper:
+        raise fail(f"paper_row '{paper_row}' is not a row of {paper_file} (valid: {', '.join(paper)})", name)
+    for key, typ in (("adopted", bool), ("paper_row", str), ("recipe", str), ("change", str)):
+        if key in raw and not isinstance(raw[key], typ):
+            raise fail(f"'{key}' must be a {typ.__name__}, got {raw[key]!r}", name)
+    change = raw.get("change") or " + ".join(_label(t, p) for t, p in calls) or "no architecture change"
+    return Step(name=name, spec=spec, change=change, paper_row=paper_row, adopted=raw.get("adopted", True),
+                parent=parent.name if parent else None, recipe=raw.get("recipe"),
+                transforms=tuple(calls), paper=paper.get(paper_row or "", {}))
 
 
 def _label(tname: str, params: dict[str, Any]) -> str:
