@@ -1,12 +1,9 @@
 """Reports of a training run (``run_ablation.py report RUN_DIR``): the ablation table and
 the paper's Figure 2 redrawn from the run, next to the paper's numbers.
 
-Input is the RUN_DIR the training engine writes::
-
-    run.json                          {"roadmap": path, "roadmap_name", "recipe", "data", "seeds", ...}
-    <step>/seed<k>/result.json        status done|failed|running, top1, top5, gmacs, params_m, ...
-    <step>/seed<k>/log.csv            epoch, train_loss, val_loss, top1, top5, lr, img_per_s, seconds
-    bench.csv (optional)              step, infer_img_s, train_img_s, ...
+Input is the RUN_DIR the training engine writes, read through ``modernize.runfolder`` (where
+its files are defined: ``run.json``, ``<step>/seed<k>/result.json`` and ``log.csv``), plus an
+optional ``bench.csv`` (step, infer_img_s, train_img_s, ...).
 
 Output (default ``RUN_DIR/report/``, so a report always sits beside the run it describes;
 the main job passes ``reports/<roadmap>/`` to publish it): ``table.md``, ``table.csv``,
@@ -22,7 +19,6 @@ two finished seeds on both sides; otherwise the mark is ``n/a``.
 from __future__ import annotations
 
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +31,7 @@ from .fidelity import Fidelity, assess, fidelity_markdown
 from .files import atomic_write_bytes, atomic_write_text
 from .paths import default_out
 from .roadmap import Roadmap, load_roadmap
+from .runfolder import RUN_META, JobResult, RunMeta, job_folder, load_result, read_log, read_run_meta
 from .stats import spearman, welch_p
 
 NOISE_ALPHA = 0.05
@@ -56,61 +53,27 @@ class Run:
     """A RUN_DIR as read from disk: its metadata, roadmap, per-seed results and logs."""
 
     run_dir: Path
-    meta: dict[str, Any]
+    meta: RunMeta
     roadmap: Roadmap
     seeds: tuple[int, ...]
-    results: dict[str, dict[int, dict[str, Any]]]
+    results: dict[str, dict[int, JobResult]]
     """step -> seed -> result.json (seeds without a result.json are absent)."""
     logs: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
     bench: pd.DataFrame | None = None
 
 
-def _read_json(path: Path, what: str) -> Any:
+def _roadmap_of(run_dir: Path, meta: RunMeta) -> Roadmap:
+    """The run's roadmap file, else the built-in of that name (a run folder moved to another machine)."""
+    path, name = meta["roadmap"]["path"], meta["roadmap"]["name"]
+    for candidate in (Path(path), run_dir / path):
+        if path and candidate.is_file():
+            return load_roadmap(candidate)
     try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing {what}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ConfigError(f"{path}: {what} must be a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def _name(value: Any) -> str | None:
-    """A run.json entry that is a plain string or ``{"name": ...}`` (the engine records both)."""
-    if isinstance(value, dict):
-        value = value.get("name")
-    return value if isinstance(value, str) and value else None
-
-
-def _roadmap_of(run_dir: Path, meta: dict[str, Any]) -> Roadmap:
-    """``roadmap`` is a TOML path (or ``{"name", "path"}``); ``roadmap_name`` (or the dict's
-    name) a built-in fallback, for a run folder moved to another machine."""
-    raw = meta.get("roadmap")
-    path = raw.get("path") if isinstance(raw, dict) else raw
-    if isinstance(path, str) and path:
-        for candidate in (Path(path), run_dir / path):
-            if candidate.is_file():
-                return load_roadmap(candidate)
-    name = meta.get("roadmap_name") or _name(raw)
-    if isinstance(name, str) and name:
-        try:
-            return load_roadmap(name)
-        except ConfigError:
-            pass
-    raise ConfigError(f"{run_dir / 'run.json'}: 'roadmap' ({path!r}) is not a file and 'roadmap_name' "
+        return load_roadmap(name)
+    except ConfigError:
+        pass
+    raise ConfigError(f"{run_dir / RUN_META}: the roadmap file ({path!r}) is missing and its name "
                       f"({name!r}) is not a built-in roadmap")
-
-
-def _read_log(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    try:
-        log = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-        return None  # a log is only drawn; a torn one must not block the table
-    return log if {"epoch", "top1"} <= set(log.columns) else None
 
 
 def _find_bench(run_dir: Path, out: Path, roadmap_name: str) -> pd.DataFrame | None:
@@ -131,26 +94,19 @@ def load_run(run_dir: Path, out: Path | None = None) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"RUN_DIR '{run_dir}': no such folder")
-    meta = _read_json(run_dir / "run.json", "run.json (is this a folder written by `train`?)")
-    if not isinstance(meta, dict):
-        raise ConfigError(f"{run_dir / 'run.json'}: expected a JSON object")
-    seeds = meta.get("seeds")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                           for s in seeds):
-        raise ConfigError(f"{run_dir / 'run.json'}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    meta = read_run_meta(run_dir)
+    seeds = meta["seeds"]
     roadmap = _roadmap_of(run_dir, meta)
-    results: dict[str, dict[int, dict[str, Any]]] = {}
+    results: dict[str, dict[int, JobResult]] = {}
     logs: dict[str, dict[int, pd.DataFrame]] = {}
     for step in roadmap:
         results[step.name], logs[step.name] = {}, {}
         for seed in seeds:
-            folder = run_dir / step.name / f"seed{seed}"
-            if (folder / "result.json").is_file():
-                result = _read_json(folder / "result.json", "result.json")
-                if not isinstance(result, dict) or result.get("status") not in ("done", "failed", "running"):
-                    raise ConfigError(f"{folder / 'result.json'}: 'status' must be done, failed or running")
+            folder = job_folder(run_dir, step.name, seed)
+            result = load_result(folder)
+            if result is not None:
                 results[step.name][seed] = result
-            log = _read_log(folder / "log.csv")
+            log = read_log(folder)
             if log is not None:
                 logs[step.name][seed] = log
     out = Path(out) if out is not None else run_dir / "report"
@@ -354,7 +310,7 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
 
 def _run_line(run: Run) -> str:
     m = run.meta
-    return (f"Roadmap `{run.roadmap.name}`, recipe `{_name(m.get('recipe')) or '?'}`, data `{m.get('data', '?')}`, "
+    return (f"Roadmap `{run.roadmap.name}`, recipe `{m['recipe']['name']}`, data `{m.get('data', '?')}`, "
             f"seeds {', '.join(map(str, run.seeds))}{_proxy(m.get('proxy'))}. "
             f"Run folder: `{_shown_path(run.run_dir)}`.")
 
@@ -490,7 +446,7 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
     at = f" at {int(res[0])} px" if len(res) == 1 else ""
     extra = "; img/s = inference throughput" if table["infer_img_s"].notna().any() else ""
     ax.set_xlabel(f"top-1 (%) on {run.meta.get('data', '?')}, mean ± seed std\nG = GMACs{at}{extra}", fontsize=9)
-    ax.set_title(f"this run: recipe {_name(run.meta.get('recipe')) or '?'}, {len(run.seeds)} seed(s)", fontsize=10)
+    ax.set_title(f"this run: recipe {run.meta['recipe']['name']}, {len(run.seeds)} seed(s)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     handles = [plt.Rectangle((0, 0), 1, 1, color=ADOPTED, label="adopted step"),

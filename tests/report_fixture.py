@@ -1,35 +1,38 @@
-"""A RUN_DIR fixture in the training engine's format, for the report tests (and for eyeballing
-the figures: ``python tests/report_fixture.py OUT_DIR`` writes one and reports it)."""
+"""A RUN_DIR fixture in the training engine's format, written through the run-folder schema
+(``modernize.runfolder``), for the report tests (and for eyeballing the figures:
+``python tests/report_fixture.py OUT_DIR`` writes one and reports it)."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
+from modernize import runfolder
 from modernize.roadmap import load_roadmap
+from modernize.runfolder import JobResult, LogRow, RunMeta
 
-LOG_COLUMNS = "epoch,train_loss,val_loss,top1,top5,lr,img_per_s,seconds"
+RECIPE = "fashion_small"
 
 
 def write_result(folder: Path, **result: Any) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "result.json").write_text(json.dumps(result))
-    (folder / "config.json").write_text(json.dumps({"step": result["step"], "seed": result["seed"]}))
+    runfolder.write_result(folder, JobResult(recipe=RECIPE, fingerprint="fixture", **result))
 
 
 def write_log(folder: Path, final_top1: float, epochs: int, *, rng: random.Random) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [LOG_COLUMNS]
+    rows = []
     for e in range(1, epochs + 1):
         frac = e / epochs
         top1 = final_top1 - 25 * (1 - frac) ** 2 + rng.uniform(-0.3, 0.3) * (1 - frac)
-        lines.append(f"{e},{2.3 * (1 - frac) + 0.2:.4f},{2.0 * (1 - frac) + 0.3:.4f},{top1:.3f},"
-                     f"{min(99.9, top1 + 6):.3f},{0.004 * (1 - frac):.6f},1500.0,{12.5 * e:.1f}")
-    (folder / "log.csv").write_text("\n".join(lines) + "\n")
+        rows.append(LogRow(epoch=e, train_loss=round(2.3 * (1 - frac) + 0.2, 4),
+                           val_loss=round(2.0 * (1 - frac) + 0.3, 4), top1=round(top1, 3),
+                           top5=round(min(99.9, top1 + 6), 3), lr=round(0.004 * (1 - frac), 6), img_per_s=1500.0,
+                           seconds=round(12.5 * e, 1)))
+    runfolder.write_log(folder, rows)
 
 
 def make_run(run_dir: Path, *, roadmap: str = "resnet50_to_convnext_t", seeds: tuple[int, ...] = (0, 1, 2),
@@ -44,9 +47,11 @@ def make_run(run_dir: Path, *, roadmap: str = "resnet50_to_convnext_t", seeds: t
     failed, missing_seeds, top1 = failed or {}, missing_seeds or {}, top1 or {}
     rng = random.Random(0)
     (run_dir).mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps({
-        "roadmap": str(rm.path), "roadmap_name": rm.name, "recipe": "fashion_small", "data": "fashion_mnist",
-        "seeds": list(seeds), "epochs": epochs, "device": "cpu", "extra_key_to_ignore": {"a": 1}}))
+    runfolder.write_run_meta(run_dir, RunMeta(
+        roadmap={"name": rm.name, "path": str(rm.path)}, recipe={"name": RECIPE, "values": {"epochs": epochs}},
+        step_recipes={}, data="fashion-mnist", proxy={}, seeds=list(seeds), steps=rm.names, device="cpu",
+        world_size=1, per_process_batch=32, global_batch=32, lr=0.004, torch="2.14", compared={},
+        config_hash="fixture"))
     truth: dict[str, dict[int, float]] = {}
     scale = (resolution / 224) ** 2
     for i, step in enumerate(rm):

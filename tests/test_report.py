@@ -32,6 +32,7 @@ from modernize.report import (  # noqa: E402
     summarize,
 )
 from modernize.roadmap import load_roadmap  # noqa: E402
+from modernize.runfolder import read_run_meta, write_run_meta  # noqa: E402
 from modernize.stats import spearman, t_two_sided_p, welch_p  # noqa: E402
 
 R50 = load_roadmap("resnet50_to_convnext_t")
@@ -204,15 +205,13 @@ def test_images_valid_and_sized(built) -> None:
     assert "kernel_11" in (root / "out" / "roadmap.svg").read_text()
 
 
-def test_engine_run_json_forms(tmp_path: Path) -> None:
-    # The engine records roadmap and recipe as {"name", ...} objects and adds keys we ignore.
+def test_run_json_recipe_proxy_and_steps_are_shown(tmp_path: Path) -> None:
     roadmap = small_roadmap(tmp_path)
     make_run(tmp_path / "run", roadmap=str(roadmap), seeds=(0,), epochs=2)
-    meta = json.loads((tmp_path / "run" / "run.json").read_text())
-    meta.pop("roadmap_name")
-    meta.update(roadmap={"name": "small", "path": str(roadmap)}, recipe={"name": "quick", "values": {"lr": 1}},
-                proxy={"width": 0.25, "depth": 0.34, "stem_stride": 2}, steps=["resnet50"])
-    (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
+    meta = read_run_meta(tmp_path / "run")
+    meta.update(recipe={"name": "quick", "values": {"lr": 1}}, proxy={"width": 0.25, "depth": 0.34, "stem_stride": 2},
+                steps=["resnet50"])
+    write_run_meta(tmp_path / "run", meta)
     table = summarize(load_run(tmp_path / "run"))
     assert list(table["step"]) == ["resnet50", "stage_ratio", "depthwise", "patchify_stem"]
     assert (table["status"] == "done").all()  # results exist: "steps" only explains absent ones
@@ -245,6 +244,7 @@ def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ("no_run_json", "run.json"),
     ("bad_seeds", "'seeds' must be a non-empty list"),
     ("bad_roadmap", "is not a built-in roadmap"),
+    ("older_run_json", "'roadmap' must be {"),
     ("bad_status", "'status' must be done, failed or running"),
     ("torn_result", "cannot read result.json"),
 ])
@@ -258,7 +258,10 @@ def test_bad_run_dir_is_one_line_error_and_writes_nothing(tmp_path: Path, capsys
         meta["seeds"] = "0,1"
         (run / "run.json").write_text(json.dumps(meta))
     elif breakage == "bad_roadmap":
-        meta.update(roadmap="/nope.toml", roadmap_name="nope")
+        meta.update(roadmap={"name": "nope", "path": "/nope.toml"})
+        (run / "run.json").write_text(json.dumps(meta))
+    elif breakage == "older_run_json":  # roadmap as a bare path string: no longer read
+        meta.update(roadmap="/nope.toml")
         (run / "run.json").write_text(json.dumps(meta))
     elif breakage == "bad_status":
         (run / "depthwise" / "seed0" / "result.json").write_text(json.dumps({"status": "finished"}))

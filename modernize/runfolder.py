@@ -1,0 +1,239 @@
+"""The run folder, defined once: the files the training engine (``modernize.train``) writes
+and the report (``modernize.report``) reads, their fields, and one writer and one reader each.
+
+Layout of a run directory::
+
+    RUN_DIR/run.json                         RunMeta: resolved run config + config hash
+    RUN_DIR/<step>/seed<k>/config.json       JobConfig: resolved spec, recipe, data, proxy, fingerprint
+    RUN_DIR/<step>/seed<k>/log.csv           LogRow per epoch (columns: LOG_COLUMNS)
+    RUN_DIR/<step>/seed<k>/result.json       JobResult: status, top1/top5 (last epoch), best_top1, ...
+    RUN_DIR/<step>/seed<k>/last.pt           checkpoint (``modernize.train.checkpoint``)
+    RUN_DIR/<step>/seed<k>/prev.pt           the checkpoint before last.pt (until the job is done)
+    RUN_DIR/.replaced/<time>/<step>/seed<k>/ jobs moved aside by --force (nothing is deleted)
+
+This module sits below both the engine and the report (it imports neither, nor torch or
+pandas at import time), so the report reads a run folder without loading the engine. A writer
+refuses a record whose keys differ from its schema: a new field is added here, once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, TypedDict
+
+from .errors import ConfigError
+from .files import atomic_write_json, atomic_write_text, read_json_object
+
+RUN_META, JOB_CONFIG, RESULT, LOG = "run.json", "config.json", "result.json", "log.csv"
+STATUSES = ("done", "failed", "running")
+FINISHED = ("done", "failed")
+"""A job with one of these statuses is never trained again."""
+
+
+class Named(TypedDict):
+    name: str
+    path: str
+
+
+class NamedRecipe(TypedDict):
+    name: str
+    values: dict[str, Any]
+
+
+class RunMeta(TypedDict):
+    """``run.json``: the run-level record (jobs are reused by their own fingerprints, not by this)."""
+
+    roadmap: Named
+    recipe: NamedRecipe
+    step_recipes: dict[str, NamedRecipe]
+    data: str
+    proxy: dict[str, Any]
+    seeds: list[int]
+    steps: list[str]
+    device: str
+    world_size: int
+    per_process_batch: int
+    global_batch: int
+    lr: float
+    torch: str
+    compared: dict[str, Any]
+    """What must match for two invocations to share the run folder (``RunConfig.compared``)."""
+    config_hash: str
+
+
+class JobConfig(TypedDict):
+    """``<step>/seed<k>/config.json``: how one job is trained. Jobs trained before fingerprints
+    lack the last three keys (``modernize.train.fingerprint`` still reuses them)."""
+
+    step: str
+    seed: int
+    change: str
+    paper_row: str | None
+    adopted: bool
+    parent: str | None
+    spec: dict[str, Any]
+    paper_spec: dict[str, Any]
+    recipe: dict[str, Any]
+    data: str
+    proxy: dict[str, Any]
+    device: str
+    world_size: int
+    per_process_batch: int
+    global_batch: int
+    lr: float
+    resolution: int
+    fingerprint: str
+    fingerprint_parts: dict[str, Any]
+    torch: str
+
+
+class JobResult(TypedDict):
+    """``<step>/seed<k>/result.json``, rewritten after every epoch."""
+
+    step: str
+    seed: int
+    recipe: str
+    resolution: int
+    gmacs: float
+    params_m: float
+    epochs: int
+    fingerprint: str
+    status: str
+    """One of ``STATUSES``."""
+    top1: float | None
+    top5: float | None
+    best_top1: float | None
+    epochs_done: int
+    wall_s: float
+    failed_epoch: int | None
+    reason: str | None
+
+
+class LogRow(TypedDict):
+    """One epoch of ``log.csv``."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    top1: float
+    top5: float
+    lr: float
+    img_per_s: float
+    seconds: float
+
+
+LOG_COLUMNS = list(LogRow.__annotations__)
+
+
+def job_folder(run_dir: Path, step: str, seed: int) -> Path:
+    return Path(run_dir) / step / f"seed{seed}"
+
+
+def _exact(record: Any, schema: type, what: str) -> None:
+    keys = schema.__required_keys__ | schema.__optional_keys__  # type: ignore[attr-defined]
+    if set(record) != keys:
+        raise ValueError(f"{what}: keys differ from the schema (missing {sorted(keys - set(record))}, "
+                         f"unknown {sorted(set(record) - keys)})")
+
+
+# --- writers -----------------------------------------------------------------------------------
+
+def write_run_meta(run_dir: Path, meta: RunMeta) -> None:
+    _exact(meta, RunMeta, RUN_META)
+    atomic_write_json(Path(run_dir) / RUN_META, meta)
+
+
+def write_job_config(job_dir: Path, config: JobConfig) -> None:
+    _exact(config, JobConfig, JOB_CONFIG)
+    atomic_write_json(Path(job_dir) / JOB_CONFIG, config)
+
+
+def write_result(job_dir: Path, result: JobResult) -> None:
+    _exact(result, JobResult, RESULT)
+    atomic_write_json(Path(job_dir) / RESULT, result)
+
+
+def write_log(job_dir: Path, rows: list[LogRow]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(Path(job_dir) / LOG, buf.getvalue())
+
+
+# --- readers -----------------------------------------------------------------------------------
+
+def read_run_meta(run_dir: Path) -> RunMeta:
+    """``run.json``, checked: an object with ``roadmap`` ``{"name", "path"}``, ``recipe``
+    ``{"name", "values"}`` and a non-empty list of integer ``seeds``; anything else is a
+    ``ConfigError`` naming the file."""
+    path = Path(run_dir) / RUN_META
+    try:
+        meta = read_json_object(path, RUN_META)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: missing {RUN_META} (is this a folder written by `train`?)") from None
+    seeds = meta.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in seeds):
+        raise ConfigError(f"{path}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    for key, second in (("roadmap", "path"), ("recipe", "values")):
+        value = meta.get(key)
+        if not (isinstance(value, dict) and isinstance(value.get("name"), str) and second in value):
+            raise ConfigError(f"{path}: '{key}' must be {{\"name\": ..., \"{second}\": ...}}, got {value!r}"[:300])
+    return meta  # type: ignore[return-value]
+
+
+def read_job_config(job_dir: Path) -> dict[str, Any]:
+    """A job's ``config.json`` as stored (older jobs lack the fingerprint keys);
+    ``FileNotFoundError`` when missing, ``ConfigError`` when unreadable."""
+    return read_json_object(Path(job_dir) / JOB_CONFIG, "job config")
+
+
+def read_result(job_dir: Path) -> JobResult | None:
+    """The engine's view: a job's ``result.json``, or None when missing or unreadable (then
+    the job is not finished and is trained again)."""
+    try:
+        obj = read_json_object(Path(job_dir) / RESULT, RESULT)
+    except (FileNotFoundError, ConfigError):
+        return None
+    return obj  # type: ignore[return-value]
+
+
+def load_result(job_dir: Path) -> JobResult | None:
+    """The report's view: None when missing; unreadable, or a ``status`` not in ``STATUSES``,
+    is a ``ConfigError`` naming the file."""
+    path = Path(job_dir) / RESULT
+    if not path.is_file():
+        return None
+    result = read_json_object(path, RESULT)
+    if result.get("status") not in STATUSES:
+        raise ConfigError(f"{path}: 'status' must be done, failed or running")
+    return result  # type: ignore[return-value]
+
+
+def is_finished(job_dir: Path) -> bool:
+    """Done or failed: never trained again."""
+    return (read_result(job_dir) or {}).get("status") in FINISHED
+
+
+def read_log(job_dir: Path) -> Any:
+    """``log.csv`` as a pandas DataFrame, or None when missing, torn or without ``epoch`` and
+    ``top1`` (a log is only drawn; a torn one must not block the report's table)."""
+    import pandas as pd
+
+    path = Path(job_dir) / LOG
+    if not path.is_file():
+        return None
+    try:
+        log = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    return log if {"epoch", "top1"} <= set(log.columns) else None
+
+
+__all__ = ["FINISHED", "JOB_CONFIG", "LOG", "LOG_COLUMNS", "RESULT", "RUN_META", "STATUSES", "JobConfig",
+           "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta", "is_finished", "job_folder", "load_result",
+           "read_job_config", "read_log", "read_result", "read_run_meta", "write_job_config", "write_log",
+           "write_result", "write_run_meta"]
