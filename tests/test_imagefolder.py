@@ -18,7 +18,8 @@ from modernize.data import BatchAugment, BatchRandAugment, DataSpec, base_transf
 from modernize.errors import ConfigError
 from modernize.proxy import CPU_PROXY
 from modernize.recipe import Recipe, load_recipe
-from modernize.train import Dist, _precise_bn
+from modernize.train import Dist
+from modernize.train.loop import precise_bn
 from tests.folder_fixture import export_fashion
 
 QUICK = load_recipe("quick")
@@ -82,11 +83,11 @@ def test_precise_bn_runs_for_streamed_data_on_a_fixed_unaugmented_subset(fashion
     data = load_data(DataSpec.parse(f"imagefolder:{fashion_folder}"), recipe=recipe)
     aug = BatchAugment(recipe, num_classes=10, mean=data.mean, std=data.std, resolution=32, per_sample=False)
     model = nn.Sequential(nn.BatchNorm2d(1, momentum=0.5))
-    _precise_bn(model, data, aug, n=3, batch=16, d=Dist(), device="cpu", channels_last=False)
+    precise_bn(model, data, aug, n=3, batch=16, d=Dist(), device="cpu", channels_last=False)
     first = model[0].running_mean.clone()
     assert first.abs().sum() > 0 and model[0].num_batches_tracked == 3
     model[0].reset_running_stats()
-    _precise_bn(model, data, aug, n=3, batch=16, d=Dist(), device="cpu", channels_last=False)
+    precise_bn(model, data, aug, n=3, batch=16, d=Dist(), device="cpu", channels_last=False)
     assert torch.equal(model[0].running_mean, first)  # the same images, not augmented
     # ... namely the mean over 48 un-augmented training images, normalised
     imgs = torch.stack([data.train_eval[i][0] for i in range(len(data.train_eval))]).float() / 255

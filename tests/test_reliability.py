@@ -219,7 +219,7 @@ def _tiny_two(tmp: Path, out: Path) -> Path:
                          proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
 
 
-@pytest.mark.parametrize("where", ["evaluate", "_precise_bn"])
+@pytest.mark.parametrize("where", ["evaluate", "precise_bn"])
 def test_sigterm_during_evaluation_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  where: str) -> None:
     """SIGTERM arrives as the evaluation (or precise BN) starts: the run stops (KeyboardInterrupt,
@@ -227,7 +227,7 @@ def test_sigterm_during_evaluation_stops_the_run(tmp_path: Path, monkeypatch: py
     epoch's training, and the same command then finishes the run."""
     import torch
 
-    import modernize.train as T
+    import modernize.train.loop as T
 
     real = getattr(T, where)
     sent: list[int] = []
@@ -254,7 +254,7 @@ def test_sigterm_during_evaluation_stops_the_run(tmp_path: Path, monkeypatch: py
 
 
 def test_stop_between_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import modernize.train as T
+    import modernize.train.runner as T
 
     real = T.run_job
 

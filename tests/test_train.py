@@ -211,7 +211,7 @@ def test_random_erasing() -> None:
 def test_label_smoothing_and_ema_and_drop_path_in_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from torchvision.ops import StochasticDepth
 
-    import modernize.train as T
+    import modernize.train.job as T
 
     models: list[nn.Module] = []
     calls: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -261,9 +261,9 @@ def test_gradient_clipping_bounds_the_update(tmp_path: Path) -> None:
     run = tiny_run(tmp_path, n=20, optimizer="sgd", momentum=0.0, weight_decay=0.0, lr=1.0, grad_clip=1e-4)
     cfg = json.loads((run / "separate_downsampling" / "seed0" / "config.json").read_text())
     from modernize.spec import ArchSpec
-    from modernize.train import _seed_everything
+    from modernize.train.seeds import seed_everything
 
-    _seed_everything(0)
+    seed_everything(0)
     init = build_model(ArchSpec.from_dict(cfg["spec"])).state_dict()
     final = torch.load(run / "separate_downsampling" / "seed0" / "last.pt", weights_only=False)["model"]
     delta = torch.cat([(final[k] - init[k]).flatten() for k in init if init[k].is_floating_point()])
@@ -299,7 +299,7 @@ def test_resume_skips_done_and_refuses_a_different_config(tmp_path: Path) -> Non
 
 
 def test_nan_loss_marks_failed_and_chain_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import modernize.train as T
+    import modernize.train.job as T
 
     real = T.build_model
 

@@ -1,0 +1,140 @@
+"""Checkpoints and interruption. A job's ``last.pt`` holds the model, optimizer, scheduler,
+scaler, EMA, the global generators of every rank and the position (epoch, iteration); the one
+before it is kept as ``prev.pt`` until the job is done. SIGINT/SIGTERM only set a flag; the
+loop checks it between iterations and saves a checkpoint on the way out."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..errors import ConfigError
+from ..files import atomic_torch_save
+from .fingerprint import short
+from .loop import Trainer, TrainState
+
+LAST, PREV = "last.pt", "prev.pt"
+_REQUIRED = {"model", "optimizer", "scheduler", "epoch", "iter", "rng"}
+
+
+class StopRequested(Exception):
+    """Ctrl-C: a checkpoint was saved at an iteration boundary; stop the whole run."""
+
+
+class Interrupt:
+    """SIGINT/SIGTERM set a flag; the loop checks it between iterations, so the checkpoint
+    written on the way out is always consistent."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.flag:  # second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def check_stop(stop: Interrupt, where: str) -> None:
+    """Between jobs and while loading or waiting: a stop request ends the run here."""
+    if stop.flag:
+        print(f"interrupted {where}; rerun the same command to resume", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(t: Trainer, job_dir: Path, state: TrainState, *, epoch: int, it: int, partial: dict[str, Any],
+                    wall_s: float, extra: dict[str, Any]) -> None:
+    """``last.pt`` at (``epoch``, ``it``), the old one kept as ``prev.pt``; every rank's
+    generator state is gathered (rank 0 writes)."""
+    rng = [rng_state()]
+    if t.d.active:
+        gathered: list[Any] = [None] * t.d.world
+        dist.all_gather_object(gathered, rng[0])
+        rng = gathered
+    if t.d.main:
+        atomic_torch_save(job_dir / LAST, keep_previous=job_dir / PREV, obj={
+            "model": t.model.state_dict(), "optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(),
+            "scaler": t.scaler.state_dict(), "ema": t.ema.state_dict() if t.ema is not None else None,
+            "rng": rng, "epoch": epoch, "iter": it, "best_top1": state.best_top1, "log": state.log,
+            "partial": partial, "wall_s": wall_s} | extra)
+
+
+def load_checkpoint(job_dir: Path, device: str, say: bool) -> dict[str, Any] | None:
+    """The newest readable checkpoint (``last.pt``, else ``prev.pt``); an unreadable one is moved
+    aside to ``<name>.corrupt-<time>`` with one warning line."""
+    ckpt_path, prev_path = job_dir / LAST, job_dir / PREV
+    for path in (ckpt_path, prev_path):
+        if not path.is_file():
+            continue
+        try:
+            ck = torch.load(path, map_location=device, weights_only=False)
+            if not isinstance(ck, dict) or not _REQUIRED <= set(ck):
+                raise ValueError("not a training checkpoint")
+            return ck
+        except Exception as exc:  # empty, random bytes, truncated zip, wrong content
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(path, aside)
+            if say:
+                then = "trying prev.pt" if path == ckpt_path and prev_path.is_file() else "restarting the job"
+                print(f"warning: {path}: unreadable checkpoint ({type(exc).__name__}: {short(str(exc), 80)}); "
+                      f"moved to {aside.name}, {then}", file=sys.stderr, flush=True)
+    return None
+
+
+def resume(t: Trainer, job_dir: Path, label: str) -> TrainState:
+    """Restore the modules and the generators from the job's checkpoint; the state to go on
+    from (a fresh one when there is no readable checkpoint)."""
+    ck = load_checkpoint(job_dir, t.device, t.d.main)
+    if ck is None:
+        return TrainState()
+    try:
+        t.model.load_state_dict(ck["model"])
+        t.opt.load_state_dict(ck["optimizer"])
+        t.sched.load_state_dict(ck["scheduler"])
+        t.scaler.load_state_dict(ck["scaler"])
+        if t.ema is not None and ck.get("ema") is not None:
+            t.ema.load_state_dict(ck["ema"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise ConfigError(f"{job_dir}: its checkpoint does not fit this step's model "
+                          f"({type(exc).__name__}: {short(str(exc), 120)}); rerun with --force to retrain it") from None
+    state = TrainState(epoch=ck["epoch"], iter=ck["iter"], best_top1=ck["best_top1"], log=ck["log"],
+                       partial=ck["partial"], wall_s=ck["wall_s"])
+    set_rng_state(ck["rng"][t.d.rank] if t.d.rank < len(ck["rng"]) else ck["rng"][0])
+    if t.d.main:
+        print(f"  resuming {label} at epoch {state.epoch + 1}, iteration {state.iter}", flush=True)
+    return state

@@ -1,0 +1,168 @@
+"""A run's configuration: ``prepare_run`` resolves and checks everything (roadmap, steps,
+recipes, data, device, proxy) before anything is trained or written, into a ``RunConfig``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..claims import DEFAULT_TIMEOUT_S
+from ..data import Data, DataSpec, check_data
+from ..errors import ConfigError
+from ..proxy import ProxyScale, proxy_preset
+from ..recipe import Recipe, load_recipe
+from ..roadmap import Roadmap, Step, check_step_name, load_roadmap
+from ..runfolder import job_folder
+from ..spec import ArchSpec
+from .dist import Dist, init_distributed
+
+
+@dataclass
+class RunConfig:
+    roadmap: Roadmap
+    recipe: Recipe
+    data: DataSpec
+    proxy: ProxyScale
+    seeds: list[int]
+    steps: list[Step]
+    device: str
+    dist: Dist
+    out: Path
+    download: bool = False
+    ckpt_every: int = 0
+    """Also checkpoint every N iterations inside an epoch (0: only at epoch ends and on Ctrl-C)."""
+    compile: bool | None = None
+    progress: bool = True
+    step_recipes: dict[str, Recipe] = field(default_factory=dict)
+    claim_timeout: float = DEFAULT_TIMEOUT_S
+    """Seconds without a heartbeat after which another process takes a job over."""
+    worker: int | None = None
+    """Index of this local worker (``run_workers``); None for a plain process."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars per job under ``<job dir>/tb`` (optional dependency)."""
+    force: bool = False
+    """Retrain jobs whose fingerprint differs (the old job folders are moved to RUN_DIR/.replaced/)."""
+    notes: list[str] = field(default_factory=list)
+    """One-line notices printed before any training (e.g. a step override run as written)."""
+
+    @property
+    def global_batch(self) -> int:
+        return self.recipe.batch_size * self.dist.world
+
+    def compared(self) -> dict[str, Any]:
+        """What must match for two invocations to share a run directory."""
+        return {
+            "roadmap": self.roadmap.name,
+            "recipe": self.recipe.to_dict(),
+            "step_recipes": {k: v.to_dict() for k, v in sorted(self.step_recipes.items())},
+            "data": str(self.data),
+            "proxy": self.proxy.to_dict(),
+            "global_batch": self.global_batch,
+        }
+
+    def recipe_of(self, step: Step) -> Recipe:
+        """The recipe a step trains with: its override (resolved for this run), else the run's."""
+        return self.step_recipes.get(step.recipe or "", self.recipe)
+
+
+def resolve_device(device: str | None) -> str:
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"--device '{device}': expected cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    return device
+
+
+def job_dir(cfg: RunConfig, step: Step, seed: int) -> Path:
+    """``RUN_DIR/<step>/seed<k>``, refused unless it stays inside RUN_DIR."""
+    why = check_step_name(step.name)
+    if why:
+        raise ConfigError(f"roadmap '{cfg.roadmap.name}': {why}")
+    folder = job_folder(cfg.out, step.name, seed)
+    if not folder.resolve().is_relative_to(cfg.out.resolve()):
+        raise ConfigError(f"step '{step.name}': its folder {folder} would be outside the run directory {cfg.out}")
+    return folder
+
+
+def train_spec(step: Step, cfg: RunConfig, data: Data, recipe: Recipe) -> ArchSpec:
+    """The spec a step trains: the proxy applied, sized to the data set, the recipe's drop path."""
+    spec = cfg.proxy.apply(step.spec)
+    return spec.replace(num_classes=data.num_classes, in_chans=data.in_chans, drop_path=recipe.drop_path)
+
+
+def data_key(cfg: RunConfig, recipe: Recipe) -> str:
+    """Recipes with equal keys share one loaded data set."""
+    key = (f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}/"
+           f"{recipe.eval_crop_pct}/{recipe.bad_images}/{recipe.resize}")
+    if cfg.data.kind == "imagefolder":  # the per-image augmentation lives in the data set's transform
+        key += (f"/{recipe.crop_scale_min}/{recipe.hflip}/{recipe.randaugment_ops}/"
+                f"{recipe.randaugment_magnitude}")
+    return key
+
+
+def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Recipe | str | Path | None,
+                seeds: Sequence[int], out: Path, steps: Sequence[str] | None = None, device: str | None = "auto",
+                proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
+                compile: bool | None = None, progress: bool = True,
+                claim_timeout: float = DEFAULT_TIMEOUT_S, tensorboard: bool = False,
+                force: bool = False) -> RunConfig:
+    """Resolve and validate everything (roadmap, steps, recipes, data path, device) before any
+    training or writing starts."""
+    rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
+    chosen = rm.select(list(steps) if steps else None)
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe if recipe is not None
+                                                                 else (rm.recipe or "paper"))
+    step_recipes = {s.recipe: rec.for_step(s.recipe) for s in chosen if s.recipe and s.recipe != rec.name}
+    for s in rm:  # every override of the roadmap, so that --steps subsets share one run config
+        if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
+            step_recipes[s.recipe] = rec.for_step(s.recipe)
+    _check_options(tensorboard=tensorboard, claim_timeout=claim_timeout, seeds=seeds)
+    spec = DataSpec.parse(data)
+    check_data(spec, download=download)
+    dev = resolve_device(device)
+    d = init_distributed(dev)
+    if dev == "cuda" and d.active:
+        dev = f"cuda:{d.local_rank}"
+    proxy = proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
+    for s in chosen:  # a proxy that breaks a spec is a config error now, not mid-run
+        proxy.apply(s.spec)
+    return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
+                     device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
+                     progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout, force=force,
+                     tensorboard=tensorboard,
+                     notes=override_notes(rec, chosen))
+
+
+def _check_options(*, tensorboard: bool, claim_timeout: float, seeds: Sequence[int]) -> None:
+    if tensorboard:
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError("--tensorboard needs the tensorboard package: "
+                              "pip install 'modernize[tensorboard]'") from None
+    if not (math.isfinite(claim_timeout) and claim_timeout > 0):
+        raise ConfigError(f"--claim-timeout: must be a positive number of seconds, got {claim_timeout}")
+    if not seeds:
+        raise ConfigError("--seeds: give at least one seed")
+    if any(s < 0 for s in seeds):
+        raise ConfigError(f"--seeds: seeds must be >= 0, got {list(seeds)}")
+
+
+def override_notes(recipe: Recipe, steps: Sequence[Step]) -> list[str]:
+    """One line per step whose recipe override runs as written: the run's recipe has no
+    ``[substitute.NAME]`` table for it (e.g. 90 epochs at 224 px under a 1-epoch recipe)."""
+    notes = []
+    for s in steps:
+        if s.recipe and s.recipe != recipe.name and s.recipe not in recipe.substitute:
+            r = recipe.for_step(s.recipe)
+            notes.append(f"note: step {s.name} trains with recipe '{s.recipe}' as written ({r.epochs} epochs, "
+                         f"{r.resolution} px, batch {r.batch_size}): the run's recipe '{recipe.name}' has no "
+                         f"[substitute.{s.recipe}] table")
+    return notes

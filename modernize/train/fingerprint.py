@@ -1,0 +1,123 @@
+"""What a job and a run were trained with. A job is reused (skipped or resumed) only when its
+fingerprint (``fingerprint_parts``) matches this command's; ``run.json`` is the run-level
+record, checked under a file lock, not the authority."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from ..recipe import Recipe, config_hash
+from ..roadmap import Step
+from ..runfolder import RUN_META, NamedRecipe, RunMeta, read_job_config, read_run_meta, write_run_meta
+from .config import RunConfig
+
+_NOT_IN_FINGERPRINT = ("name", "description", "substitute")
+"""Recipe fields that do not change a job's result (a substitute table is already applied)."""
+
+
+def fingerprint_parts(cfg: RunConfig, step: Step, recipe: Recipe, seed: int) -> dict[str, Any]:
+    """Everything that determines a job's result: the step's paper spec (the proxy is applied
+    to it), the resolved recipe values, the data spec, the seed, the global batch and the torch
+    version (major.minor). Not included: the device and the number of threads (same numbers up
+    to floating-point order), the contents of a data folder (only its spec string)."""
+    values = {k: v for k, v in recipe.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
+    return json.loads(json.dumps({
+        "step_spec": step.spec.to_dict(), "proxy": cfg.proxy.to_dict(), "recipe": values, "data": str(cfg.data),
+        "seed": seed, "global_batch": recipe.batch_size * cfg.dist.world,
+        "torch": ".".join(torch.__version__.split("+")[0].split(".")[:2])}, sort_keys=True, default=str))
+
+
+def _pre_fingerprint_parts(old: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint parts of a job trained before fingerprints, from its config.json (such
+    job folders exist in real runs, e.g. the proxy study's)."""
+    recipe = old.get("recipe") if isinstance(old.get("recipe"), dict) else {}
+    return json.loads(json.dumps({
+        "step_spec": old.get("paper_spec"), "proxy": old.get("proxy"),
+        "recipe": {k: v for k, v in recipe.items() if k not in _NOT_IN_FINGERPRINT},
+        "data": old.get("data"), "seed": old.get("seed"), "global_batch": old.get("global_batch")},
+        sort_keys=True, default=str))
+
+
+def job_mismatch(job_dir: Path, parts: dict[str, Any]) -> str | None:
+    """None when the job folder is empty or was trained with these fingerprint parts; else what
+    differs (one line)."""
+    if not any((job_dir / f).exists() for f in ("config.json", "result.json", "last.pt", "prev.pt")):
+        return None
+    try:
+        old = read_job_config(job_dir)
+    except FileNotFoundError:
+        return "config.json is missing (cannot tell how it was trained)"
+    except ConfigError as exc:
+        return f"config.json is unreadable ({short(str(exc).split(': ', 1)[-1], 120)})"
+    if old.get("fingerprint") == config_hash(parts):
+        return None
+    if isinstance(old.get("fingerprint_parts"), dict):
+        diff = differing(old["fingerprint_parts"], parts)
+    else:  # trained before fingerprints: compare what its config.json recorded
+        diff = differing(_pre_fingerprint_parts(old), {k: v for k, v in parts.items() if k != "torch"})
+        if not diff:
+            return None
+    return short(", ".join(diff), 240) or "fingerprint"
+
+
+def record_run_meta(cfg: RunConfig) -> None:
+    """Create run.json, or check that the existing one describes the same run (under a file
+    lock: several processes may start on one run folder at once)."""
+    from filelock import FileLock
+
+    with FileLock(str(cfg.out / ".run.json.lock")):
+        _record_run_meta_locked(cfg)
+
+
+def _record_run_meta_locked(cfg: RunConfig) -> None:
+    path = cfg.out / RUN_META
+    compared = cfg.compared()
+    digest = config_hash(compared)
+    seeds, steps = list(cfg.seeds), [s.name for s in cfg.steps]
+    if path.is_file():
+        try:
+            old: dict[str, Any] = dict(read_run_meta(cfg.out))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; remove it or pick another --out") from None
+        if old.get("config_hash") != digest and not cfg.force:
+            diff = differing(old.get("compared", {}), compared)
+            raise ConfigError(f"{path}: this run directory holds a different configuration "
+                              f"(differs in: {short(', '.join(diff)) or 'config hash'}); use another --out, "
+                              "or --force to retrain what differs")
+        if old.get("config_hash") == digest:
+            seeds = sorted(set(old.get("seeds", [])) | set(seeds))
+            steps = [n for n in cfg.roadmap.names if n in set(old.get("steps", [])) | set(steps)]
+    write_run_meta(cfg.out, RunMeta(
+        roadmap={"name": cfg.roadmap.name, "path": str(cfg.roadmap.path)},
+        recipe=NamedRecipe(name=cfg.recipe.name, values=cfg.recipe.to_dict()),
+        step_recipes={k: NamedRecipe(name=v.name, values=v.to_dict()) for k, v in cfg.step_recipes.items()},
+        data=str(cfg.data),
+        proxy=cfg.proxy.to_dict() | {"low_res": cfg.proxy.stem_stride is not None,
+                                     "note": "width/depth multipliers on every step's spec; stem total "
+                                             "stride set to proxy.stem_stride for both stem kinds"},
+        seeds=seeds, steps=steps, device=cfg.device, world_size=cfg.dist.world,
+        per_process_batch=cfg.recipe.batch_size, global_batch=cfg.global_batch,
+        lr=cfg.recipe.scaled_lr(cfg.global_batch),
+        torch=torch.__version__, compared=compared, config_hash=digest))
+
+
+def differing(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key (old -> new)`` for every differing leaf of two nested dicts."""
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differing(a, b, f"{prefix}{k}.")
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            out.append(f"{prefix}{k} ({short(repr(a), 40)} -> {short(repr(b), 40)})")
+    return out
+
+
+def short(text: str, n: int = 300) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."

@@ -1,0 +1,205 @@
+"""One training job: one step of the roadmap with one seed, from scratch or resumed from its
+checkpoint, into its job folder (``RUN_DIR/<step>/seed<k>``)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ..complexity import count
+from ..data import BatchAugment, Data
+from ..model import build_model
+from ..recipe import Recipe, config_hash
+from ..roadmap import Step
+from ..runfolder import JobConfig, JobResult, write_job_config, write_log, write_result
+from ..spec import ArchSpec
+from .batches import check_batch, iters_per_epoch
+from .checkpoint import LAST, PREV, Interrupt, StopRequested, resume, save_checkpoint
+from .config import RunConfig
+from .fingerprint import fingerprint_parts
+from .loop import StopInEval, Trainer, TrainState, fresh_partial, log_row, train_epoch, validate
+from .optim import make_optimizer, make_scheduler
+from .progress import epoch_line, tensorboard
+from .seeds import model_init_seed, seed_everything
+
+
+@dataclass
+class Job:
+    step: Step
+    seed: int
+    recipe: Recipe
+    spec: ArchSpec
+    dir: Path
+
+
+def run_job(job: Job, cfg: RunConfig, data: Data, stop: Interrupt | None = None) -> dict[str, Any]:
+    """Train one step with one seed (or resume it); returns its result record."""
+    with (contextlib.nullcontext(stop) if stop is not None else Interrupt()) as stop_:
+        return _run_job(job, cfg, data, stop_)
+
+
+def _run_job(job: Job, cfg: RunConfig, data: Data, stop: Interrupt) -> dict[str, Any]:
+    """Setup, resume, then per epoch: train, evaluate, checkpoint; result.json after each."""
+    d, recipe = cfg.dist, job.recipe
+    results = _Results(job, cfg)
+    seed_everything(model_init_seed(job.seed))
+    t = build_trainer(job, cfg, data)
+    state = resume(t, job.dir, f"{job.step.name}/seed{job.seed}")
+    t.train_model = _wrap(t.model, cfg, recipe)
+    results.start(state)
+    save = _saver(t, job, results)
+    if state.epoch >= recipe.epochs:
+        return results.finished("done", state)
+    results.write("running", state)
+    for epoch in range(state.epoch, recipe.epochs):
+        state.epoch = epoch
+        end = train_epoch(t, state, data, job_seed=job.seed, stop=lambda: stop.flag, ckpt_every=cfg.ckpt_every,
+                          save=lambda it, part: save(state, state.epoch, it, part),
+                          bar=f"{job.step.name} s{job.seed} ep{epoch + 1}/{recipe.epochs}"
+                          if cfg.progress and d.main else None)
+        if end.status == "failed":
+            with contextlib.suppress(OSError):
+                (job.dir / LAST).unlink()
+            return results.finished("failed", state, failed_epoch=epoch + 1,
+                                    reason=f"non-finite training loss ({end.loss}) at epoch {epoch + 1}, "
+                                           f"iteration {end.it}")
+        if end.status == "stopped":
+            results.write("running", state)
+            raise StopRequested(f"{job.step.name}/seed{job.seed}: stopped at epoch {epoch + 1}, "
+                                f"iteration {end.it}; checkpoint saved, rerun the same command to resume")
+        state.iter = 0
+        try:
+            val = validate(t, data, stop=lambda: stop.flag)
+        except StopInEval:  # the epoch's training is done: resume re-runs only BN + evaluation
+            save(state, epoch, t.ipe, state.partial | {"secs": end.secs})
+            results.write("running", state)
+            raise StopRequested(f"{job.step.name}/seed{job.seed}: stopped in the evaluation of epoch "
+                                f"{epoch + 1}; checkpoint saved, rerun the same command to resume") from None
+        state.best_top1 = max(state.best_top1, val[1])
+        state.log.append(log_row(epoch, state.partial, end.secs, val, t.opt.param_groups[0]["lr"]))
+        save(state, epoch + 1, 0, fresh_partial())
+        _epoch_done(job, cfg, state, epoch, end.secs, t.ipe, val)
+        results.write("running", state)
+    return results.finished("done", state)
+
+
+def build_trainer(job: Job, cfg: RunConfig, data: Data) -> Trainer:
+    """The model (from the generators as seeded now), optimizer, schedule, scaler, EMA, loss and
+    batch augmentation of a job."""
+    d, device, recipe = cfg.dist, cfg.device, job.recipe
+    cuda = device.startswith("cuda")
+    model = build_model(job.spec).to(device)
+    if recipe.channels_last:  # also on CPU: oneDNN's NHWC kernels are faster here, depthwise above all
+        model = model.to(memory_format=torch.channels_last)
+    lr = recipe.scaled_lr(recipe.batch_size * d.world)
+    check_batch(job.step, recipe, data, d)
+    ipe = iters_per_epoch(data, recipe.batch_size, d)
+    opt = make_optimizer(model, recipe, lr)
+    sched = make_scheduler(opt, recipe, ipe)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and recipe.precision == "fp16")
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
+        if recipe.ema else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    aug = BatchAugment(recipe, num_classes=data.num_classes, mean=data.mean, std=data.std,
+                       resolution=recipe.resolution, per_sample=data.in_memory)
+    return Trainer(model=model, opt=opt, sched=sched, scaler=scaler, ema=ema, criterion=criterion, aug=aug,
+                   autocast=_autocast(device, recipe.precision), recipe=recipe, d=d, device=device, ipe=ipe)
+
+
+def _autocast(device: str, precision: str) -> Callable[[], Any]:
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    cuda = device.startswith("cuda")
+
+    def autocast() -> Any:
+        return torch.autocast("cuda", dtype=amp_dtype) if (cuda and amp_dtype) else contextlib.nullcontext()
+
+    return autocast
+
+
+def _wrap(model: nn.Module, cfg: RunConfig, recipe: Recipe) -> nn.Module:
+    """The model as trained: DDP across ranks, ``torch.compile`` on CUDA when asked."""
+    cuda = cfg.device.startswith("cuda")
+    train_model: nn.Module = model
+    if cfg.dist.active:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[cfg.dist.local_rank] if cuda else None)
+    if (cfg.compile if cfg.compile is not None else recipe.compile) and cuda:
+        train_model = torch.compile(train_model)  # type: ignore[assignment]
+    return train_model
+
+
+def _saver(t: Trainer, job: Job, results: _Results) -> Callable[[TrainState, int, int, dict[str, Any]], None]:
+    extra = {"spec": job.spec.to_dict(), "recipe": job.recipe.to_dict()}
+
+    def save(state: TrainState, epoch: int, it: int, partial: dict[str, Any]) -> None:
+        save_checkpoint(t, job.dir, state, epoch=epoch, it=it, partial=partial, wall_s=results.wall_s(), extra=extra)
+
+    return save
+
+
+def _epoch_done(job: Job, cfg: RunConfig, state: TrainState, epoch: int, secs: float, ipe: int,
+                val: tuple[float, float, float]) -> None:
+    """log.csv, TensorBoard and the epoch's line (rank 0)."""
+    if not cfg.dist.main:
+        return
+    write_log(job.dir, state.log)
+    if cfg.tensorboard:
+        tensorboard(job.dir / "tb", state.log[-1], step=(epoch + 1) * ipe)
+    if cfg.progress:
+        print(epoch_line(f"{job.step.name} seed{job.seed}", epoch, job.recipe.epochs, state.log[-1], secs,
+                         top1=val[1], top5=val[2]), flush=True)
+
+
+class _Results:
+    """The job's config.json (written at once) and its result.json (after every epoch)."""
+
+    def __init__(self, job: Job, cfg: RunConfig) -> None:
+        d, recipe, res = cfg.dist, job.recipe, job.recipe.resolution
+        cx = count(job.spec, res)
+        parts = fingerprint_parts(cfg, job.step, recipe, job.seed)
+        self.job, self.main = job, d.main
+        self.base = {"step": job.step.name, "seed": job.seed, "recipe": recipe.name, "resolution": res,
+                     "gmacs": round(cx.gmacs, 6), "params_m": round(cx.params_m, 6), "epochs": recipe.epochs,
+                     "fingerprint": config_hash(parts)}
+        self.t0, self.before = time.perf_counter(), 0.0
+        if d.main:
+            gb = recipe.batch_size * d.world
+            write_job_config(job.dir, JobConfig(
+                step=job.step.name, seed=job.seed, change=job.step.change, paper_row=job.step.paper_row,
+                adopted=job.step.adopted, parent=job.step.parent, spec=job.spec.to_dict(),
+                paper_spec=job.step.spec.to_dict(), recipe=recipe.to_dict(), data=str(cfg.data),
+                proxy=cfg.proxy.to_dict(), device=cfg.device, world_size=d.world, per_process_batch=recipe.batch_size,
+                global_batch=gb, lr=recipe.scaled_lr(gb), resolution=res, fingerprint=config_hash(parts),
+                fingerprint_parts=parts, torch=torch.__version__))
+
+    def start(self, state: TrainState) -> None:
+        """The job's clock starts (after setup and resume); earlier processes' time is added."""
+        self.t0, self.before = time.perf_counter(), state.wall_s
+
+    def wall_s(self) -> float:
+        return self.before + time.perf_counter() - self.t0
+
+    def write(self, status: str, state: TrainState, failed_epoch: int | None = None,
+              reason: str | None = None) -> dict[str, Any]:
+        last: dict[str, Any] = dict(state.log[-1]) if state.log else {}
+        rec = JobResult(**self.base, status=status, top1=last.get("top1"), top5=last.get("top5"),
+                        best_top1=state.best_top1 if state.best_top1 >= 0 else None, epochs_done=len(state.log),
+                        wall_s=round(self.wall_s(), 3), failed_epoch=failed_epoch, reason=reason)
+        if self.main:
+            write_result(self.job.dir, rec)
+        return dict(rec)
+
+    def finished(self, status: str, state: TrainState, **extra: Any) -> dict[str, Any]:
+        """The final result.json; prev.pt is no longer needed."""
+        rec = self.write(status, state, **extra)
+        if self.main:
+            with contextlib.suppress(OSError):
+                (self.job.dir / PREV).unlink(missing_ok=True)
+        return rec

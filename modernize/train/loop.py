@@ -1,0 +1,254 @@
+"""The training loop: one epoch of training (``train_epoch``), then precise BN and the
+evaluation (``validate``). A job (``job.py``) calls these once per epoch."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
+
+from ..data import BatchAugment, Data, InMemory, stream
+from ..recipe import Recipe
+from ..runfolder import LogRow
+from .batches import OffsetSampler, batches_in_memory, epoch_batches
+from .dist import Dist
+from .progress import progress_bar
+from .seeds import PRECISE_BN_ORDER_SEED, data_order_seed, epoch_seed, seed_everything
+
+
+class StopInEval(Exception):
+    """A stop request during precise BN or evaluation."""
+
+
+def fresh_partial() -> dict[str, Any]:
+    """The running sums of an epoch in progress (what a mid-epoch checkpoint carries)."""
+    return {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0}
+
+
+@dataclass
+class TrainState:
+    """Where a job is: what a checkpoint restores besides the modules."""
+
+    epoch: int = 0
+    """Epochs finished; training goes on with this (0-based) epoch."""
+    iter: int = 0
+    """Iterations of that epoch already trained (a mid-epoch checkpoint); 0 at an epoch start."""
+    best_top1: float = -1.0
+    log: list[LogRow] = field(default_factory=list)
+    partial: dict[str, Any] = field(default_factory=fresh_partial)
+    wall_s: float = 0.0
+    """Seconds trained by earlier processes (before this resume)."""
+
+
+@dataclass
+class Trainer:
+    """One job's training objects, built once per job (``job.build_trainer``)."""
+
+    model: nn.Module
+    """The bare model: checkpointed, the EMA's source."""
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: AveragedModel | None
+    criterion: nn.Module
+    aug: BatchAugment
+    autocast: Callable[[], Any]
+    recipe: Recipe
+    d: Dist
+    device: str
+    ipe: int
+    """Iterations per epoch."""
+    train_model: nn.Module | None = None
+    """The model as trained: wrapped in DDP / torch.compile where those apply (set after resume)."""
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    status: str
+    """``trained`` (the whole epoch), ``failed`` (non-finite loss) or ``stopped`` (a stop request;
+    a checkpoint was saved at iteration ``it``)."""
+    it: int
+    secs: float = 0.0
+    loss: float = math.nan
+
+
+def train_epoch(t: Trainer, state: TrainState, data: Data, *, job_seed: int, stop: Callable[[], bool],
+                ckpt_every: int, save: Callable[[int, dict[str, Any]], None], bar: str | None) -> EpochEnd:
+    """Train epoch ``state.epoch`` from iteration ``state.iter``. ``save(it, partial)`` writes a
+    mid-epoch checkpoint (every ``ckpt_every`` iterations, and when a stop is requested);
+    ``bar`` is the progress bar's label, None for no bar."""
+    d, recipe = t.d, t.recipe
+    assert t.train_model is not None
+    t.train_model.train()
+    if state.iter == 0:
+        seed_everything(epoch_seed(job_seed, state.epoch, d.rank))
+        state.partial = fresh_partial()
+    batches = epoch_batches(data, batch=recipe.batch_size, d=d, epoch_seed=data_order_seed(job_seed, state.epoch),
+                            skip=state.iter, device=t.device)
+    pbar = progress_bar(t.ipe, bar, True) if bar is not None else None
+    if pbar is not None:
+        pbar.update(state.iter)
+    t0 = time.perf_counter()
+    it, partial = state.iter, state.partial
+    for x, y in batches:
+        loss, n = _step(t, x, y)
+        it += 1
+        loss_value, stop_all = _reduce(loss, stop(), d, t.device)
+        if not math.isfinite(loss_value):
+            if pbar is not None:
+                pbar.close()
+            return EpochEnd("failed", it, loss=loss_value)
+        partial["loss"] += loss_value
+        partial["n"] += 1
+        partial["seen"] += n * d.world
+        if pbar is not None:
+            secs = partial["secs"] + time.perf_counter() - t0
+            pbar.set_postfix(loss=f"{partial['loss'] / partial['n']:.3f}",
+                             img_s=f"{partial['seen'] / max(secs, 1e-9):.0f}", refresh=False)
+            pbar.update(1)
+        if stop_all or (ckpt_every and it % ckpt_every == 0 and it < t.ipe):
+            save(it, partial | {"secs": partial["secs"] + time.perf_counter() - t0})
+            if stop_all:
+                if pbar is not None:
+                    pbar.close()
+                return EpochEnd("stopped", it)
+    if pbar is not None:
+        pbar.close()
+    return EpochEnd("trained", it, secs=partial["secs"] + time.perf_counter() - t0)
+
+
+def _step(t: Trainer, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
+    """One optimizer step on one batch; returns the loss and the batch size."""
+    x, y = t.aug(x, y)
+    if t.recipe.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert t.train_model is not None
+    with t.autocast():
+        loss = t.criterion(t.train_model(x), y)
+    t.opt.zero_grad(set_to_none=True)
+    t.scaler.scale(loss).backward()
+    if t.recipe.grad_clip > 0:
+        t.scaler.unscale_(t.opt)
+        nn.utils.clip_grad_norm_(t.model.parameters(), t.recipe.grad_clip)
+    t.scaler.step(t.opt)
+    t.scaler.update()
+    t.sched.step()
+    if t.ema is not None:
+        t.ema.update_parameters(t.model)
+    return loss, len(y)
+
+
+def _reduce(loss: Tensor, stop_here: bool, d: Dist, device: str) -> tuple[float, bool]:
+    """The loss averaged over ranks, and whether any rank was asked to stop.
+
+    The stop flag rides in the loss's all-reduce: one collective per iteration carries both,
+    so every rank sees a SIGINT/SIGTERM that reached any one of them at the same iteration and
+    all save the same checkpoint and stop together."""
+    stats = torch.tensor([loss.detach().float().item(), float(stop_here)], dtype=torch.float64)
+    if d.active:
+        stats = stats.to(device)
+        dist.all_reduce(stats)
+        stats = stats.cpu()
+        stats[0] /= d.world
+    return stats[0].item(), stats[1].item() > 0
+
+
+def log_row(epoch: int, partial: dict[str, Any], secs: float, val: tuple[float, float, float], lr: float) -> LogRow:
+    """The log.csv row of a finished epoch (``epoch`` 0-based)."""
+    val_loss, top1, top5 = val
+    return LogRow(epoch=epoch + 1, train_loss=_fmt(partial["loss"] / max(1, partial["n"])),
+                  val_loss=_fmt(val_loss), top1=_fmt(top1), top5=_fmt(top5), lr=_fmt(lr),
+                  img_per_s=round(partial["seen"] / max(secs, 1e-9), 1), seconds=round(secs, 3))
+
+
+def _fmt(v: Any) -> Any:
+    return round(v, 6) if isinstance(v, float) else v
+
+
+def validate(t: Trainer, data: Data, stop: Callable[[], bool]) -> tuple[float, float, float]:
+    """Precise BN (when the recipe asks for it), then (val_loss, top1, top5) of the evaluated
+    model (the EMA when there is one); ``StopInEval`` on a stop request."""
+    model = t.eval_model
+    if t.recipe.precise_bn_batches:
+        precise_bn(model, data, t.aug, n=t.recipe.precise_bn_batches, batch=t.recipe.batch_size, d=t.d,
+                   device=t.device, channels_last=t.recipe.channels_last, stop=stop)
+    return evaluate(model, data, t.aug, batch=max(256, t.recipe.batch_size), d=t.d, device=t.device,
+                    autocast=t.autocast, channels_last=t.recipe.channels_last, stop=stop)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: Dist, device: str,
+             autocast: Any, channels_last: bool = False,
+             stop: Any = None) -> tuple[float, float, float]:
+    """(val_loss, top1 %, top5 %) over this rank's share of the validation set, summed over ranks."""
+    model.eval()
+    val = data.val
+    n = len(val)  # type: ignore[arg-type]
+    idx = torch.arange(d.rank, n, d.world)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    if isinstance(val, InMemory):
+        chunks: Iterator[tuple[Tensor, Tensor]] = (
+            (val.images[idx[i:i + batch]].to(device), val.labels[idx[i:i + batch]].to(device))
+            for i in range(0, len(idx), batch))
+    else:
+        chunks = stream(val, idx.tolist(), batch=batch, device=device, seeded=False)
+    k = min(5, data.num_classes)
+    for x, y in chunks:
+        if stop is not None and stop():
+            raise StopInEval
+        x = aug.normalize(x)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast():
+            logits = model(x).float()
+        sums[0] += nn.functional.cross_entropy(logits, y, reduction="sum")
+        top = logits.topk(k, dim=1).indices
+        sums[1] += (top[:, 0] == y).sum()
+        sums[2] += (top == y[:, None]).any(dim=1).sum()
+        sums[3] += len(y)
+    if d.active:
+        dist.all_reduce(sums)
+    total = max(1.0, sums[3].item())
+    return sums[0].item() / total, 100 * sums[1].item() / total, 100 * sums[2].item() / total
+
+
+@torch.no_grad()
+def precise_bn(model: nn.Module, data: Data, aug: BatchAugment, *, n: int, batch: int, d: Dist, device: str,
+               channels_last: bool, stop: Any = None) -> None:
+    """Exact BatchNorm statistics of the current weights over the first ``n`` batches of a
+    fixed order of un-augmented training images, preprocessed as for evaluation (in memory:
+    the stored images; streamed: ``data.train_eval``); no-op for models without BatchNorm."""
+    from torch.optim.swa_utils import update_bn
+
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    seed = PRECISE_BN_ORDER_SEED
+    if isinstance(data.train, InMemory):
+        source: Iterator[tuple[Tensor, Tensor]] = batches_in_memory(data.train, batch=batch, d=d, epoch_seed=seed,
+                                                                    skip=0, device=device)
+    elif data.train_eval is not None:
+        order = OffsetSampler(len(data.train_eval), batch=batch, d=d, epoch_seed=seed, skip=0)  # type: ignore[arg-type]
+        source = stream(data.train_eval, order.indices()[:n * batch], batch=batch, device=device, seeded=False,
+                        drop_last=True)
+    else:
+        return
+    batches = []
+    for x, _ in source:
+        if stop is not None and stop():
+            raise StopInEval
+        x = aug.normalize(x)
+        batches.append(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+        if len(batches) >= n:
+            break
+    update_bn(batches, model)

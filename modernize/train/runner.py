@@ -1,0 +1,306 @@
+"""The whole run: every selected step and seed of a roadmap, job by job. Jobs are claimed one
+at a time (``modernize.claims``), so any number of processes, local workers or hosts can share
+one run folder; a finished or failed job is never trained again."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, try_claim
+from ..data import Data, load_data
+from ..errors import ConfigError, ModernizeError
+from ..proxy import ProxyScale
+from ..recipe import Recipe
+from ..roadmap import Roadmap, Step
+from ..runfolder import FINISHED, is_finished, job_folder, read_result
+from .batches import check_batch
+from .checkpoint import Interrupt, StopRequested, check_stop
+from .config import RunConfig, data_key, job_dir, prepare_run, train_spec
+from .dist import Dist, barrier
+from .fingerprint import fingerprint_parts, job_mismatch, record_run_meta
+from .job import Job, run_job
+
+
+def _say(cfg: RunConfig, text: str, **kw: Any) -> None:
+    if cfg.dist.main:
+        print(f"[w{cfg.worker}] {text}" if cfg.worker is not None else text, flush=True, **kw)
+
+
+def _claim(folder: Path, d: Dist, timeout: float) -> Claim | ClaimInfo | contextlib.nullcontext[None]:
+    """Rank 0 claims the job for the whole process group; the other ranks follow its answer."""
+    got: Claim | ClaimInfo | None = try_claim(folder, timeout=timeout) if d.main else None
+    if d.active:
+        flag = [isinstance(got, Claim)]
+        dist.broadcast_object_list(flag, src=0)
+        if not d.main:
+            return contextlib.nullcontext() if flag[0] else ClaimInfo("?", -1, 0.0, "", 0.0)
+    assert got is not None
+    return got
+
+
+def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
+    """Train every selected step and seed of a prepared run; returns the run directory.
+
+    Jobs are claimed one at a time (``claims.py``), so any number of processes can share
+    ``cfg.out``: a job running elsewhere is left to its owner; a finished or failed job is never
+    retrained. With ``wait`` the process then waits for the jobs running elsewhere and takes
+    over any whose owner dies."""
+    with Interrupt() as stop:
+        datas = _preflight(cfg, stop)
+        return _run(cfg, datas, stop, wait=wait, poll_s=poll_s)
+
+
+def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True) -> dict[str, Data]:
+    """Everything that can refuse a run, before anything is written to RUN_DIR: job folders
+    inside RUN_DIR, job fingerprints (a job trained differently is refused unless ``force``),
+    the data of every job still to train and its batch check. Then run.json, and with
+    ``force`` the differing jobs are moved to ``RUN_DIR/.replaced/<time>/``."""
+    d = cfg.dist
+    if cfg.worker is None:
+        for note in cfg.notes:
+            _say(cfg, note)
+    stale, pending = _stale_and_pending(cfg)
+    if stale and not cfg.force:
+        job, why = stale[0]
+        more = f" (and {len(stale) - 1} more job(s))" if len(stale) > 1 else ""
+        raise ConfigError(f"{job}: trained with a different configuration{more}; differs in: {why}; "
+                          "rerun with --force to retrain (the old job folder is moved to RUN_DIR/.replaced/), "
+                          "or use another --out")
+    datas: dict[str, Data] = {}
+    if load:
+        for step, recipe in pending:
+            _load(cfg, datas, recipe, stop)
+            check_batch(step, recipe, datas[data_key(cfg, recipe)], d)
+    if d.main:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        record_run_meta(cfg)
+        _move_aside(cfg, stale)
+    barrier(d)
+    return datas
+
+
+def _stale_and_pending(cfg: RunConfig) -> tuple[list[tuple[Path, str]], list[tuple[Step, Recipe]]]:
+    """The job folders trained differently (with what differs), and the steps with a job to train."""
+    stale: list[tuple[Path, str]] = []
+    pending: list[tuple[Step, Recipe]] = []
+    for step in cfg.steps:
+        recipe = cfg.recipe_of(step)
+        todo = False
+        for seed in cfg.seeds:
+            folder = job_dir(cfg, step, seed)
+            why = job_mismatch(folder, fingerprint_parts(cfg, step, recipe, seed))
+            if why:
+                stale.append((folder, why))
+                todo = True
+            elif not is_finished(folder):
+                todo = True
+        if todo:
+            pending.append((step, recipe))
+    return stale, pending
+
+
+def _move_aside(cfg: RunConfig, stale: list[tuple[Path, str]]) -> None:
+    """--force: the differing job folders go to ``RUN_DIR/.replaced/<time>/`` (nothing is deleted)."""
+    if not stale:
+        return
+    aside = cfg.out / ".replaced" / time.strftime("%Y%m%d-%H%M%S")
+    for folder, why in stale:
+        target = aside / folder.relative_to(cfg.out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(folder, target)
+        _say(cfg, f"--force: {folder} differed ({why}); moved to {target}")
+
+
+def _load(cfg: RunConfig, datas: dict[str, Data], recipe: Recipe, stop: Interrupt) -> Data:
+    """The data set of a recipe, loaded once per ``data_key``."""
+    key = data_key(cfg, recipe)
+    if key not in datas:
+        datas[key] = load_data(cfg.data, recipe=recipe, download=cfg.download and cfg.dist.main)
+        check_stop(stop, "while loading data")
+    return datas[key]
+
+
+def _run(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, *, wait: bool, poll_s: float) -> Path:
+    d = cfg.dist
+    _say(cfg, f"run {cfg.out}: roadmap {cfg.roadmap.name}, recipe {cfg.recipe.name}, data {cfg.data}, "
+              f"device {cfg.device}, {d.world} process(es) x batch {cfg.recipe.batch_size} = global batch "
+              f"{cfg.global_batch}, lr {cfg.recipe.scaled_lr(cfg.global_batch):.3g}, proxy {cfg.proxy.to_dict()}, "
+              f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s), {torch.get_num_threads()} thread(s)")
+    t_run = time.perf_counter()
+    first_pass, waiting_said = True, False
+    while True:
+        elsewhere = _one_pass(cfg, datas, stop, first_pass)
+        first_pass = False
+        elsewhere = {j: text for j, text in elsewhere.items() if not is_finished(j)}
+        if not elsewhere or not wait:
+            if elsewhere:
+                _say(cfg, f"{len(elsewhere)} job(s) running in other processes: {', '.join(elsewhere.values())}")
+            break
+        if not waiting_said:
+            _say(cfg, f"waiting for {len(elsewhere)} job(s) running in other processes "
+                      f"(taken over if their owner stops): {', '.join(elsewhere.values())}")
+            waiting_said = True
+        for _ in range(max(1, int(poll_s / 0.1))):
+            check_stop(stop, "while waiting for other processes")
+            time.sleep(0.1)
+    _say(cfg, f"run finished in {time.perf_counter() - t_run:.1f} s: {cfg.out}")
+    return cfg.out
+
+
+def _one_pass(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, first_pass: bool) -> dict[Path, str]:
+    """Train every job not finished and not claimed elsewhere; returns the jobs running
+    elsewhere (job folder -> ``step/seedK (owner)``)."""
+    elsewhere: dict[Path, str] = {}
+    for step in cfg.steps:
+        recipe = cfg.recipe_of(step)
+        for seed in cfg.seeds:
+            folder = job_dir(cfg, step, seed)
+            check_stop(stop, "between jobs")
+            barrier(cfg.dist)
+            prev = read_result(folder)
+            if prev and prev.get("status") in FINISHED:
+                if first_pass:
+                    _say(cfg, f"{step.name:>24} seed {seed}: {prev['status']} already, skipped")
+                continue
+            claim = _claim(folder, cfg.dist, cfg.claim_timeout)
+            if isinstance(claim, ClaimInfo):
+                elsewhere[folder] = f"{step.name}/seed{seed} ({claim.describe()})"
+                continue
+            with claim:
+                rec = _train(cfg, datas, stop, step, seed, recipe, folder)
+            acc = (f"top1 {rec['top1']:.2f} top5 {rec['top5']:.2f}" if rec.get("top1") is not None
+                   else f"FAILED ({rec.get('reason')})")
+            _say(cfg, f"{step.name:>24} seed {seed}: {rec['status']}, {acc}, {rec['gmacs'] * 1000:.1f} MMACs, "
+                      f"{rec['params_m']:.3f} M params, {rec['wall_s']:.1f} s [{recipe.name}]")
+    return elsewhere
+
+
+def _train(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, step: Step, seed: int, recipe: Recipe,
+           folder: Path) -> dict[str, Any]:
+    """One claimed job; a stop request inside it ends the run (KeyboardInterrupt)."""
+    data = _load(cfg, datas, recipe, stop)
+    job = Job(step=step, seed=seed, recipe=recipe, spec=train_spec(step, cfg, data, recipe), dir=folder)
+    try:
+        return run_job(job, cfg, data, stop)
+    except StopRequested as exc:
+        if cfg.dist.main:
+            print(f"interrupted: {exc}", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt from None
+
+
+def _worker_main(cfg: RunConfig, index: int, threads: int) -> None:
+    """One local worker process: the same claim loop as a single ``train`` process."""
+    # A parent started in the background by a shell ignores SIGINT, and spawned children inherit
+    # that; the parent forwards Ctrl-C / SIGTERM as SIGINT, so restore Python's handler here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    torch.set_num_threads(threads)
+    cfg = dataclasses.replace(cfg, worker=index, progress=False,
+                              device=f"cuda:{index}" if cfg.device.startswith("cuda") else cfg.device)
+    try:
+        run(cfg)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except ModernizeError as exc:
+        print(f"[w{index}] error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> Path:
+    """Run ``workers`` local processes on one run folder; the claims share the jobs out.
+
+    Plain ``multiprocessing`` processes (spawned), not a ``ProcessPoolExecutor``: a pool whose
+    worker dies is broken as a whole and stops the healthy workers too; here the others carry
+    on and take the dead worker's job over from its checkpoint."""
+    if workers <= 1:
+        return run(cfg)
+    if cfg.dist.active:
+        raise ConfigError("--workers N > 1 runs local processes; under torchrun use one worker per process group")
+    if cfg.device.startswith("cuda"):
+        if cfg.device != "cuda":
+            raise ConfigError(f"--workers {workers} gives worker i the GPU cuda:i; use --device cuda, not {cfg.device}")
+        if workers > torch.cuda.device_count():
+            raise ConfigError(f"--workers {workers}: only {torch.cuda.device_count()} GPU(s) visible (one per worker)")
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    with Interrupt() as stop:
+        _preflight(cfg, stop)
+    cfg = dataclasses.replace(cfg, force=False)  # what differed is moved aside; workers must not move more
+    print(f"run {cfg.out}: {workers} local workers x {threads} thread(s), "
+          f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s)", flush=True)
+    codes = _start_and_join(cfg, workers, threads)
+    if 130 in codes:
+        raise KeyboardInterrupt
+    if any(c == 2 for c in codes):
+        raise ConfigError(f"a worker stopped on an error (exit codes {codes}); see its 'error:' line above")
+    unfinished = [f"{s}/seed{k}" for s, k in pending_jobs(cfg)]
+    if unfinished:
+        raise ConfigError(f"workers ended (exit codes {codes}) with {len(unfinished)} job(s) unfinished: "
+                          f"{', '.join(unfinished)}; rerun the same command to resume them")
+    return cfg.out
+
+
+def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | None]:
+    """Spawn the workers and wait for them; Ctrl-C (or a SIGTERM to us) is passed on as SIGINT."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(cfg, i, threads), name=f"modernize-worker-{i}")
+             for i in range(workers)]
+    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:  # Ctrl-C reached the workers too; a SIGTERM to us is passed on
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGINT)
+        for p in procs:
+            p.join()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    return [p.exitcode for p in procs]
+
+
+def pending_jobs(cfg: RunConfig) -> list[tuple[str, int]]:
+    """The (step, seed) jobs of a run that are neither done nor failed."""
+    return [(s.name, k) for s in cfg.steps for k in cfg.seeds if not is_finished(job_folder(cfg.out, s.name, k))]
+
+
+def record_run(cfg: RunConfig) -> None:
+    """Check the run (fingerprints of its jobs, data, batch), then create the run folder and its
+    run.json (or check it), as ``run`` does before training."""
+    with Interrupt() as stop:
+        _preflight(cfg, stop)
+
+
+def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
+                  recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
+                  steps: Sequence[str] | None = None, device: str | None = "auto",
+                  proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
+                  compile: bool | None = None, progress: bool = True, workers: int = 1,
+                  threads: int | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S,
+                  tensorboard: bool = False, force: bool = False) -> Path:
+    """Train every step (or ``steps``) of a roadmap for each seed into ``out``; rerunning the
+    same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay).
+    ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each)."""
+    cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
+                      proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress,
+                      claim_timeout=claim_timeout, tensorboard=tensorboard, force=force)
+    if workers > 1:
+        return run_workers(cfg, workers=workers, threads=threads)
+    if threads:
+        torch.set_num_threads(threads)
+    return run(cfg)
