@@ -1,7 +1,7 @@
 """Every seed the engine derives, by name. All randomness of a job comes from these, which is
 what makes a run killed anywhere and resumed end with the same weights as an uninterrupted
 one. The formulas are part of the results: changing one changes every number a run produces
-(and the golden checks in tests/test_train.py)."""
+(tests/test_train.py checks that a killed and resumed run matches an uninterrupted one)."""
 
 from __future__ import annotations
 
