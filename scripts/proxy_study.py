@@ -70,7 +70,8 @@ CONFIGS = [
     Config("B", "A + width-aware init (std 0.02/sqrt(0.25) = 0.04) + layer scale 0.1 (proxy `fidelity32`)",
            OLD_QUICK, FIDELITY32),
     Config("F", "B + batch 32 (lr 4e-3 per 32) over 8k unique images x 1 epoch: 250 optimiser steps "
-           "(the `quick` recipe: the main job)", {}, FIDELITY32),
+           "(the `quick` recipe: the main job, run by `python run_ablation.py`)", {}, FIDELITY32,
+           run_dir=ROOT / "runs" / "main"),
     Config("G", "F with 30k unique images x 1 epoch: 938 optimiser steps (the `study` recipe)", {}, FIDELITY32,
            base="study", run_dir=ROOT / "runs" / "study"),
 ]
