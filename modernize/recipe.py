@@ -5,7 +5,7 @@ A roadmap names its fixed recipe (``recipe = "paper"``); a step may name another
 (``recipe = "resnet_original"`` on the paper's first row). A recipe meant for a smaller scale
 says how such a step override runs at that scale in a ``[substitute.<recipe>]`` table: the
 overriding recipe is loaded and only the keys in that table change (e.g. ``quick`` runs
-``resnet_original`` -- SGD, step decay, crop + flip -- for 2 epochs with proportional decay
+``resnet_original`` -- SGD, step decay, crop + flip -- for its one epoch with proportional decay
 epochs, instead of its 90). Without a substitute the override recipe is used as written.
 """
 
