@@ -201,10 +201,17 @@ def bench_spec(spec: ArchSpec, *, device: torch.device, batch: int, resolution: 
     for _ in range(warmup):
         runner.infer()
     infer = [runner.timed(runner.infer) for _ in range(repeats)]
-    with _PeakRSS() as rss:
-        for _ in range(warmup):
-            runner.timed(runner.train_step)
-    train = [runner.timed(runner.train_step) for _ in range(repeats)]
+    try:
+        with _PeakRSS() as rss:
+            for _ in range(warmup):
+                runner.timed(runner.train_step)
+        train = [runner.timed(runner.train_step) for _ in range(repeats)]
+    except ValueError as exc:  # BatchNorm in training mode over a single value per channel
+        if "more than 1 value per channel" not in str(exc):
+            raise
+        raise ConfigError(f"--batch {batch} at {resolution} px: a BatchNorm layer sees one value per channel in "
+                          "a training step (batch x height x width = 1); use --batch 2 or more, or a larger "
+                          "--resolution") from None
     if cuda:
         peak_mb, method = torch.cuda.max_memory_allocated(device) / 2**20, "cuda.max_memory_allocated"
     elif base_rss is not None and rss.peak is not None:

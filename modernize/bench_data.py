@@ -40,6 +40,7 @@ def make_jpegs(root: Path, n: int, *, classes: int = 10, seed: int = 0) -> Path:
 
     rng = np.random.default_rng(seed)
     noise = rng.integers(-12, 13, (700, 700, 3)).astype(np.int16)
+    classes = max(1, min(classes, n))  # fewer images than classes: every class still in both splits
     for split, count in (("train", n), ("val", max(classes, n // 50))):
         for i in range(count):
             folder = root / split / f"c{i % classes:02d}"

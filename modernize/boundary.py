@@ -1,17 +1,23 @@
-"""The command line's error boundary: every expected failure is one line on stderr and exit
-code 2 (130 for a stop request); only genuine bugs show a traceback. ``--debug`` (or
+"""The command line's error boundary: every expected failure is one line on stderr and exit code 2
+(130 for a stop request: Ctrl-C or SIGTERM); only genuine bugs show a traceback. ``--debug`` (or
 ``MODERNIZE_DEBUG=1``) shows the traceback of every failure."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from .errors import ModernizeError
 
 DEBUG_ENV = "MODERNIZE_DEBUG"
+_OOM_TEXT = ("can't allocate memory", "not enough memory", "Storage size calculation overflowed")
+"""torch's CPU allocator reports a failed allocation as a RuntimeError with one of these."""
 
 
 def split_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
@@ -24,24 +30,68 @@ def split_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
     return args, debug
 
 
+def _oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and any(t in str(exc) for t in _OOM_TEXT)
+
+
 def expected_message(exc: BaseException) -> str | None:
     """The one-line message of an expected failure, or None for a bug."""
     if isinstance(exc, ModernizeError):
         return f"error: {exc}"
     if isinstance(exc, OSError):  # a file where a folder should be, read-only, disk full, /proc
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        if getattr(exc, "filename2", None):  # a rename: name the target too
+            where = f"{exc.filename} -> {exc.filename2}: "
         return f"error: {where}{exc.strerror or type(exc).__name__}" + (f" ({exc})" if not exc.strerror else "")
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+    if _oom(exc):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return (f"error: out of memory ({type(exc).__name__}{': ' + first[:160] if first else ''}); "
                 "use a smaller size, batch or --proxy")
     return None
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for a closed pipe or a full disk must not
+    fail again (with a traceback-like 'Exception ignored') when the interpreter exits."""
+    with contextlib.suppress(Exception):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+
+
+def _stdout_ok() -> bool:
+    try:
+        sys.stdout.flush()
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt (exit 130, files left whole) instead of killing the process
+    between two writes; the training loop installs its own handler on top of this one."""
+    old = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
 def guarded(body: Callable[[], int], debug: bool) -> int:
     """Run ``body``; expected failures become one line and exit 2, a stop request exit 130."""
+    with contextlib.suppress(AttributeError, ValueError):  # a path of undecodable bytes prints as given
+        sys.stdout.reconfigure(errors="surrogateescape")  # type: ignore[union-attr]
     try:
-        return body()
+        with _sigterm_stops():
+            rc = body()
+            sys.stdout.flush()  # a closed pipe or a full disk on stdout is reported here, not at exit
+            return rc
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
@@ -53,5 +103,9 @@ def guarded(body: Callable[[], int], debug: bool) -> int:
             raise
         if debug:
             traceback.print_exc()
+        if not _stdout_ok():
+            _silence_stdout()
+            if isinstance(exc, OSError) and not exc.filename and exc.errno in (errno.EPIPE, errno.ENOSPC, errno.EIO):
+                msg = f"error: <stdout>: {exc.strerror} (the output was closed or is full)"
         print(" ".join(msg.split("\n"))[:2000], file=sys.stderr)
         return 2

@@ -261,7 +261,7 @@ class ImageFolderSplit(torch.utils.data.Dataset):
             try:
                 with Image.open(path) as img:
                     return img.convert(self.mode), target
-            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 why = f"{path}: cannot decode image ({type(exc).__name__}: {exc})"
                 if self.bad_images == "fail":
                     raise BadImageError(f"{why}; remove or replace it, or set the recipe key "
@@ -289,18 +289,67 @@ def one_line(exc: BaseException) -> str:
     return last
 
 
-def _folder_split(spec: DataSpec, folder: Path, classes: list[str] | None) -> tuple[list[str], list[tuple[str, int]]]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+def _walk(spec: DataSpec, top: Path) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
+    """``os.walk(top, followlinks=True)`` (top-down: each folder, then its non-folder entries), except
+    that a folder reached twice -- a symlink loop such as ``loop -> .``, or two links to one folder,
+    whose images would silently count twice -- is a ``ConfigError`` naming the link."""
+    seen: dict[tuple[int, int], str] = {}
+    stack = [str(top)]
+    while stack:
+        folder = stack.pop()
+        st = os.stat(folder)
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            raise ConfigError(f"--data {spec}: {folder} leads to a folder already read ({seen[key]}): a symlink "
+                              "loop or a second link to one folder, whose images would count twice; remove it")
+        seen[key] = folder
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        files = [e for e in entries if not e.is_dir()]
+        yield folder, files
+        stack.extend(e.path for e in reversed(entries) if e.is_dir())
+
+
+def _not_regular(entry: os.DirEntry[str]) -> bool:
+    """A FIFO, socket, device or dangling link: opening it would block, or fail later."""
+    try:
+        return not entry.is_file()
+    except OSError:
+        return True
+
+
+def _folder_split(spec: DataSpec, folder: Path, classes: list[str] | None,
+                  bad_images: str = "fail") -> tuple[list[str], list[tuple[str, int]]]:
+    """torchvision's ``find_classes`` + ``make_dataset`` (same samples, same order), walked by
+    :func:`_walk` (loops refused); a non-regular file with an image name (a FIFO would block the
+    loader forever) is refused naming it, or skipped with a warning under ``bad_images = "skip"``."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
     try:
         found, class_to_idx = find_classes(str(folder))
-        if classes is not None and found != classes:
-            extra, missing = sorted(set(found) - set(classes)), sorted(set(classes) - set(found))
-            raise ConfigError(f"--data {spec}: {folder} has other class folders than train/ "
-                              f"(only here: {extra or 'none'}; missing here: {missing or 'none'})")
-        samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
     except FileNotFoundError as exc:
         raise ConfigError(f"--data {spec}: {folder}: {one_line(exc)} (expected {folder}/<class>/<image>)") from None
+    if classes is not None and found != classes:
+        extra, missing = sorted(set(found) - set(classes)), sorted(set(classes) - set(found))
+        raise ConfigError(f"--data {spec}: {folder} has other class folders than train/ "
+                          f"(only here: {extra or 'none'}; missing here: {missing or 'none'})")
+    samples: list[tuple[str, int]] = []
+    for name in sorted(class_to_idx):
+        before = len(samples)
+        for _, files in sorted(_walk(spec, folder / name), key=lambda t: t[0]):
+            for e in files:
+                if not e.name.lower().endswith(IMG_EXTENSIONS):
+                    continue
+                if _not_regular(e):
+                    why = f"{e.path}: not a regular file (a FIFO, device or dangling link)"
+                    if bad_images == "fail":
+                        raise BadImageError(f"{why}; remove it, or set the recipe key bad_images = \"skip\"")
+                    print(f"warning: {why}; skipped (bad_images = \"skip\")", file=sys.stderr, flush=True)
+                    continue
+                samples.append((e.path, class_to_idx[name]))
+        if len(samples) == before:
+            raise ConfigError(f"--data {spec}: class folder {folder / name} holds no image "
+                              f"(extensions: {' '.join(IMG_EXTENSIONS)})")
     return found, samples
 
 
@@ -316,8 +365,8 @@ def _check_classes(spec: DataSpec, folder: Path, classes: list[str] | None) -> l
                           f"(only here: {extra or 'none'}; missing here: {missing or 'none'})")
     for name in found:
         has_image = False
-        for _dirpath, _dirs, files in os.walk(folder / name, followlinks=True):
-            if any(f.lower().endswith(IMG_EXTENSIONS) for f in files):
+        for _folder, files in _walk(spec, folder / name):
+            if any(e.name.lower().endswith(IMG_EXTENSIONS) for e in files):
                 has_image = True
                 break
         if not has_image:
@@ -336,7 +385,7 @@ def _is_grey(samples: list[tuple[str, int]], probe: int = 16) -> bool:
         try:
             with Image.open(path) as img:
                 modes.add(img.mode)
-        except (OSError, ValueError, SyntaxError):
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue  # a corrupt file is reported (or skipped) when it is read
     return bool(modes) and modes <= {"1", "L", "LA", "I", "I;16", "F"}
 
@@ -353,8 +402,8 @@ def _imagefolder(spec: DataSpec, recipe: Recipe) -> Data:
     images (``in_chans = 1``, like the in-memory Fashion-MNIST path); anything else as RGB."""
     root = Path(spec.path or "")
     res = recipe.resolution
-    classes, train_samples = _folder_split(spec, root / "train", None)
-    _, val_samples = _folder_split(spec, root / "val", classes)
+    classes, train_samples = _folder_split(spec, root / "train", None, recipe.bad_images)
+    _, val_samples = _folder_split(spec, root / "val", classes, recipe.bad_images)
     grey = _is_grey(train_samples)
     mode = "L" if grey else "RGB"
     train_tf = v2.Compose([v2.ToImage(), *base_transforms(recipe, resolution=res),

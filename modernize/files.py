@@ -3,6 +3,7 @@ leaves a half-written file behind)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -17,11 +18,26 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     from .errors import ConfigError
 
     try:
-        return tomllib.loads(Path(path).read_text())
+        check_regular_file(path, what)
+        return tomllib.loads(Path(path).read_bytes().decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: cannot read {what}: nested too deeply") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read {what}: {exc}") from None
+
+
+def check_regular_file(path: Path, what: str) -> None:
+    """Refuse a FIFO, socket or device where a file is expected (reading one would block or never end)."""
+    import stat
+
+    from .errors import ConfigError
+
+    mode = os.stat(path).st_mode  # FileNotFoundError etc. pass through
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ConfigError(f"{path}: cannot read {what}: {kind}")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -54,14 +70,51 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     from .errors import ConfigError
 
     try:
+        check_regular_file(path, what)
         obj = json.loads(Path(path).read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise
+    except RecursionError:
+        raise ConfigError(f"{path}: cannot read {what}: nested too deeply") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read {what}: {type(exc).__name__}: {exc}"[:400]) from None
     if not isinstance(obj, dict):
         raise ConfigError(f"{path}: {what} must be a JSON object, got {type(obj).__name__}")
     return obj
+
+
+def check_out_path(path: Path) -> None:
+    """An output path must resolve (a symlink loop is a one-line error naming it, not a traceback)."""
+    from .errors import ConfigError
+
+    try:
+        Path(path).resolve()
+    except (RuntimeError, OSError) as exc:  # RuntimeError: pathlib's "Symlink loop from ..."
+        raise ConfigError(f"--out {path}: cannot resolve the path ({exc})") from None
+
+
+def check_writable_dir(path: Path) -> None:
+    """Fail now, with the OS's reason naming the path, when ``path`` cannot be created or written
+    (a file where a folder should be, read-only, /proc, a name too long, a symlink loop), so that a
+    command refuses before its work instead of after it. Leaves no trace: the probe file and any
+    folder this made are removed again."""
+    path = Path(path)
+    check_out_path(path)
+    made: list[Path] = []
+    missing = [p for p in [path, *path.parents] if not os.path.lexists(p)]
+    try:
+        for p in reversed(missing):
+            p.mkdir()
+            made.append(p)
+        if not path.is_dir():
+            raise NotADirectoryError(20, os.strerror(20), str(path))
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    finally:
+        for p in reversed(made):
+            with contextlib.suppress(OSError):
+                p.rmdir()
 
 
 def atomic_torch_save(path: Path, obj: Any, keep_previous: Path | None = None) -> None:

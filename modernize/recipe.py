@@ -27,6 +27,8 @@ from .paths import ablations_dir, builtin_names, resolve_builtin
 from .proxy import PROXIES
 
 RECIPES_DIR = ablations_dir() / "recipes"
+MAX_RESOLUTION = 4096
+"""Larger training or input sizes are a typo: refused before any image is resized."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ class Recipe:
         need(self.lr > 0, "lr", "must be > 0")
         for key in ("lr_batch", "epochs", "batch_size", "resolution"):
             need(getattr(self, key) >= 1, key, "must be >= 1")
+        need(self.resolution <= MAX_RESOLUTION, "resolution", f"must be at most {MAX_RESOLUTION} px")
+        need(self.resize <= MAX_RESOLUTION, "resize", f"must be at most {MAX_RESOLUTION} px")
         for key in ("train_images", "val_images", "randaugment_ops", "precise_bn_batches"):
             need(getattr(self, key) >= 0, key, "must be >= 0")
         need(self.warmup_epochs <= self.epochs, "warmup_epochs", f"must be <= epochs ({self.epochs})")

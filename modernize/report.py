@@ -28,7 +28,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .fidelity import Fidelity, assess, fidelity_markdown
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text, check_writable_dir
 from .paths import default_out
 from .roadmap import Roadmap, load_roadmap
 from .runfolder import RUN_META, JobResult, RunMeta, job_folder, load_result, read_log, read_run_meta
@@ -81,8 +81,8 @@ def _find_bench(run_dir: Path, out: Path, roadmap_name: str) -> pd.DataFrame | N
         if path.is_file():
             try:
                 bench = pd.read_csv(path)
-            except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-                raise ConfigError(f"{path}: cannot read bench table: {exc}") from None
+            except (OSError, ValueError) as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
+                raise ConfigError(f"{path}: cannot read bench table: {type(exc).__name__}: {exc}"[:400]) from None
             if "step" not in bench.columns:
                 raise ConfigError(f"{path}: bench table needs a 'step' column (has {', '.join(bench.columns)})")
             return bench
@@ -117,10 +117,12 @@ def load_run(run_dir: Path, out: Path | None = None) -> Run:
 # --- the table -------------------------------------------------------------------------------
 
 def _num(value: Any) -> float:
+    """A finite float, else NaN (missing, text, or an edited NaN/Infinity: never shown as a number)."""
     try:
-        return float(value) if value not in (None, "") else math.nan
-    except (TypeError, ValueError):
+        x = float(value) if value not in (None, "") else math.nan
+    except (TypeError, ValueError, OverflowError):
         return math.nan
+    return x if math.isfinite(x) else math.nan
 
 
 def _failure(r: dict[str, Any]) -> str:
@@ -319,7 +321,7 @@ def _shown_path(path: Path) -> str:
     """Relative to the working folder when inside it, so committed reports name no machine."""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError):  # outside the working folder, or the working folder was deleted
         return str(path)
 
 
@@ -561,6 +563,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Report:
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report"
     run = load_run(run_dir, out)
+    check_writable_dir(out)  # a bad --out fails now, before the figures
     table = summarize(run)
     agr = agreement(table)
     shown = table.copy()  # what the caller gets back, untouched by the writers below

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ModernizeError
-from .files import read_toml
+from .files import check_regular_file, read_toml
 from .paths import ablations_dir, builtin_names, resolve_builtin
 from .spec import ArchSpec, base_spec
 from .transforms import get_transform
@@ -260,9 +260,14 @@ def _base_spec(raw: Any) -> ArchSpec:
 
 
 def _paper_rows(path: Path, rel: str) -> dict[str, dict[str, str]]:
-    csv_path = (path.parent / rel).resolve()
     try:
-        with csv_path.open(newline="") as fh:
-            return {row["row"]: row for row in csv.DictReader(fh)}
-    except (OSError, KeyError) as exc:
-        raise ConfigError(f"{path}: paper: cannot read '{rel}' as a CSV with a 'row' column: {exc}") from None
+        csv_path = (path.parent / rel).resolve()
+        check_regular_file(csv_path, "paper table")
+        with csv_path.open(newline="", encoding="utf-8") as fh:
+            rows = {row["row"]: row for row in csv.DictReader(fh)}
+    except (OSError, KeyError, ValueError, RuntimeError, csv.Error, ConfigError) as exc:  # not UTF-8, loops
+        raise ConfigError(f"{path}: paper: cannot read '{rel}' as a CSV with a 'row' column: "
+                          f"{type(exc).__name__}: {exc}"[:400]) from None
+    if not all(isinstance(k, str) for k in rows):
+        raise ConfigError(f"{path}: paper: '{rel}' has rows without a 'row' value")
+    return rows

@@ -228,7 +228,7 @@ def read_log(job_dir: Path) -> Any:
         return None
     try:
         log = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+    except (OSError, ValueError):  # ParserError, EmptyDataError, UnicodeDecodeError are ValueErrors
         return None
     return log if {"epoch", "top1"} <= set(log.columns) else None
 

@@ -36,6 +36,11 @@ DownsampleKind = Literal["in_block", "separate"]
 Groups = int | Literal["depthwise"]
 
 
+MAX_STAGES, MAX_DEPTH, MAX_WIDTH, MAX_SMALL = 16, 1024, 65536, 255
+"""Upper bounds of a spec: ConvNeXt-XXL has 4 stages, 30 blocks, 3072 channels; a ResNet-200 36
+blocks; anything past these bounds is a typo (1e9 blocks would build for hours)."""
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """Every knob the paper turns, and the few it leaves fixed but a user may want."""
@@ -106,6 +111,16 @@ class ArchSpec:
         need(all(d >= 1 for d in self.dims), f"spec field 'dims': every dim must be >= 1, got {self.dims}")
         for name in ("stem_width", "stem_kernel", "stem_stride", "expansion", "num_classes", "in_chans"):
             need(getattr(self, name) >= 1, f"spec field '{name}': must be >= 1, got {getattr(self, name)}")
+        # Sizes far past any network of the design space: a typo, refused before a model is built.
+        need(len(self.depths) <= MAX_STAGES and all(d <= MAX_DEPTH for d in self.depths),
+             f"spec field 'depths': at most {MAX_STAGES} stages of at most {MAX_DEPTH} blocks, got {self.depths}")
+        for name, values in (("dims", self.dims), ("stem_width", (self.stem_width,)),
+                             ("num_classes", (self.num_classes,)), ("in_chans", (self.in_chans,))):
+            need(all(v <= MAX_WIDTH for v in values),
+                 f"spec field '{name}': at most {MAX_WIDTH}, got {getattr(self, name)}")
+        for name in ("stem_kernel", "stem_stride", "expansion", "kernel_size"):
+            need(getattr(self, name) <= MAX_SMALL,
+                 f"spec field '{name}': at most {MAX_SMALL}, got {getattr(self, name)}")
         need(self.kernel_size >= 1 and self.kernel_size % 2 == 1,
              f"spec field 'kernel_size': must be a positive odd integer (3, 5, 7, ...), got {self.kernel_size}")
         need(0.0 <= self.drop_path < 1.0, f"spec field 'drop_path': must be in [0, 1), got {self.drop_path}")

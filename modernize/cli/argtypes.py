@@ -6,6 +6,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from ..recipe import MAX_RESOLUTION
+
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``minimum``, else a one-line error saying so."""
@@ -26,12 +28,31 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 positive_int = int_at_least(1)
 nonneg_int = int_at_least(0)
 
+MAX_SEED = 2**31 - 1
+"""Seeds are multiplied into per-epoch seeds (< 2**63 for torch.manual_seed)."""
+
+
+def int_between(minimum: int, maximum: int, what: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer in [minimum, maximum], else a one-line error saying so."""
+    low = int_at_least(minimum)
+
+    def parse(text: str) -> int:
+        value = low(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{what or 'value'} must be at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+seed = int_between(0, MAX_SEED, "a seed")
+
 
 def resolution(text: str) -> int:
-    """An input size in pixels: an integer >= 32."""
+    """An input size in pixels: an integer in [32, MAX_RESOLUTION]."""
     value = positive_int(text)
-    if value < 32:
-        raise argparse.ArgumentTypeError(f"resolution must be >= 32 px, got {value}")
+    if not 32 <= value <= MAX_RESOLUTION:
+        raise argparse.ArgumentTypeError(f"resolution must be in [32, {MAX_RESOLUTION}] px, got {value}")
     return value
 
 

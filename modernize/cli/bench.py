@@ -13,10 +13,18 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, check_writable_dir
 from ..paths import default_out, reports_dir
 from ..roadmap import load_roadmap
-from .argtypes import add_roadmap_argument, positive_int, positive_number, resolution, step_names
+from .argtypes import (
+    MAX_RESOLUTION,
+    add_roadmap_argument,
+    int_between,
+    positive_int,
+    positive_number,
+    resolution,
+    step_names,
+)
 
 DEFAULT_BATCH = {"cpu": 8, "cuda": 128}
 """Small on CPU (the whole roadmap in minutes), large on GPU (launch overhead amortized)."""
@@ -39,6 +47,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     command = _command(args)
+    out = Path(args.out) if args.out else (reports_dir() if args.parity else default_out(roadmap.name))
+    check_writable_dir(out)  # a bad --out fails now, not after the timing
     start = time.perf_counter()
 
     def progress(msg: str) -> None:
@@ -57,7 +67,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              repeats=args.repeats, warmup=args.warmup, progress=progress)
         wall = time.perf_counter() - start
         print(table.to_string(index=False))
-        out = Path(args.out) if args.out else reports_dir()
         csv_path, md_path = out / "bench_parity.csv", out / "bench.md"
         atomic_write_text(csv_path, table.to_csv(index=False))
         atomic_write_text(md_path, bench.parity_markdown(table, command, bench.machine_info(), wall))
@@ -68,7 +77,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                 repeats=args.repeats, warmup=args.warmup, steps=steps, progress=progress)
     wall = time.perf_counter() - start
     print(table.to_string(index=False))
-    out = Path(args.out) if args.out else default_out(roadmap.name)
     csv_path = out / "bench.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
     info = bench.machine_info()
@@ -106,7 +114,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=positive_int, default=1, help="untimed iterations first (default 1)")
     p.add_argument("--steps", nargs="+", default=None,
                    help="step names, space- or comma-separated (default: all)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int_between(1, 1024, "--threads"), default=None,
+                   help="torch CPU threads (default: torch's)")
     p.add_argument("--parity", action="store_true",
                    help="compare the roadmap's first and last step with torchvision instead")
     p.add_argument("--out", default=None,
@@ -164,15 +173,18 @@ def add_bench_data(sub: argparse._SubParsersAction) -> None:
                                    "given), print how many workers a GPU needs at given training img/s, and "
                                    "time the in-memory batched augmentation against the per-image loop.")
     p.add_argument("--data", default=None, help="imagefolder:PATH to read (default: generate --images JPEGs)")
-    p.add_argument("--images", type=positive_int, default=2000, help="JPEGs to generate (default 2000)")
+    p.add_argument("--images", type=int_between(1, 1_000_000, "--images"), default=2000,
+                   help="JPEGs to generate (default 2000)")
     p.add_argument("--measure", type=positive_int, default=200, help="images timed per repeat (default 200)")
     p.add_argument("--repeats", type=positive_int, default=3, help="repeats; the median is kept (default 3)")
     p.add_argument("--recipe", default="paper", help="recipe whose augmentation is timed (default paper)")
-    p.add_argument("--resolution", type=positive_int, default=None, help="override the recipe's resolution")
+    p.add_argument("--resolution", type=int_between(1, MAX_RESOLUTION, "--resolution"), default=None,
+                   help="override the recipe's resolution")
     p.add_argument("--train-img-s", type=positive_number, nargs="+", default=[1000.0, 3000.0],
                    help="GPU training speeds to size the worker count for (default 1000 3000)")
     p.add_argument("--batch-recipe", default="cifar100_gpu",
                    help="in-memory recipe for the batched-augmentation comparison (default cifar100_gpu)")
     p.add_argument("--batch", type=positive_int, default=256, help="batch for that comparison (default 256)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads for the batched comparison")
+    p.add_argument("--threads", type=int_between(1, 1024, "--threads"), default=None,
+                   help="torch threads for the batched comparison")
     p.set_defaults(func=cmd_bench_data)

@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from ..files import check_writable_dir
 from ..flops_table import flops_table, inconsistency_notes, write_flops_table
 from ..paths import default_out
 from ..roadmap import load_roadmap
@@ -16,13 +17,15 @@ def print_flops(roadmap_name: str | None, out: Path | None, resolution: int = 22
     """Count every step, print the table (and the paper's inconsistencies), write
     ``out/flops.csv`` and ``out/flops.md`` (default ``reports/<roadmap>/``)."""
     roadmap = load_roadmap(roadmap_name)
+    out = out or default_out(roadmap.name)
+    check_writable_dir(out)  # a bad --out fails now, not after the counting
     start = time.perf_counter()
     table = flops_table(roadmap, resolution)
     shown = table.drop(columns=["note"])
     print(shown.to_string(index=False, na_rep=""))
     for note in inconsistency_notes(table):
         print(f"note: paper inconsistency, {note}")
-    paths = write_flops_table(table, roadmap, out or default_out(roadmap.name), resolution)
+    paths = write_flops_table(table, roadmap, out, resolution)
     print(f"wrote {', '.join(str(p) for p in paths)} ({time.perf_counter() - start:.1f} s)")
 
 

@@ -14,14 +14,20 @@ def print_report(run_dir: Path, out: Path | None = None) -> None:
     report = write_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
     table, agr = report.table, report.agreement
     print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"]).to_string(index=False))
-    rho = "n/a" if math.isnan(agr.spearman) else f"{agr.spearman:+.3f}"
+    rho = _signed(agr.spearman, 3)
     fid = report.fidelity
     final, anchor, diff, lo, hi = fid.end_to_end
+    interval = f" [{_signed(lo)}, {_signed(hi)}]" if math.isfinite(lo) and math.isfinite(hi) else ""
     print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
           f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} fail; "
-          f"{final} - {anchor} = {diff:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+          f"{final} - {anchor} = {_signed(diff)}{interval}")
     print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, Spearman {rho}")
     print(f"wrote {len(report.paths)} files to {report.out}")
+
+
+def _signed(x: float, digits: int = 2) -> str:
+    """``+1.23``, or ``n/a`` for a figure that could not be computed (never ``nan``)."""
+    return f"{x:+.{digits}f}" if math.isfinite(x) else "n/a"
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -7,8 +7,18 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import check_out_path
 from ..proxy import PROXIES, ProxyScale, proxy_preset
-from .argtypes import add_roadmap_argument, nonneg_int, number, positive_int, positive_number, step_names
+from .argtypes import (
+    add_roadmap_argument,
+    int_between,
+    nonneg_int,
+    number,
+    positive_int,
+    positive_number,
+    seed,
+    step_names,
+)
 from .report import print_report
 
 
@@ -51,10 +61,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..train import train_roadmap
 
     out = Path(args.out) if args.out else Path("runs") / "train"
+    steps = step_names(args.steps)
+    if args.steps is not None and not steps:
+        raise ConfigError("--steps: give step names, e.g. --steps resnet50 kernel_7 (or resnet50,kernel_7)")
+    check_out_path(out)
     if args.launcher == "slurm":
         return _submit_slurm(args, out)
     train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
-                  steps=step_names(args.steps),
+                  steps=steps,
                   device=args.device, proxy=proxy_from_args(args), download=args.download,
                   ckpt_every=args.ckpt_every, compile=True if args.compile else None,
                   workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout,
@@ -74,7 +88,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="fashion-mnist[:DIR] | cifar10[:ROOT] | cifar100[:ROOT] | imagefolder:PATH | synthetic[:N]")
     p.add_argument("--recipe", default=None,
                    help="recipe name in ablations/recipes/ or a .toml path (default: the roadmap's recipe)")
-    p.add_argument("--seeds", type=nonneg_int, nargs="+", default=[0], help="seeds (default: 0)")
+    p.add_argument("--seeds", type=seed, nargs="+", default=[0], help="seeds (default: 0)")
     p.add_argument("--out", default=None, help="run directory (default: runs/train)")
     p.add_argument("--steps", nargs="+", default=None, help="only these steps (names from the roadmap)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
@@ -90,7 +104,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="weight init std: paper = 0.02 at every width; width = 0.02 / sqrt(width multiplier)")
     p.add_argument("--layer-scale", type=number, default=None,
                    help="layer-scale init for the steps that have one (default: the step's own, 1e-6)")
-    p.add_argument("--workers", type=positive_int, default=1,
+    p.add_argument("--workers", type=int_between(1, 256, "--workers"), default=1,
                    help="train N jobs side by side in local processes (CUDA: worker i on cuda:i)")
     p.add_argument("--claim-timeout", type=positive_number, default=300.0,
                    help="seconds without a heartbeat before another process takes a job over (default 300)")
@@ -106,7 +120,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time", type=positive_int, default=4320, help="time limit per Slurm job in minutes")
     p.add_argument("--ckpt-every", type=nonneg_int, default=0,
                    help="also checkpoint every N iterations within an epoch (default: epoch ends and Ctrl-C)")
-    p.add_argument("--threads", type=nonneg_int, default=0,
+    p.add_argument("--threads", type=int_between(0, 1024, "--threads"), default=0,
                    help="CPU threads for torch, per worker (default: torch's choice; with --workers N: "
                         "cores / N)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
