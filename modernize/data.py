@@ -35,6 +35,8 @@ DATA_ROOT = Path("data")
 _FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                   "val": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 KINDS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
+MAX_SYNTHETIC = 1_000_000
+"""synthetic:N holds N 16-px images in memory (1e6: 0.8 GB); more is a typo."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,8 @@ class DataSpec:
                               "cifar10[:ROOT], cifar100[:ROOT], imagefolder:PATH, synthetic[:N])")
         if kind == "imagefolder" and not path:
             raise ConfigError(f"--data '{text}': imagefolder needs a path (imagefolder:PATH with train/ and val/)")
-        if kind == "synthetic" and path and not (path.isdigit() and int(path) >= 20):
-            raise ConfigError(f"--data '{text}': synthetic:N needs an integer N >= 20")
+        if kind == "synthetic" and path and not (path.isdigit() and 20 <= int(path) <= MAX_SYNTHETIC):
+            raise ConfigError(f"--data '{text}': synthetic:N needs an integer N >= 20 (at most {MAX_SYNTHETIC})")
         return cls(kind, path or None)
 
     def __str__(self) -> str:

@@ -316,6 +316,29 @@ def _w(path: Path, text: str | bytes) -> Path:
     return path
 
 
+def _deep(key: str | None = None) -> str:
+    """Nesting too deep for a recursive parser: TOML ``key = [[[...]]]``, or a JSON array."""
+    return f"{key} = " + "[" * 3000 + "]" * 3000 + "\n" if key else "[" * 100_000 + "]" * 100_000
+
+
+def _loop(path: Path) -> Path:
+    """A symlink to itself."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(path.name, path)
+    return path
+
+
+def _fifo(path: Path) -> Path:
+    """A named pipe where a file should be (reading it blocks until someone writes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+SMALL = 'name = "small"\nbase = { from = "resnet50", depths = [1, 1, 1, 1], dims = [16, 32, 64, 128] }\n[[steps]]\nname = "r50"\n'
+"""A one-step roadmap of a small ResNet (BatchNorm)."""
+
+
 def _rm(t: Path, edit: Callable[[str], str]) -> str:
     return str(roadmap_copy(t, edit, "bad.toml"))
 
@@ -338,7 +361,8 @@ def _imports(t: Path, body: str, module: str = "usermod") -> str:
     return _rm(t, lambda s: f'imports = ["{module}"]\n' + s)
 
 
-def _image_folder(t: Path, *, empty_class: bool = False, mismatch: bool = False, corrupt: bool = False) -> str:
+def _image_folder(t: Path, *, empty_class: bool = False, mismatch: bool = False, corrupt: bool = False,
+                  loop: bool = False, fifo: bool = False) -> str:
     from PIL import Image
 
     root = t / "imgs"
@@ -352,6 +376,11 @@ def _image_folder(t: Path, *, empty_class: bool = False, mismatch: bool = False,
                 Image.new("L", (16, 16), color=(i * 9) % 255).save(d / f"{i}.png")
     if corrupt:
         _w(root / "train" / "a" / "0.png", b"not a png")
+    if loop:  # every image of class a would be listed ~40 times, and two loops never end
+        os.symlink(".", root / "train" / "a" / "loop")
+    if fifo:  # opening it would block the loader forever
+        (root / "train" / "a" / "0.png").unlink()
+        os.mkfifo(root / "train" / "a" / "0.png")
     return f"imagefolder:{root}"
 
 
@@ -401,12 +430,19 @@ def _bad_run_file(rel: str, content: bytes | str) -> Callable[[Path], None]:
     def setup(t: Path) -> None:
         run = _report_run(t)
         shutil.copy(run / rel, t / "saved")
-        _w(run / rel, content)
+        if content == "fifo":
+            (run / rel).unlink()
+            _fifo(run / rel)
+        else:
+            _w(run / rel, content)
     return setup
 
 
 def _restore(rel: str) -> Callable[[Path], None]:
-    return lambda t: shutil.copy(t / "saved", _report_run(t) / rel)
+    def undo(t: Path) -> None:
+        (_report_run(t) / rel).unlink()  # a FIFO would block the copy
+        shutil.copy(t / "saved", _report_run(t) / rel)
+    return undo
 
 
 def _rj(t: Path) -> str:
@@ -433,6 +469,12 @@ ROADMAP_FAULTS = [  # (id, roadmap factory, culprit)
     ("toml-not-utf8", lambda t: str(_w(t / "bad.toml", b"name = \"\xff\xfe\"\n")), "bad.toml"),
     ("unknown-transform", lambda t: _rm(t, lambda s: s.replace('transform = "stage_ratio"', 'transform = "nope"')),
      "nope"),
+    ("toml-deep", lambda t: str(_w(t / "bad.toml", _deep("name"))), "bad.toml"),
+    ("depths-huge", lambda t: _rm(t, lambda s: s.replace("depths = [3, 3, 9, 3]", "depths = [3, 3, 1000000000, 3]")),
+     "depths"),
+    ("width-huge", lambda t: _rm(t, lambda s: s.replace("width = 96", "width = 1000000000")), "dims"),
+    ("paper-not-utf8", lambda t: (_w(t / "p.csv", b"row,x\nresnet50,\xff\n"), _rm(t, lambda s: s.replace(
+        f'paper = "{ABLATIONS_DIR}/paper/paper_roadmap_r50.csv"', 'paper = "p.csv"')))[1], "p.csv"),
 ]
 
 CASES: list[Case] = []
@@ -545,6 +587,46 @@ CASES += [
          setup=_bad_run_file(f"{STEP}/seed0/result.json", "[1]"), undo=_restore(f"{STEP}/seed0/result.json"),
          fix=_report_fix),
     Case("report-out-is-file", lambda t: ["report", _rj(t), "--out", str(_w(t / "f", "x"))], "/f", fix=_report_fix),
+    # issue 11, found by scripts/hostile.py: sizes past any real run, deep nesting, FIFOs, loops
+    Case("flops-resolution-huge", lambda t: _flops_fix(t) + ["--resolution", "100000000"], "resolution", fix=_flops_fix),
+    Case("describe-resolution-huge", lambda t: ["describe", "--step", STEP, "--resolution", "100000000"], "resolution"),
+    Case("bench-batch-huge", lambda t: _bench(t, "--batch", str(10 ** 12)), "batch", fix=_bench),
+    Case("bench-batch-one-batchnorm", lambda t: ["bench", str(_w(t / "small.toml", SMALL)), "--batch", "1",
+                                                 "--resolution", "32", "--repeats", "1", "--out", str(t / "b")],
+         "--batch", fix=_bench),
+    Case("bench-threads-huge", lambda t: _bench(t, "--threads", "100000"), "--threads", fix=_bench),
+    Case("bench-data-images-huge", lambda t: ["bench-data", "--images", str(10 ** 10)], "--images"),
+    Case("train-seeds-huge", lambda t: train_args(t, t / "out", "--seeds", str(10 ** 30)), "seed", fix=_train_fix),
+    Case("train-steps-empty", lambda t: train_args(t, t / "out", "--steps", ""), "--steps", fix=_train_fix),
+    Case("train-workers-huge", lambda t: train_args(t, t / "out", "--workers", "100000"), "--workers", fix=_train_fix),
+    Case("train-data-synthetic-huge", lambda t: train_args(t, t / "out", data=f"synthetic:{10 ** 12}"), "synthetic",
+         fix=_train_fix),
+    Case("train-out-symlink-loop", lambda t: train_args(t, _loop(t / "loop")), "loop", fix=_train_fix),
+    Case("report-out-symlink-loop", lambda t: ["report", _rj(t), "--out", str(_loop(t / "loop"))], "loop",
+         fix=_report_fix),
+    Case("train-recipe-deep", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", _deep("lr"))), "r.toml",
+         fix=_train_fix),
+    Case("train-recipe-resolution-huge", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", "resolution = 100000000\n")),
+         "resolution", fix=_train_fix),
+    Case("train-job-config-deep", lambda t: train_args(
+        t, _w(t / "out" / STEP / "seed0" / "config.json", _deep()).parent.parent.parent), "config.json",
+        fix=lambda t: _train_fix(t) + ["--force"]),
+    Case("train-job-config-fifo", lambda t: train_args(t, _fifo(t / "out" / STEP / "seed0" / "config.json").parent.parent.parent),
+         "config.json", fix=lambda t: _train_fix(t) + ["--force"]),
+    Case("train-imagefolder-symlink-loop", lambda t: train_args(t, t / "out", data=_image_folder(t, loop=True)), "loop",
+         fix=_train_fix),
+    Case("train-imagefolder-fifo", lambda t: train_args(t, t / "out", data=_image_folder(t, fifo=True)), "0.png",
+         fix=_train_fix),
+    Case("report-result-deep", lambda t: ["report", _rj(t)], "result.json",
+         setup=_bad_run_file(f"{STEP}/seed0/result.json", _deep()), undo=_restore(f"{STEP}/seed0/result.json"),
+         fix=_report_fix),
+    Case("report-run-json-deep", lambda t: ["report", _rj(t)], "run.json", setup=_bad_run_file("run.json", _deep()),
+         undo=_restore("run.json"), fix=_report_fix),
+    Case("report-run-json-fifo", lambda t: ["report", _rj(t)], "run.json", setup=_bad_run_file("run.json", "fifo"),
+         undo=_restore("run.json"), fix=_report_fix),
+    Case("report-bench-csv-not-utf8", lambda t: ["report", _rj(t)], "bench.csv",
+         setup=lambda t: _w(_report_run(t) / "bench.csv", b"step,x\n\xff\xfe\n"),
+         undo=lambda t: (_report_run(t) / "bench.csv").unlink(), fix=_report_fix),
 ]
 
 
@@ -589,3 +671,130 @@ def test_battery_then_fixed(case: Case, tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_battery_has_at_least_60_cases() -> None:
     assert len(CASES) >= 60
+
+
+# --- 9. found by the hostile battery (scripts/hostile.py) -------------------------------------------
+
+@pytest.mark.parametrize("cmd, work", [("flops", "modernize.cli.flops.flops_table"),
+                                       ("bench", "modernize.bench.bench_roadmap"),
+                                       ("report", "modernize.report.roadmap_figure")])
+def test_out_is_checked_before_the_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch, cmd: str, work: str) -> None:
+    """A bad --out fails in a second, before the counting, timing or figures it would have lost."""
+    module, name = work.rsplit(".", 1)
+
+    def forbidden(*a: object, **kw: object) -> None:
+        raise AssertionError(f"{name} ran before --out was checked")
+
+    monkeypatch.setattr(module + "." + name, forbidden)
+    bad = str(_w(tmp_path / "f", "x"))
+    argv = {"flops": _flops_fix(tmp_path)[:-1] + [bad], "bench": _bench(tmp_path)[:-1] + [bad],
+            "report": ["report", _rj(tmp_path), "--out", bad]}[cmd]
+    rc, _, err = call(argv, capsys)
+    assert rc == 2
+    one_line_error(err, "/f")
+    ro = tmp_path / "ro" / "sub"  # a folder that cannot be created: nothing is left behind by the check
+    rc, _, err = call(argv[:-1] + [str(_w(tmp_path / "ro", "x") / "sub")], capsys)
+    assert rc == 2 and not ro.exists()
+
+
+def test_sigterm_outside_training_stops_with_130(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM during flops (or report, bench, describe) is a stop like Ctrl-C: exit 130, one line,
+    no half-written table; the handler is restored afterwards."""
+    import modernize.flops_table as F
+
+    real = F.count
+
+    def signalled(*a: object, **kw: object) -> object:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(F, "count", signalled)
+    rc, _, err = call(_flops_fix(tmp_path), capsys)
+    assert rc == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    assert not (tmp_path / "flops_out").exists()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def _edited_result(run: Path, **values: object) -> None:
+    path = run / STEP / "seed0" / "result.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | values).replace('"__inf__"', "Infinity"))
+
+
+@pytest.mark.parametrize("edit", ["top1-inf", "top1-nan", "params-inf", "bench-inf", "one-step"])
+def test_report_never_prints_a_non_finite_number(tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: str) -> None:
+    """NaN/Infinity edited into result.json or bench.csv, or a figure that needs two seeds: the
+    report shows an empty cell or n/a (the job as not done), never 'nan'/'inf', and draws its figures."""
+    run = _report_run(tmp_path)
+    if edit == "top1-inf":
+        _edited_result(run, top1="__inf__")
+    elif edit == "top1-nan":
+        _edited_result(run, top1=float("nan"))
+    elif edit == "params-inf":
+        _edited_result(run, params_m="__inf__")
+    elif edit == "bench-inf":
+        _w(run / "bench.csv", f"step,gmacs,infer_img_s,train_img_s\n{STEP},,inf,nan\n")
+    rc, out, err = call(["report", str(run), "--out", str(tmp_path / "rep")], capsys)
+    assert rc == 0, err
+    shown = out + (tmp_path / "rep" / "table.md").read_text()
+    assert not re.search(r"(?<![A-Za-z_])[+-]?(nan|inf)(?![A-Za-z_])", shown, re.IGNORECASE), shown
+    if edit.startswith("top1"):
+        assert "done without top1" in shown
+    if edit == "one-step":
+        assert "separate_downsampling - " in out and "= n/a" in out
+
+
+def test_report_in_a_deleted_working_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _report_run(tmp_path)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    here = os.getcwd()
+    os.chdir(gone)
+    try:
+        gone.rmdir()
+        rc, _, err = call(["report", str(run), "--out", str(tmp_path / "rep")], capsys)
+    finally:
+        os.chdir(here)
+    assert rc == 0, err
+
+
+def test_image_folder_listing_is_torchvision_order_without_loops(tmp_path: Path) -> None:
+    """The folder walk that refuses symlink loops lists the same samples, in the same order, as
+    torchvision's make_dataset (so runs keep their data order)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    from modernize.data import DataSpec, _folder_split
+
+    root = tmp_path / "d" / "train"
+    for rel in ("b/2.png", "b/10.png", "a/z/1.PNG", "a/0.jpg", "a/y/q/3.png", "a/notes.txt", "c/x.webp"):
+        _w(root / rel, b"x")
+    (root / "c" / "link").symlink_to(root / "a" / "z", target_is_directory=True)  # not a loop: followed
+    spec = DataSpec("imagefolder", str(tmp_path / "d"))
+    classes, samples = _folder_split(spec, root, None)
+    assert (classes, samples) == (find_classes(str(root))[0], make_dataset(str(root), find_classes(str(root))[1],
+                                                                           extensions=IMG_EXTENSIONS))
+    (root / "a" / "y" / "up").symlink_to(root / "a", target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"a/y/up leads to a folder already read"):
+        _folder_split(spec, root, None)
+
+
+def test_rename_errors_name_both_paths() -> None:
+    from modernize.boundary import expected_message
+
+    exc = IsADirectoryError(21, "Is a directory", "/r/.last.pt.x.tmp", None, "/r/last.pt")
+    assert expected_message(exc) == "error: /r/.last.pt.x.tmp -> /r/last.pt: Is a directory"
+
+
+def test_bench_data_jpegs_with_fewer_images_than_classes(tmp_path: Path) -> None:
+    from modernize.bench_data import make_jpegs
+
+    root = make_jpegs(tmp_path, 3)
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(p.name for p in (root / "val").iterdir())
+
+
+def test_python_m_modernize_is_the_command_line() -> None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("modernize.__main__")
+    assert spec is not None and "from .cli import main" in Path(spec.origin or "").read_text()

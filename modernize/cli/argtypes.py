@@ -52,7 +52,7 @@ def resolution(text: str) -> int:
     """An input size in pixels: an integer in [32, MAX_RESOLUTION]."""
     value = positive_int(text)
     if not 32 <= value <= MAX_RESOLUTION:
-        raise argparse.ArgumentTypeError(f"resolution must be in [32, {MAX_RESOLUTION}] px, got {value}")
+        raise argparse.ArgumentTypeError(f"resolution must be >= 32 px and at most {MAX_RESOLUTION} px, got {value}")
     return value
 
 
