@@ -99,6 +99,11 @@ def preload() -> None:
     _all_modernize_modules()
     import tests.test_reliability  # noqa: F401
 
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the children's garbage collector leaves these objects (and their pages) alone
+
 
 def _resolve(target: str) -> list[tuple[Any, str, Any]]:
     """``module:attr``, ``module:Class.method`` or ``*:name`` (every modernize module that holds the
