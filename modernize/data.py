@@ -431,6 +431,31 @@ def loader_workers() -> int:
     return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
+_SOCKET_MAX = 107
+"""Linux's AF_UNIX path limit (108 bytes with the terminating NUL)."""
+
+
+def _worker_sockets_fit() -> bool:
+    """DataLoader workers hand batches over through AF_UNIX sockets in multiprocessing's temp folder
+    (``$TMPDIR/pymp-*/listener-*``); under a long TMPDIR that path does not fit, the worker fails
+    to send and the loader waits forever. Then load in the main process, with one warning."""
+    import multiprocessing.util
+
+    try:
+        folder = multiprocessing.util.get_temp_dir()
+    except OSError as exc:
+        reason = f"cannot make its temp folder ({exc})"
+    else:
+        if len(os.fsencode(folder)) + len("/listener-12345678") <= _SOCKET_MAX:
+            return True
+        reason = f"the temp folder {folder} is too long for a socket path ({_SOCKET_MAX} bytes)"
+    if not getattr(_worker_sockets_fit, "warned", False):
+        print(f"warning: data loader workers off: {reason}; images load in the main process "
+              "(set TMPDIR to a short folder, e.g. /tmp)", file=sys.stderr, flush=True)
+        _worker_sockets_fit.warned = True  # type: ignore[attr-defined]
+    return False
+
+
 class _Delegate(torch.utils.data.Sampler[Any]):
     """A sampler a persistent DataLoader keeps while the indices change per epoch: yields the
     current inner sampler's indices, as ``(i, seed)`` pairs when ``seeded``."""
@@ -457,7 +482,7 @@ def stream(ds: torch.utils.data.Dataset, sampler: Any, *, batch: int, device: st
     key = (batch, device, seeded, drop_last)
     cache = ds.__dict__.setdefault("_loaders", {})
     if key not in cache:
-        workers = loader_workers()
+        workers = loader_workers() if _worker_sockets_fit() else 0
         cache[key] = torch.utils.data.DataLoader(
             ds, batch_size=batch, sampler=_Delegate(seeded), drop_last=drop_last, num_workers=workers,
             pin_memory=device != "cpu", persistent_workers=workers > 0, prefetch_factor=4 if workers else None)

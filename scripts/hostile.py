@@ -97,9 +97,9 @@ def preload() -> None:
     import modernize.cli  # noqa: F401
 
     _all_modernize_modules()
-    import tests.test_reliability  # noqa: F401
-
     import gc
+
+    import tests.test_reliability  # noqa: F401
 
     gc.collect()
     gc.freeze()  # the children's garbage collector leaves these objects (and their pages) alone
@@ -1383,7 +1383,7 @@ def _config_case(content: bytes | str | None) -> Callable[[Ctx], None]:
     return fn
 
 
-for _name in ("empty", "random", "deep"):
+for _name in ("empty", "random", "not-utf8", "array", "deep"):
     case(f"config-json-{_name}")(_config_case(CORRUPT[_name]))
 case("config-json-nan-fingerprint")(_config_case('{"fingerprint": NaN, "fingerprint_parts": {"seed": Infinity}}'))
 case("config-json-deleted")(_config_case(None))
@@ -1450,6 +1450,29 @@ case("last-pt-wrong-model")(_ckpt_case(_torch_save({"model": {"w": 1}, "optimize
 case("last-pt-directory")(_ckpt_case(lambda c, p: (p.unlink(), p.mkdir()), refuse="last.pt",
                                      fix=lambda c: job(c, "last.pt").rmdir()))
 case("last-pt-fifo")(_ckpt_case(lambda c, p: (p.unlink(), os.mkfifo(p)), warn=None))
+@case("last-pt-nan-weights")
+def _nan_weights(ctx: Ctx) -> None:
+    """A checkpoint whose weights were edited to NaN, mid-epoch: the resumed job fails on a
+    non-finite loss and says so (result.json and the report), never a number."""
+    import torch
+
+    ctx.trained()
+    ck_path = job(ctx, "last.pt")
+    ck = torch.load(ck_path, weights_only=False)
+    ck["model"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in ck["model"].items()}
+    ck["epoch"], ck["iter"], ck["log"], ck["best_top1"] = 0, 1, [], -1.0  # a checkpoint from mid-epoch 1
+    torch.save(ck, ck_path)
+    r = job(ctx, "result.json")
+    r.write_text(json.dumps(json.loads(r.read_text()) | {"status": "running"}))
+    res = ctx.ok(train(ctx))
+    got = ctx.result()
+    if got.get("status") != "failed" or got.get("top1") is not None:
+        ctx.fail("wrong", f"NaN weights: result {got.get('status')!r}, top1 {got.get('top1')!r} (expected failed, no top1)")
+    row = [ln for ln in report_lines(res.out) if ln.strip().startswith(STEP)]
+    if not row or "failed" not in row[0]:
+        ctx.fail("wrong", f"the report does not show the failed job: {row[:1]}")
+
+
 case("last-and-prev-pt-corrupt")(_ckpt_case(lambda c, p: (p.write_bytes(b"x"), p.with_name("prev.pt").write_bytes(b"y"))))
 
 
@@ -1679,6 +1702,8 @@ def _replace_png(name: str) -> Callable[[Ctx, Path], None]:
 case("img-class-only-text")(_img_case(lambda c, r: ([p.unlink() for p in (r / "train" / "b").glob("*")],
                                                     (r / "train" / "b" / "notes.txt").write_text("x")),
                                       "b", lambda c, r: [(r / "train" / "b" / f"{i}.png").write_bytes(png_bytes()) for i in range(16)]))
+case("img-empty-class")(_img_case(lambda c, r: [p.unlink() for p in (r / "train" / "b").glob("*")], "train/b",
+                                  lambda c, r: [(r / "train" / "b" / f"{i}.png").write_bytes(png_bytes()) for i in range(16)]))
 case("img-text-named-png")(_img_case(lambda c, r: (r / "train" / "a" / "0.png").write_text("hello\n"), "0.png",
                                      _replace_png("0.png")))
 case("img-truncated-png")(_img_case(lambda c, r: (r / "train" / "a" / "0.png").write_bytes(png_bytes((64, 64))[:60]),
@@ -1709,6 +1734,17 @@ case("img-one-pixel")(_img_case(lambda c, r: [p.write_bytes(png_bytes((1, 1))) f
 case("img-mixed-modes")(_img_case(lambda c, r: [p.write_bytes(png_bytes((16, 16), m, 7)) for p, m in
                                                 zip(sorted(r.rglob("*.png")), ["RGBA", "I;16", "P", "1", "RGB", "LA"] * 10)],
                                   None))
+@case("img-long-tmpdir")
+def _long_tmpdir(ctx: Ctx) -> None:
+    """TMPDIR too long for the loader workers' AF_UNIX sockets: a warning, then the images load in
+    the main process (the loader used to wait forever for the workers)."""
+    tmp = ctx.root / ".tmp" / ("t" * 90)
+    tmp.mkdir(parents=True)
+    root = image_folder(ctx)
+    ctx.ok(train(ctx, data=f"imagefolder:{root}"), env={"TMPDIR": str(tmp)}, warn="TMPDIR")
+    ctx.done()
+
+
 case("img-unicode-classes")(_img_case(lambda c, r: None, None, classes=("クラス", "ß✓")))
 
 

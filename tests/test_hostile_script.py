@@ -37,7 +37,8 @@ def test_at_least_100_distinct_cases_over_every_command() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("cid", ["flops-resolution-nan", "train-flag-seeds-huge", "recipe-file-deep-nesting",
                                  "report-runjson-seeds-empty", "signal-sigterm-training", "img-symlink-loop",
-                                 "flops-out-readonly", "result-json-top1-infinity"])
+                                 "flops-out-readonly", "result-json-top1-infinity", "img-long-tmpdir",
+                                 "stdout-closed-pipe", "stdout-dev-full", "out-not-utf8-bytes"])
 def test_cases_pass(cid: str, tmp_path: Path) -> None:
     h = _load()
     out = h.run_case(next(c for c in h.CASES if c.id == cid), tmp_path)

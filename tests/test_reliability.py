@@ -779,6 +779,20 @@ def test_image_folder_listing_is_torchvision_order_without_loops(tmp_path: Path)
         _folder_split(spec, root, None)
 
 
+def test_long_tmpdir_turns_loader_workers_off(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Workers send batches through AF_UNIX sockets under $TMPDIR; a path past 107 bytes made the
+    loader wait forever. Now: one warning, then loading in the main process."""
+    import multiprocessing.util
+
+    import modernize.data as D
+
+    assert D._worker_sockets_fit()
+    monkeypatch.setattr(multiprocessing.util, "get_temp_dir", lambda: "/tmp/" + "t" * 100)
+    monkeypatch.setattr(D._worker_sockets_fit, "warned", False, raising=False)
+    assert not D._worker_sockets_fit() and not D._worker_sockets_fit()
+    assert capsys.readouterr().err.count("warning: data loader workers off") == 1
+
+
 def test_rename_errors_name_both_paths() -> None:
     from modernize.boundary import expected_message
 
