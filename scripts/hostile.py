@@ -1783,7 +1783,7 @@ def _sig_bn(ctx: Ctx) -> None:
     rec = tiny_recipe(ctx, "bn", precise_bn_batches=1)
     ctx.ok(train(ctx, out=ctx.root / "ref", recipe=rec))
     ref = ctx.result(ctx.root / "ref")["top1"]
-    ctx.stopped(train(ctx, recipe=rec), hooks=[("signal", "*:_precise_bn", "SIGTERM", 1)])
+    ctx.stopped(train(ctx, recipe=rec), hooks=[("signal", "*:precise_bn", "SIGTERM", 1)])
     ctx.ok(train(ctx, recipe=rec))
     ctx.done(ref)
 
