@@ -3,7 +3,6 @@ leaves a half-written file behind)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
@@ -94,27 +93,31 @@ def check_out_path(path: Path) -> None:
 
 
 def check_writable_dir(path: Path) -> None:
-    """Fail now, with the OS's reason naming the path, when ``path`` cannot be created or written
+    """Fail now, with the OS's reason naming the path, when ``path`` could not be created or written
     (a file where a folder should be, read-only, /proc, a name too long, a symlink loop), so that a
-    command refuses before its work instead of after it. Leaves no trace: the probe file and any
-    folder this made are removed again."""
+    command refuses before its work instead of after it. Creates nothing (a probe file in the
+    deepest existing folder is removed at once), so processes sharing an output folder never meet."""
+    import errno
+
     path = Path(path)
     check_out_path(path)
-    made: list[Path] = []
-    missing = [p for p in [path, *path.parents] if not os.path.lexists(p)]
+    existing = next(p for p in [path, *path.parents] if os.path.lexists(p))
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
     try:
-        for p in reversed(missing):
-            p.mkdir()
-            made.append(p)
-        if not path.is_dir():
-            raise NotADirectoryError(20, os.strerror(20), str(path))
-        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
-    finally:
-        for p in reversed(made):
-            with contextlib.suppress(OSError):
-                p.rmdir()
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    too_long = any(len(os.fsencode(part)) > name_max for part in path.relative_to(existing).parts)
+    if too_long or len(os.fsencode(str(path.absolute()))) >= path_max:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(path))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=existing)
+    except OSError as exc:  # name what was asked for, not the probe
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def atomic_torch_save(path: Path, obj: Any, keep_previous: Path | None = None) -> None:

@@ -252,6 +252,9 @@ class Proc:
 
 def _spawn_fork(argv: list[str], root: Path, hooks: Sequence[Sequence[Any]], out: Path, err: Path,
                 env: dict[str, str] | None, stdout: str) -> int:
+    threads = len(os.listdir(f"/proc/{os.getpid()}/task"))
+    if threads > 1:  # a fork of a process with threads may hang on a lock one of them held
+        raise RuntimeError(f"the battery process has {threads} threads; a case ran torch here (use in_child)")
     child_env = _child_env(root, env)
     for d in (root / ".home", root / ".tmp"):
         d.mkdir(parents=True, exist_ok=True)
@@ -1434,11 +1437,28 @@ def _ckpt_case(make: Callable[[Ctx, Path], None], *, warn: str | None = "last.pt
     return fn
 
 
+def in_child(fn: Callable[[], Any]) -> None:
+    """Run ``fn`` in a forked child: a torch op in this process can start a thread, and a later
+    fork of a process with threads may hang (the children must be forked from a torch-idle parent)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            fn()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("setup in a child process failed (see its traceback above)")
+
+
 def _torch_save(obj: Any) -> Callable[[Ctx, Path], None]:
     def make(ctx: Ctx, path: Path) -> None:
         import torch
 
-        torch.save(obj, path)
+        in_child(lambda: torch.save(obj, path))
     return make
 
 
@@ -1450,6 +1470,8 @@ case("last-pt-wrong-model")(_ckpt_case(_torch_save({"model": {"w": 1}, "optimize
 case("last-pt-directory")(_ckpt_case(lambda c, p: (p.unlink(), p.mkdir()), refuse="last.pt",
                                      fix=lambda c: job(c, "last.pt").rmdir()))
 case("last-pt-fifo")(_ckpt_case(lambda c, p: (p.unlink(), os.mkfifo(p)), warn=None))
+
+
 @case("last-pt-nan-weights")
 def _nan_weights(ctx: Ctx) -> None:
     """A checkpoint whose weights were edited to NaN, mid-epoch: the resumed job fails on a
@@ -1458,10 +1480,14 @@ def _nan_weights(ctx: Ctx) -> None:
 
     ctx.trained()
     ck_path = job(ctx, "last.pt")
-    ck = torch.load(ck_path, weights_only=False)
-    ck["model"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in ck["model"].items()}
-    ck["epoch"], ck["iter"], ck["log"], ck["best_top1"] = 0, 1, [], -1.0  # a checkpoint from mid-epoch 1
-    torch.save(ck, ck_path)
+
+    def edit() -> None:
+        ck = torch.load(ck_path, weights_only=False)
+        ck["model"] = {k: v.float().fill_(float("nan")) if v.is_floating_point() else v for k, v in ck["model"].items()}
+        ck["epoch"], ck["iter"], ck["log"], ck["best_top1"] = 0, 1, [], -1.0  # a checkpoint from mid-epoch 1
+        torch.save(ck, ck_path)
+
+    in_child(edit)
     r = job(ctx, "result.json")
     r.write_text(json.dumps(json.loads(r.read_text()) | {"status": "running"}))
     res = ctx.ok(train(ctx))
@@ -1519,7 +1545,8 @@ def _runjson_train(content: bytes | str, culprit: str, fix: Callable[[Ctx], None
 
 
 case("runjson-empty-train")(_runjson_train(b"", "run.json", lambda c: ((c.run / "run.json").unlink(), c.ok(train(c)))))
-case("runjson-nan-train")(_runjson_train('{"config_hash": NaN}', "run.json", lambda c: c.ok(train(c, "--force"))))
+case("runjson-nan-train")(_runjson_train('{"config_hash": NaN}', "run.json",
+                                         lambda c: ((c.run / "run.json").unlink(), c.ok(train(c)))))
 case("runjson-deep-train")(_runjson_train(CORRUPT["deep"], "run.json",
                                           lambda c: ((c.run / "run.json").unlink(), c.ok(train(c)))))
 

@@ -698,6 +698,18 @@ def test_out_is_checked_before_the_work(tmp_path: Path, capsys: pytest.CaptureFi
     assert rc == 2 and not ro.exists()
 
 
+def test_out_check_creates_nothing(tmp_path: Path) -> None:
+    """The --out check makes no folder: two `train` runs finishing together both write RUN_DIR/report
+    (one used to fail with 'File exists' when the check created and removed the folder)."""
+    from modernize.files import check_writable_dir
+
+    check_writable_dir(tmp_path / "a" / "b" / "c")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a").mkdir()
+    check_writable_dir(tmp_path / "a")  # exists already: fine
+    assert [p.name for p in tmp_path.rglob("*")] == ["a"]
+
+
 def test_sigterm_outside_training_stops_with_130(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGTERM during flops (or report, bench, describe) is a stop like Ctrl-C: exit 130, one line,
