@@ -103,6 +103,7 @@ def preload() -> None:
 
     gc.collect()
     gc.freeze()  # the children's garbage collector leaves these objects (and their pages) alone
+    _BASE_THREADS[:] = [_threads()]
 
 
 def _resolve(target: str) -> list[tuple[Any, str, Any]]:
@@ -250,11 +251,22 @@ class Proc:
     popen: subprocess.Popen[bytes] | None = None
 
 
+_BASE_THREADS: list[int] = []
+"""Threads of this process after its imports (torch starts its own, idle ones)."""
+
+
+def _threads() -> int:
+    return len(os.listdir(f"/proc/{os.getpid()}/task"))
+
+
 def _spawn_fork(argv: list[str], root: Path, hooks: Sequence[Sequence[Any]], out: Path, err: Path,
                 env: dict[str, str] | None, stdout: str) -> int:
-    threads = len(os.listdir(f"/proc/{os.getpid()}/task"))
-    if threads > 1:  # a fork of a process with threads may hang on a lock one of them held
-        raise RuntimeError(f"the battery process has {threads} threads; a case ran torch here (use in_child)")
+    threads = _threads()
+    if not _BASE_THREADS:
+        _BASE_THREADS.append(threads)
+    if threads > _BASE_THREADS[0]:  # a fork of a process with threads may hang on a lock one of them held
+        raise RuntimeError(f"the battery process started a thread ({threads} now, {_BASE_THREADS[0]} after its "
+                           "imports): a case ran torch here; use in_child")
     child_env = _child_env(root, env)
     for d in (root / ".home", root / ".tmp"):
         d.mkdir(parents=True, exist_ok=True)
