@@ -1478,7 +1478,7 @@ case("last-pt-empty")(_ckpt_case(lambda c, p: p.write_bytes(b"")))
 case("last-pt-random")(_ckpt_case(lambda c, p: p.write_bytes(RANDOM)))
 case("last-pt-list")(_ckpt_case(_torch_save([1, 2, 3])))
 case("last-pt-wrong-model")(_ckpt_case(_torch_save({"model": {"w": 1}, "optimizer": {}, "scheduler": {}, "epoch": 0,
-                                                    "iter": 0, "rng": [], "scaler": {}}), refuse="seed0"))
+                                                    "iter": 0, "rng": [], "scaler": {}})))
 case("last-pt-directory")(_ckpt_case(lambda c, p: (p.unlink(), p.mkdir()), refuse="last.pt",
                                      fix=lambda c: job(c, "last.pt").rmdir()))
 case("last-pt-fifo")(_ckpt_case(lambda c, p: (p.unlink(), os.mkfifo(p)), warn=None))

@@ -209,6 +209,38 @@ def test_corrupt_last_resumes_from_prev(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (job / "prev.pt").exists()  # a finished job keeps only last.pt
 
 
+@pytest.mark.parametrize("fits", ["other_step", "garbage_rng"])
+def test_checkpoint_that_does_not_fit_is_moved_aside_and_the_job_restarts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], fits: str) -> None:
+    """A readable checkpoint that does not fit the step (another step's, or an edited one): the
+    fingerprint matches, so --force would not help; it is moved aside like an unreadable one and
+    the job restarts to exactly the numbers of an uninterrupted run (nothing half-loaded)."""
+    import torch
+
+    out = tmp_path / "run"
+    tiny(tmp_path, out)
+    job = out / STEP / "seed0"
+    want = json.loads((job / "result.json").read_text())["top1"]
+    if fits == "other_step":
+        from modernize.proxy import ProxyScale
+
+        other = train_roadmap(None, data="synthetic:32", recipe=recipe_file(tmp_path), seeds=[0], out=tmp_path / "o",
+                              steps=["resnet50"], device="cpu", progress=False,
+                              proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
+        shutil.copy(other / "resnet50" / "seed0" / "last.pt", job / "last.pt")
+    else:
+        ck = torch.load(job / "last.pt", weights_only=False)
+        torch.save(ck | {"epoch": 0, "iter": 1, "rng": ["not a generator state"]}, job / "last.pt")
+    (job / "result.json").write_text(json.dumps({"status": "running"}))
+    capsys.readouterr()
+    tiny(tmp_path, out)
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "does not fit" in err and "restarting the job" in err, err
+    assert list(job.glob("last.pt.corrupt-*"))
+    got = json.loads((job / "result.json").read_text())
+    assert got["status"] == "done" and got["top1"] == want
+
+
 # --- 4. stop requests in evaluation ----------------------------------------------------------------
 
 def _tiny_two(tmp: Path, out: Path) -> Path:

@@ -6,6 +6,7 @@ loop checks it between iterations and saves a checkpoint on the way out."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import random
 import signal
@@ -18,7 +19,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
 from ..files import atomic_torch_save
 from .fingerprint import short
 from .loop import Trainer, TrainState
@@ -94,47 +94,77 @@ def save_checkpoint(t: Trainer, job_dir: Path, state: TrainState, *, epoch: int,
             "partial": partial, "wall_s": wall_s} | extra)
 
 
+def _move_aside(path: Path, why: str, say: bool) -> None:
+    """An unusable checkpoint goes to ``<name>.corrupt-<time>`` (kept for a post-mortem), with
+    one warning line saying what is tried next."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(path, aside)
+    if say:
+        prev = path.with_name(PREV)
+        then = "trying prev.pt" if path.name == LAST and prev.is_file() else "restarting the job"
+        print(f"warning: {path}: {why}; moved to {aside.name}, {then}", file=sys.stderr, flush=True)
+
+
+def _read(path: Path, device: str) -> dict[str, Any]:
+    ck = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(ck, dict) or not _REQUIRED <= set(ck):
+        raise ValueError("not a training checkpoint")
+    return ck
+
+
 def load_checkpoint(job_dir: Path, device: str, say: bool) -> dict[str, Any] | None:
     """The newest readable checkpoint (``last.pt``, else ``prev.pt``); an unreadable one is moved
     aside to ``<name>.corrupt-<time>`` with one warning line."""
-    ckpt_path, prev_path = job_dir / LAST, job_dir / PREV
-    for path in (ckpt_path, prev_path):
+    for path in (job_dir / LAST, job_dir / PREV):
         if not path.is_file():
             continue
         try:
-            ck = torch.load(path, map_location=device, weights_only=False)
-            if not isinstance(ck, dict) or not _REQUIRED <= set(ck):
-                raise ValueError("not a training checkpoint")
-            return ck
+            return _read(path, device)
         except Exception as exc:  # empty, random bytes, truncated zip, wrong content
-            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(path, aside)
-            if say:
-                then = "trying prev.pt" if path == ckpt_path and prev_path.is_file() else "restarting the job"
-                print(f"warning: {path}: unreadable checkpoint ({type(exc).__name__}: {short(str(exc), 80)}); "
-                      f"moved to {aside.name}, {then}", file=sys.stderr, flush=True)
+            _move_aside(path, f"unreadable checkpoint ({type(exc).__name__}: {short(str(exc), 80)})", say)
     return None
+
+
+def _apply(t: Trainer, ck: dict[str, Any]) -> None:
+    t.model.load_state_dict(ck["model"])
+    t.opt.load_state_dict(ck["optimizer"])
+    t.sched.load_state_dict(ck["scheduler"])
+    t.scaler.load_state_dict(ck["scaler"])
+    if t.ema is not None and ck.get("ema") is not None:
+        t.ema.load_state_dict(ck["ema"])
+
+
+def _fresh_state(t: Trainer) -> dict[str, Any]:
+    """A copy of the freshly initialised modules: ``load_state_dict`` copies the tensors that fit
+    before it raises on those that do not, so a refused checkpoint must not leave a mix."""
+    return copy.deepcopy({"model": t.model.state_dict(), "optimizer": t.opt.state_dict(),
+                          "scheduler": t.sched.state_dict(), "scaler": t.scaler.state_dict(),
+                          "ema": t.ema.state_dict() if t.ema is not None else None})
 
 
 def resume(t: Trainer, job_dir: Path, label: str) -> TrainState:
     """Restore the modules and the generators from the job's checkpoint; the state to go on
-    from (a fresh one when there is no readable checkpoint)."""
-    ck = load_checkpoint(job_dir, t.device, t.d.main)
+    from (a fresh one when there is no usable checkpoint). A checkpoint that reads but does not
+    fit this step's model (edited, or copied from another job) is treated like an unreadable one:
+    the job's fingerprint matched, so ``--force`` would not move it, and refusing would lock the
+    user out."""
+    fresh, rng0 = None, rng_state()
+    while (ck := load_checkpoint(job_dir, t.device, t.d.main)) is not None:
+        fresh = fresh if fresh is not None else _fresh_state(t)
+        try:
+            _apply(t, ck)
+            state = TrainState(epoch=int(ck["epoch"]), iter=int(ck["iter"]), best_top1=float(ck["best_top1"]),
+                               log=list(ck["log"]), partial=ck["partial"], wall_s=float(ck["wall_s"]))
+            set_rng_state(ck["rng"][t.d.rank] if t.d.rank < len(ck["rng"]) else ck["rng"][0])
+            break
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            _apply(t, fresh)
+            set_rng_state(rng0)
+            bad = job_dir / LAST if (job_dir / LAST).is_file() else job_dir / PREV
+            _move_aside(bad, f"checkpoint does not fit this step's model "
+                             f"({type(exc).__name__}: {short(str(exc), 80)})", t.d.main)
     if ck is None:
         return TrainState()
-    try:
-        t.model.load_state_dict(ck["model"])
-        t.opt.load_state_dict(ck["optimizer"])
-        t.sched.load_state_dict(ck["scheduler"])
-        t.scaler.load_state_dict(ck["scaler"])
-        if t.ema is not None and ck.get("ema") is not None:
-            t.ema.load_state_dict(ck["ema"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise ConfigError(f"{job_dir}: its checkpoint does not fit this step's model "
-                          f"({type(exc).__name__}: {short(str(exc), 120)}); rerun with --force to retrain it") from None
-    state = TrainState(epoch=ck["epoch"], iter=ck["iter"], best_top1=ck["best_top1"], log=ck["log"],
-                       partial=ck["partial"], wall_s=ck["wall_s"])
-    set_rng_state(ck["rng"][t.d.rank] if t.d.rank < len(ck["rng"]) else ck["rng"][0])
     if t.d.main:
         print(f"  resuming {label} at epoch {state.epoch + 1}, iteration {state.iter}", flush=True)
     return state
