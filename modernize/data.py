@@ -483,9 +483,14 @@ def stream(ds: torch.utils.data.Dataset, sampler: Any, *, batch: int, device: st
     cache = ds.__dict__.setdefault("_loaders", {})
     if key not in cache:
         workers = loader_workers() if _worker_sockets_fit() else 0
+        # A generator of its own: a DataLoader otherwise draws its workers' base seed from the
+        # global generator when its first iterator starts, which shifts every later draw (mixup,
+        # drop path) by where the loader was created; a resumed job creates it mid-epoch. The
+        # base seed does not matter here: every sample's randomness comes from its (index, seed).
         cache[key] = torch.utils.data.DataLoader(
             ds, batch_size=batch, sampler=_Delegate(seeded), drop_last=drop_last, num_workers=workers,
-            pin_memory=device != "cpu", persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+            pin_memory=device != "cpu", persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+            generator=torch.Generator().manual_seed(0))
     loader = cache[key]
     loader.sampler.inner = sampler
     try:

@@ -72,7 +72,7 @@ def test_dead_pid_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
 
 def _script(tmp: Path) -> Path:
     script = tmp / "job.py"
-    script.write_text(KILL_SCRIPT.format(repo=str(REPO), seeds=[0, 1], steps=STEPS))
+    script.write_text(KILL_SCRIPT.format(repo=str(REPO), seeds=[0, 1], steps=STEPS, data="synthetic:96"))
     return script
 
 
