@@ -7,6 +7,7 @@ import gzip
 import json
 import math
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -423,6 +424,77 @@ def test_ddp_two_processes_match_one_at_the_same_global_batch(tmp_path: Path) ->
           f"top1 {ra['top1']} vs {rb['top1']}")
     assert diff < 1e-5  # measured: 4.2e-07
     assert ra["top1"] == rb["top1"]
+
+
+DDP_STOP_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, torch
+    import torch.multiprocessing as mp
+    sys.path.insert(0, {repo!r})
+    from pathlib import Path
+
+    def worker(rank, out, recipe, port, stop_rank):
+        os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(port))
+        torch.set_num_threads(1)
+        import modernize.train.loop as loop
+        from modernize.proxy import ProxyScale
+        from modernize.train import train_roadmap
+        if rank == stop_rank:  # only this rank is told to stop, as its evaluation starts
+            real = loop.evaluate
+            def evaluate(*a, **k):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return real(*a, **k)
+            loop.evaluate = evaluate
+        try:
+            train_roadmap(None, data="synthetic:128", recipe=recipe, seeds=[0], out=Path(out),
+                          steps=["separate_downsampling"], device="cpu", progress=False,
+                          proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    if __name__ == "__main__":
+        mp.spawn(worker, args=(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])), nprocs=2, join=True)
+""")
+
+
+@pytest.mark.slow
+def test_ddp_stop_in_evaluation_on_one_rank_stops_all_ranks_and_resumes(tmp_path: Path) -> None:
+    """SIGTERM reaches one DDP rank as the evaluation starts: every rank stops at the same batch
+    (no rank left waiting in a collective: a hang), the checkpoint is saved, and the rerun ends
+    with the numbers of a run never stopped."""
+    import socket
+
+    def port() -> int:
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            return sk.getsockname()[1]
+
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_STOP_SCRIPT.format(repo=str(REPO)))
+    recipe = write_recipe(tmp_path, "two", epochs=2, batch_size=8, lr_batch=16)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def go(out: str, stop_rank: int) -> subprocess.CompletedProcess:
+        proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / out), str(recipe), str(port()),
+                                 str(stop_rank)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        try:
+            out_, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:  # a rank left in a collective: kill the spawned ranks too
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail(f"{out}: DDP run hung (stop rank {stop_rank})")
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out_, err)
+
+    assert go("straight", -1).returncode == 0
+    stopped = go("stopped", 1)  # rank 1: not the rank that writes
+    assert stopped.returncode != 0 and "exit code 130" in stopped.stderr, stopped.stderr[-2000:]
+    mid = result(tmp_path / "stopped", "separate_downsampling")
+    assert mid["status"] == "running"
+    assert (tmp_path / "stopped" / "separate_downsampling" / "seed0" / "last.pt").is_file()
+    assert go("stopped", -1).returncode == 0
+    a, b = result(tmp_path / "straight", "separate_downsampling"), result(tmp_path / "stopped", "separate_downsampling")
+    assert b["status"] == "done" and (a["top1"], a["top5"]) == (b["top1"], b["top5"])
 
 
 # --- proxy scale, CLI ---------------------------------------------------------------------------------

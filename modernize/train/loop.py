@@ -176,6 +176,17 @@ def _fmt(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) else v
 
 
+def _any_rank(flag: bool, d: Dist, device: str) -> bool:
+    """Whether any rank was asked to stop. Under DDP a stop in evaluation must be taken by all
+    ranks at the same batch: a rank that stops alone leaves the others waiting in the metric
+    all-reduce while it waits in the checkpoint's gather. One tiny all-reduce per batch."""
+    if not d.active:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def validate(t: Trainer, data: Data, stop: Callable[[], bool]) -> tuple[float, float, float]:
     """Precise BN (when the recipe asks for it), then (val_loss, top1, top5) of the evaluated
     model (the EMA when there is one); ``StopInEval`` on a stop request."""
@@ -204,8 +215,9 @@ def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: 
     else:
         chunks = stream(val, idx.tolist(), batch=batch, device=device, seeded=False)
     k = min(5, data.num_classes)
-    for x, y in chunks:
-        if stop is not None and stop():
+    checks = -(-(n // d.world) // batch)  # batches that every rank has (shares differ by one image)
+    for i, (x, y) in enumerate(chunks):
+        if stop is not None and i < checks and _any_rank(stop(), d, device):
             raise StopInEval
         x = aug.normalize(x)
         if channels_last:
@@ -244,8 +256,8 @@ def precise_bn(model: nn.Module, data: Data, aug: BatchAugment, *, n: int, batch
     else:
         return
     batches = []
-    for x, _ in source:
-        if stop is not None and stop():
+    for x, _ in source:  # every rank draws the same number of batches
+        if stop is not None and _any_rank(stop(), d, device):
             raise StopInEval
         x = aug.normalize(x)
         batches.append(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
