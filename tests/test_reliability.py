@@ -165,6 +165,27 @@ def test_batch_larger_than_data_writes_nothing(tmp_path: Path, capsys: pytest.Ca
     assert rc == 0, err
 
 
+def test_force_does_not_move_a_job_being_trained(tmp_path: Path) -> None:
+    """--force moves the jobs trained differently aside, but never one another process is
+    training now (its claim is live): that process would go on writing into a moved folder."""
+    from modernize.claims import ClaimInfo, try_claim
+
+    out = tmp_path / "run"
+    tiny(tmp_path, out)
+    job = out / STEP / "seed0"
+    before = sorted(p.name for p in job.iterdir())
+    claim = try_claim(job)
+    assert not isinstance(claim, ClaimInfo)
+    with claim:  # held by a live process (this one)
+        with pytest.raises(ConfigError, match="being trained now"):
+            tiny(tmp_path, out, force=True, lr=1e-3)
+    assert sorted(p.name for p in job.iterdir() if p.name != "claim.json") == before
+    assert not (out / ".replaced").exists()
+    tiny(tmp_path, out, force=True, lr=1e-3)  # the claim released: --force works
+    assert (out / ".replaced").is_dir()
+    assert json.loads((job / "config.json").read_text())["recipe"]["lr"] == 1e-3
+
+
 # --- 5. corrupt checkpoints ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("content", [b"", b"\x93NUMPY random bytes \x00\xff" * 20, "truncate"])
@@ -209,7 +230,7 @@ def test_corrupt_last_resumes_from_prev(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (job / "prev.pt").exists()  # a finished job keeps only last.pt
 
 
-@pytest.mark.parametrize("fits", ["other_step", "garbage_rng"])
+@pytest.mark.parametrize("fits", ["other_step", "garbage_rng", "infinite_epoch", "log_not_a_list"])
 def test_checkpoint_that_does_not_fit_is_moved_aside_and_the_job_restarts(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], fits: str) -> None:
     """A readable checkpoint that does not fit the step (another step's, or an edited one): the
@@ -229,8 +250,10 @@ def test_checkpoint_that_does_not_fit_is_moved_aside_and_the_job_restarts(
                               proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
         shutil.copy(other / "resnet50" / "seed0" / "last.pt", job / "last.pt")
     else:
+        edit = {"garbage_rng": {"rng": ["not a generator state"]}, "infinite_epoch": {"epoch": float("inf")},
+                "log_not_a_list": {"log": "abc"}}[fits]
         ck = torch.load(job / "last.pt", weights_only=False)
-        torch.save(ck | {"epoch": 0, "iter": 1, "rng": ["not a generator state"]}, job / "last.pt")
+        torch.save(ck | {"epoch": 0, "iter": 1} | edit, job / "last.pt")
     (job / "result.json").write_text(json.dumps({"status": "running"}))
     capsys.readouterr()
     tiny(tmp_path, out)

@@ -495,6 +495,16 @@ def test_ddp_stop_in_evaluation_on_one_rank_stops_all_ranks_and_resumes(tmp_path
     assert go("stopped", -1).returncode == 0
     a, b = result(tmp_path / "straight", "separate_downsampling"), result(tmp_path / "stopped", "separate_downsampling")
     assert b["status"] == "done" and (a["top1"], a["top5"]) == (b["top1"], b["top5"])
+    # The same stop, then its checkpoint destroyed: rank 0 alone moves it aside and tells rank 1
+    # (ranks deciding each on their own raced on the file); both restart the job together.
+    assert go("corrupt", 1).returncode != 0
+    job = tmp_path / "corrupt" / "separate_downsampling" / "seed0"
+    (job / "last.pt").write_bytes(b"not a checkpoint")
+    again = go("corrupt", -1)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("warning:") == 1 and "unreadable checkpoint" in again.stderr, again.stderr[-2000:]
+    c = result(tmp_path / "corrupt", "separate_downsampling")
+    assert c["status"] == "done" and (a["top1"], a["top5"]) == (c["top1"], c["top5"])
 
 
 # --- proxy scale, CLI ---------------------------------------------------------------------------------

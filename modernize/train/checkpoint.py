@@ -94,15 +94,13 @@ def save_checkpoint(t: Trainer, job_dir: Path, state: TrainState, *, epoch: int,
             "partial": partial, "wall_s": wall_s} | extra)
 
 
-def _move_aside(path: Path, why: str, say: bool) -> None:
+def _move_aside(path: Path, why: str) -> None:
     """An unusable checkpoint goes to ``<name>.corrupt-<time>`` (kept for a post-mortem), with
     one warning line saying what is tried next."""
     aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
     os.replace(path, aside)
-    if say:
-        prev = path.with_name(PREV)
-        then = "trying prev.pt" if path.name == LAST and prev.is_file() else "restarting the job"
-        print(f"warning: {path}: {why}; moved to {aside.name}, {then}", file=sys.stderr, flush=True)
+    then = "trying prev.pt" if path.name == LAST and path.with_name(PREV).is_file() else "restarting the job"
+    print(f"warning: {path}: {why}; moved to {aside.name}, {then}", file=sys.stderr, flush=True)
 
 
 def _read(path: Path, device: str) -> dict[str, Any]:
@@ -110,19 +108,6 @@ def _read(path: Path, device: str) -> dict[str, Any]:
     if not isinstance(ck, dict) or not _REQUIRED <= set(ck):
         raise ValueError("not a training checkpoint")
     return ck
-
-
-def load_checkpoint(job_dir: Path, device: str, say: bool) -> dict[str, Any] | None:
-    """The newest readable checkpoint (``last.pt``, else ``prev.pt``); an unreadable one is moved
-    aside to ``<name>.corrupt-<time>`` with one warning line."""
-    for path in (job_dir / LAST, job_dir / PREV):
-        if not path.is_file():
-            continue
-        try:
-            return _read(path, device)
-        except Exception as exc:  # empty, random bytes, truncated zip, wrong content
-            _move_aside(path, f"unreadable checkpoint ({type(exc).__name__}: {short(str(exc), 80)})", say)
-    return None
 
 
 def _apply(t: Trainer, ck: dict[str, Any]) -> None:
@@ -142,29 +127,63 @@ def _fresh_state(t: Trainer) -> dict[str, Any]:
                           "ema": t.ema.state_dict() if t.ema is not None else None})
 
 
-def resume(t: Trainer, job_dir: Path, label: str) -> TrainState:
-    """Restore the modules and the generators from the job's checkpoint; the state to go on
-    from (a fresh one when there is no usable checkpoint). A checkpoint that reads but does not
-    fit this step's model (edited, or copied from another job) is treated like an unreadable one:
-    the job's fingerprint matched, so ``--force`` would not move it, and refusing would lock the
-    user out."""
+_MISFIT = (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError, OverflowError)
+"""What restoring a checkpoint that reads but does not fit raises (edited, or another job's)."""
+
+
+def _position(ck: dict[str, Any]) -> TrainState:
+    epoch, it, log, partial = int(ck["epoch"]), int(ck["iter"]), ck["log"], ck["partial"]
+    if epoch < 0 or it < 0 or not isinstance(log, list) or not isinstance(partial, dict):
+        raise ValueError("its epoch, iteration, log or partial sums are out of range or of the wrong type")
+    return TrainState(epoch=epoch, iter=it, best_top1=float(ck["best_top1"]), log=log, partial=partial,
+                      wall_s=float(ck["wall_s"]))
+
+
+def _restore(t: Trainer, ck: dict[str, Any]) -> TrainState:
+    """Modules, position and this rank's generators from ``ck``; raises one of ``_MISFIT``."""
+    _apply(t, ck)
+    state = _position(ck)
+    set_rng_state(ck["rng"][t.d.rank] if t.d.rank < len(ck["rng"]) else ck["rng"][0])
+    return state
+
+
+def _choose(t: Trainer, job_dir: Path) -> tuple[Path | None, TrainState]:
+    """The newest checkpoint that reads and fits (``last.pt``, else ``prev.pt``), restored; one
+    that does not is moved aside with one warning line. A checkpoint that reads but does not fit
+    (edited, or copied from another job) is treated like an unreadable one: the job's fingerprint
+    matched, so ``--force`` would not move it, and refusing would lock the user out."""
     fresh, rng0 = None, rng_state()
-    while (ck := load_checkpoint(job_dir, t.device, t.d.main)) is not None:
+    for path in (job_dir / LAST, job_dir / PREV):
+        if not path.is_file():
+            continue
+        try:
+            ck = _read(path, t.device)
+        except Exception as exc:  # empty, random bytes, truncated zip, wrong content
+            _move_aside(path, f"unreadable checkpoint ({type(exc).__name__}: {short(str(exc), 80)})")
+            continue
         fresh = fresh if fresh is not None else _fresh_state(t)
         try:
-            _apply(t, ck)
-            state = TrainState(epoch=int(ck["epoch"]), iter=int(ck["iter"]), best_top1=float(ck["best_top1"]),
-                               log=list(ck["log"]), partial=ck["partial"], wall_s=float(ck["wall_s"]))
-            set_rng_state(ck["rng"][t.d.rank] if t.d.rank < len(ck["rng"]) else ck["rng"][0])
-            break
-        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            _apply(t, fresh)
+            return path, _restore(t, ck)
+        except _MISFIT as exc:
+            _apply(t, fresh)  # nothing half-loaded: the job restarts as if it never ran
             set_rng_state(rng0)
-            bad = job_dir / LAST if (job_dir / LAST).is_file() else job_dir / PREV
-            _move_aside(bad, f"checkpoint does not fit this step's model "
-                             f"({type(exc).__name__}: {short(str(exc), 80)})", t.d.main)
-    if ck is None:
-        return TrainState()
-    if t.d.main:
+            _move_aside(path, f"checkpoint does not fit this step's model "
+                              f"({type(exc).__name__}: {short(str(exc), 80)})")
+    return None, TrainState()
+
+
+def resume(t: Trainer, job_dir: Path, label: str) -> TrainState:
+    """Restore the modules and the generators from the job's checkpoint; the state to go on
+    from (a fresh one when there is no usable checkpoint). Under DDP rank 0 alone checks the
+    files and moves the bad ones aside, then tells the other ranks which one to load: ranks
+    deciding on their own would race on the files and could resume from different ones."""
+    path, state = _choose(t, job_dir) if t.d.main else (None, TrainState())
+    if t.d.active:
+        box = [path.name if path is not None else None]
+        dist.broadcast_object_list(box, src=0)
+        if not t.d.main and box[0] is not None:
+            path = job_dir / box[0]
+            state = _restore(t, _read(path, t.device))
+    if path is not None and t.d.main:
         print(f"  resuming {label} at epoch {state.epoch + 1}, iteration {state.iter}", flush=True)
     return state

@@ -40,3 +40,14 @@ def init_distributed(device: str) -> Dist:
 def barrier(d: Dist) -> None:
     if d.active:
         dist.barrier()
+
+
+def any_rank(flag: bool, d: Dist, device: str) -> bool:
+    """Whether any rank's ``flag`` is set (a collective: every rank must call it at the same
+    point). A stop request must be taken by all ranks together: a rank that stops alone leaves
+    the others waiting in their next collective."""
+    if not d.active:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())

@@ -18,7 +18,7 @@ from ..data import BatchAugment, Data, InMemory, stream
 from ..recipe import Recipe
 from ..runfolder import LogRow
 from .batches import OffsetSampler, batches_in_memory, epoch_batches
-from .dist import Dist
+from .dist import Dist, any_rank
 from .progress import progress_bar
 from .seeds import PRECISE_BN_ORDER_SEED, data_order_seed, epoch_seed, seed_everything
 
@@ -176,17 +176,6 @@ def _fmt(v: Any) -> Any:
     return round(v, 6) if isinstance(v, float) else v
 
 
-def _any_rank(flag: bool, d: Dist, device: str) -> bool:
-    """Whether any rank was asked to stop. Under DDP a stop in evaluation must be taken by all
-    ranks at the same batch: a rank that stops alone leaves the others waiting in the metric
-    all-reduce while it waits in the checkpoint's gather. One tiny all-reduce per batch."""
-    if not d.active:
-        return flag
-    t = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
 def validate(t: Trainer, data: Data, stop: Callable[[], bool]) -> tuple[float, float, float]:
     """Precise BN (when the recipe asks for it), then (val_loss, top1, top5) of the evaluated
     model (the EMA when there is one); ``StopInEval`` on a stop request."""
@@ -215,9 +204,11 @@ def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: 
     else:
         chunks = stream(val, idx.tolist(), batch=batch, device=device, seeded=False)
     k = min(5, data.num_classes)
-    checks = -(-(n // d.world) // batch)  # batches that every rank has (shares differ by one image)
+    # The stop check is agreed across ranks (one tiny all-reduce per batch) on the batches every
+    # rank has (the shares differ by at most one image, so a rank may have one batch more).
+    checks = -(-(n // d.world) // batch)
     for i, (x, y) in enumerate(chunks):
-        if stop is not None and i < checks and _any_rank(stop(), d, device):
+        if stop is not None and i < checks and any_rank(stop(), d, device):
             raise StopInEval
         x = aug.normalize(x)
         if channels_last:
@@ -257,7 +248,7 @@ def precise_bn(model: nn.Module, data: Data, aug: BatchAugment, *, n: int, batch
         return
     batches = []
     for x, _ in source:  # every rank draws the same number of batches
-        if stop is not None and _any_rank(stop(), d, device):
+        if stop is not None and any_rank(stop(), d, device):
             raise StopInEval
         x = aug.normalize(x)
         batches.append(x.contiguous(memory_format=torch.channels_last) if channels_last else x)

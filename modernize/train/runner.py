@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, try_claim
+from ..claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, read_claim, try_claim
 from ..data import Data, load_data
 from ..errors import ConfigError, ModernizeError
 from ..proxy import ProxyScale
@@ -28,7 +28,7 @@ from ..runfolder import FINISHED, is_finished, job_folder, read_result
 from .batches import check_batch
 from .checkpoint import Interrupt, StopRequested, check_stop
 from .config import RunConfig, data_key, job_dir, prepare_run, train_spec
-from .dist import Dist, barrier
+from .dist import Dist, any_rank, barrier
 from .fingerprint import fingerprint_parts, job_mismatch, record_run_meta
 from .job import Job, run_job
 
@@ -78,6 +78,11 @@ def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True) -> dict[str, 
         raise ConfigError(f"{job}: trained with a different configuration{more}; differs in: {why}; "
                           "rerun with --force to retrain (the old job folder is moved to RUN_DIR/.replaced/), "
                           "or use another --out")
+    for folder, _ in stale:  # --force must not move a job folder out from under its trainer
+        info = read_claim(folder)
+        if info is not None and not info.stale(cfg.claim_timeout):
+            raise ConfigError(f"{folder}: being trained now ({info.describe()}); --force does not move a job "
+                              "in training: stop that run (or let it finish), then rerun")
     datas: dict[str, Data] = {}
     if load:
         for step, recipe in pending:
@@ -167,8 +172,8 @@ def _one_pass(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, first_pas
         recipe = cfg.recipe_of(step)
         for seed in cfg.seeds:
             folder = job_dir(cfg, step, seed)
+            stop.flag = any_rank(stop.flag, cfg.dist, cfg.device)  # all ranks stop here together
             check_stop(stop, "between jobs")
-            barrier(cfg.dist)
             prev = read_result(folder)
             if prev and prev.get("status") in FINISHED:
                 if first_pass:
