@@ -307,9 +307,18 @@ def _walk(spec: DataSpec, top: Path) -> Iterator[tuple[str, list[os.DirEntry[str
         seen[key] = folder
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
-        files = [e for e in entries if not e.is_dir()]
+        files = [e for e in entries if not _is_dir(e)]
         yield folder, files
-        stack.extend(e.path for e in reversed(entries) if e.is_dir())
+        stack.extend(e.path for e in reversed(entries) if _is_dir(e))
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A link to itself raises ELOOP here: it is then no folder, and `_not_regular` treats it
+    like a corrupt image (named, or skipped with ``bad_images = "skip"``)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _not_regular(entry: os.DirEntry[str]) -> bool:
