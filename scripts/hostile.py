@@ -2034,12 +2034,37 @@ def totals(outs: Sequence[Outcome], wall: float) -> tuple[str, bool]:
     return text, n_pass == len(outs)
 
 
+def selftest(base: Path) -> list[str]:
+    """The battery's checks catch what they claim: a traceback, a hang, a wrong exit code, a write
+    outside the case, a write outside the allowed paths. Returns what was missed."""
+    def run(fn: Callable[[Ctx], Any], where: str) -> Outcome:
+        return run_case(Case("selftest", fn), base / where)
+
+    got = {
+        "traceback": run(lambda ctx: ctx.ok(["describe", "--no-counts"], hooks=[("raise", "modernize.cli:_dispatch")]),
+                         "a"),
+        "hang": run(lambda ctx: ctx.cli(["describe", "--no-counts"], timeout=2,
+                                        hooks=[("sleep", "modernize.cli:_dispatch", 30)]), "b"),
+        "fail": run(lambda ctx: ctx.refused(["describe", "--no-counts"], "x"), "c"),
+        "outside": run(lambda ctx: (ctx.case_dir / "sentinel.txt").write_text("touched"), "d"),
+        "outside-allowed": run(lambda ctx: ctx.cli(["flops", str(ctx.w("mini.toml", MINI)), "--resolution", "32",
+                                                    "--out", str(ctx.root / "o")], allowed=[]), "e"),
+    }
+    missed = [k for k, o in got.items() if o.ok or o.kind != k.split("-")[0]]
+    if got["traceback"].tally.tracebacks != 1 or got["hang"].tally.hangs != 1 or got["outside"].tally.outside != 1:
+        missed.append("tally")
+    if "expected exit 2" not in got["fail"].reason:
+        missed.append("fail reason")
+    return missed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-k", action="append", default=[], help="only cases whose id contains this (repeatable)")
     ap.add_argument("--jobs", type=int, default=2, help="shards side by side (default 2)")
     ap.add_argument("--fresh", action="store_true", help="a fresh interpreter for every command (slow)")
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--selftest", action="store_true", help="check that the checks catch what they claim")
     ap.add_argument("--keep", action="store_true", help="keep the temp folders")
     ap.add_argument("--base", default=None, help="temp folder (default: a new one under $TMPDIR)")
     ap.add_argument("--log", default=None, help="write every command, exit code and stderr tail here")
@@ -2051,6 +2076,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _env_defaults()
         _all_modernize_modules()
         return child_main(spec["argv"], spec["hooks"])
+    if args.selftest:
+        preload()
+        missed = selftest(Path(args.base) if args.base else Path(tempfile.mkdtemp(prefix="hostile-selftest-")))
+        print(f"selftest: {'missed ' + ', '.join(missed) if missed else 'every check caught its fault'}")
+        return 1 if missed else 0
     cases = select(args.k)
     if args.list:
         print("\n".join(c.id for c in cases))
