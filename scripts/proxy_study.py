@@ -75,8 +75,8 @@ CONFIGS = [
     Config("G", "F with 30k unique images x 1 epoch: 938 optimiser steps (the `study` recipe)", {}, FIDELITY32,
            base="study", run_dir=ROOT / "runs" / "study"),
     Config("H", "F at batch 24 (lr 4e-3 per 24) over 6k unique images: the same 250 optimiser steps, 3/4 of "
-           "the images (the `quick` recipe: the main job, run by `python run_ablation.py`)", {}, FIDELITY32,
-           run_dir=ROOT / "runs" / "main"),
+           "the images (the `quick` recipe: the main job, run by `python run_ablation.py`, whose seeds 0 and 1 "
+           "these are)", {}, FIDELITY32),
 ]
 
 PROBE_STEPS = ["recipe", "separate_downsampling"]

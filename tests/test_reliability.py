@@ -165,6 +165,23 @@ def test_batch_larger_than_data_writes_nothing(tmp_path: Path, capsys: pytest.Ca
     assert rc == 0, err
 
 
+def test_a_renamed_recipe_with_the_same_values_is_the_same_run(tmp_path: Path) -> None:
+    """The run's identity is its content, in run.json as in the job fingerprints: a recipe file
+    renamed (or re-described) with the same values reuses the run; one changed value does not."""
+    out = tmp_path / "run"
+    tiny(tmp_path, out)
+    done = (out / STEP / "seed0" / "result.json").read_text()
+    from modernize.proxy import ProxyScale
+
+    renamed = recipe_file(tmp_path, "renamed", extra='description = "another name, the same values"\n')
+    train_roadmap(None, data="synthetic:32", recipe=renamed, seeds=[0], out=out, steps=[STEP], device="cpu",
+                  progress=False, proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
+    assert (out / STEP / "seed0" / "result.json").read_text() == done  # skipped, not retrained
+    assert json.loads((out / "run.json").read_text())["recipe"]["name"] == "renamed"
+    with pytest.raises(ConfigError, match=r"different configuration.*differs in: recipe.lr"):
+        tiny(tmp_path, out, lr=1e-3)
+
+
 def test_force_does_not_move_a_job_being_trained(tmp_path: Path) -> None:
     """--force moves the jobs trained differently aside, but never one another process is
     training now (its claim is live): that process would go on writing into a moved folder."""

@@ -84,12 +84,13 @@ def _record_run_meta_locked(cfg: RunConfig) -> None:
             old: dict[str, Any] = dict(read_run_meta(cfg.out))
         except ConfigError as exc:
             raise ConfigError(f"{exc}; remove it or pick another --out") from None
-        if old.get("config_hash") != digest and not cfg.force:
-            diff = differing(old.get("compared", {}), compared)
+        before = old.get("compared") if isinstance(old.get("compared"), dict) else {}
+        diff = differing(_identity(before), _identity(compared))
+        if diff and not cfg.force:
             raise ConfigError(f"{path}: this run directory holds a different configuration "
-                              f"(differs in: {short(', '.join(diff)) or 'config hash'}); use another --out, "
+                              f"(differs in: {short(', '.join(diff))}); use another --out, "
                               "or --force to retrain what differs")
-        if old.get("config_hash") == digest:
+        if not diff:
             seeds = sorted(set(old.get("seeds", [])) | set(seeds))
             steps = [n for n in cfg.roadmap.names if n in set(old.get("steps", [])) | set(steps)]
     write_run_meta(cfg.out, RunMeta(
@@ -104,6 +105,20 @@ def _record_run_meta_locked(cfg: RunConfig) -> None:
         per_process_batch=cfg.recipe.batch_size, global_batch=cfg.global_batch,
         lr=cfg.recipe.scaled_lr(cfg.global_batch),
         torch=torch.__version__, compared=compared, config_hash=digest))
+
+
+def _identity(compared: dict[str, Any]) -> dict[str, Any]:
+    """What decides a run's results: ``compared`` without the recipes' names, descriptions and
+    substitute tables (a recipe renamed with the same values is the same run, as for the job
+    fingerprints; the substitutes' effect is in ``step_recipes``)."""
+    def values(r: Any) -> Any:
+        return {k: v for k, v in r.items() if k not in _NOT_IN_FINGERPRINT} if isinstance(r, dict) else r
+
+    out = dict(compared)
+    out["recipe"] = values(out.get("recipe"))
+    if isinstance(out.get("step_recipes"), dict):
+        out["step_recipes"] = {k: values(v) for k, v in out["step_recipes"].items()}
+    return out
 
 
 def differing(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
