@@ -70,7 +70,7 @@ CONFIGS = [
     Config("B", "A + width-aware init (std 0.02/sqrt(0.25) = 0.04) + layer scale 0.1 (proxy `fidelity32`)",
            OLD_QUICK, FIDELITY32),
     Config("F", "B + batch 32 (lr 4e-3 per 32) over 8k unique images x 1 epoch: 250 optimiser steps "
-           "(the main job until it was timed at 11 min on 2 idle cores)",
+           "(the main job until it proved to need about 11 min for 2 seeds on 2 cores)",
            dict(train_images=8000, batch_size=32, lr_batch=32, precise_bn_batches=20), FIDELITY32),
     Config("G", "F with 30k unique images x 1 epoch: 938 optimiser steps (the `study` recipe)", {}, FIDELITY32,
            base="study", run_dir=ROOT / "runs" / "study"),
