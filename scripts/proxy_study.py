@@ -64,6 +64,8 @@ OLD_QUICK: dict[str, object] = dict(train_images=4000, epochs=2, batch_size=128,
                                     precise_bn_batches=5, val_images=0)
 """The quick recipe before this study (4k images x 2 epochs, batch 128: 62 optimiser steps)."""
 FIDELITY32 = ProxyScale(**CPU, stem_stride=2, init="width", layer_scale=0.1)
+FIDELITY = ProxyScale(**CPU, init="width", layer_scale=0.1)
+"""Proxy `fidelity`: the paper's stride-4 stems (for inputs of 64 px or more)."""
 CONFIGS = [
     Config("A", "quick recipe as it was (4k images x 2 epochs, batch 128, lr 2e-3, 32 px, stem stride 2)",
            OLD_QUICK, ProxyScale(**CPU, stem_stride=2)),
@@ -77,6 +79,11 @@ CONFIGS = [
     Config("H", "F at batch 24 (lr 4e-3 per 24) over 6k unique images: the same 250 optimiser steps, 3/4 of "
            "the images (the `quick` recipe: the main job, run by `python run_ablation.py`, whose seeds 0 and 1 "
            "these are)", {}, FIDELITY32),
+    Config("K", "F at 4x the pixels with the paper's stride-4 stems: 28 px resized to 112, zero-padded to 128 "
+           "(the 32-px layout, 4x), stage maps 32/16/8/4 instead of 16/8/4/2 (proxy `fidelity`: the paper's "
+           "7x7/2 conv + pool and 4x4/4 patchify stems); tests whether stem and kernel steps lose for want "
+           "of pixels", dict(train_images=8000, batch_size=32, lr_batch=32, precise_bn_batches=20, resize=112,
+                             resolution=128), FIDELITY),
 ]
 
 PROBE_STEPS = ["recipe", "separate_downsampling"]
@@ -106,7 +113,7 @@ def derive(base: Recipe, changes: dict[str, object], name: str) -> Recipe:
     for sub_name, sub in base.substitute.items():
         sub = dict(sub)
         for k in SCALE_KEYS:
-            if k in changes and k in sub:
+            if k in changes:
                 sub[k] = changes[k]
         if "decay_epochs" in sub:
             sub["decay_epochs"] = [round(f * epochs, 3) for f in RESNET_DECAY]
