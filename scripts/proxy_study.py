@@ -79,6 +79,10 @@ CONFIGS = [
     Config("H", "F at batch 24 (lr 4e-3 per 24) over 6k unique images: the same 250 optimiser steps, 3/4 of "
            "the images (the `quick` recipe: the main job, run by `python run_ablation.py`, whose seeds 0 and 1 "
            "these are)", {}, FIDELITY32),
+    Config("J", "F at 2x the pixels with the paper's stride-4 stems: 28 px resized to 56, zero-padded to 64, stage "
+           "maps 16/8/4/2 as in F (proxy `fidelity`): the stem change alone, at about F's cost",
+           dict(train_images=8000, batch_size=32, lr_batch=32, precise_bn_batches=20, resize=56, resolution=64),
+           FIDELITY),
     Config("K", "F at 4x the pixels with the paper's stride-4 stems: 28 px resized to 112, zero-padded to 128 "
            "(the 32-px layout, 4x), stage maps 32/16/8/4 instead of 16/8/4/2 (proxy `fidelity`: the paper's "
            "7x7/2 conv + pool and 4x4/4 patchify stems); tests whether stem and kernel steps lose for want "

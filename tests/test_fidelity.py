@@ -154,3 +154,31 @@ def test_main_job_proxy_rules_carry_to_an_image_folder_and_to_resnet200(tmp_path
     assert {k: proxy[k] for k in ("width", "depth", "stem_stride", "init", "layer_scale")} == dict(
         width=0.25, depth=0.34, stem_stride=2, init="width", layer_scale=0.1)
     assert table["paper_check"].notna().sum() >= 8
+
+
+def test_proxy_study_configs_change_step_zero_alike() -> None:
+    """A proxy-study configuration changes the step-0 substitute (the original ResNet recipe)
+    by the same budget and input-size keys as every other step: a key the substitute table
+    does not list (``resize`` for configs J and K) must reach it too, or ResNet-50 would train
+    on other pixels than the rest of the roadmap."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "proxy_study.py"
+    spec = importlib.util.spec_from_file_location("proxy_study_script", path)
+    assert spec is not None and spec.loader is not None
+    study = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("proxy_study_script", study)  # dataclasses look their module up there
+    spec.loader.exec_module(sys.modules["proxy_study_script"])
+    study = sys.modules["proxy_study_script"]
+    from modernize.recipe import load_recipe
+
+    names = [c.name for c in study.CONFIGS]
+    assert len(names) == len(set(names)) and {"J", "K"} <= set(names)
+    for cfg in study.CONFIGS:
+        recipe = study.derive(load_recipe(cfg.base), cfg.recipe, f"study_{cfg.name}")
+        step0 = recipe.for_step("resnet_original")
+        for key in study.SCALE_KEYS:
+            assert getattr(step0, key) == getattr(recipe, key), (cfg.name, key)
+        assert step0.optimizer == "sgd" and recipe.optimizer == "adamw"

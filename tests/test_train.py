@@ -98,7 +98,7 @@ def test_cpu_recipes_give_step_zero_the_same_budget(name: str) -> None:
     the budget: same images, epochs, batch, resolution and test set as every other step."""
     recipe = load_recipe(name)
     sub = recipe.for_step("resnet_original")
-    for key in ("train_images", "val_images", "epochs", "batch_size", "resolution", "precise_bn_batches"):
+    for key in ("train_images", "val_images", "epochs", "batch_size", "resolution", "resize", "precise_bn_batches"):
         assert getattr(sub, key) == getattr(recipe, key), key
     assert sub.optimizer == "sgd" and recipe.optimizer == "adamw"
 
