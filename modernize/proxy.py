@@ -84,7 +84,10 @@ CPU_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2)
 
 FIDELITY_PROXY = ProxyScale(width=0.25, depth=0.34, init="width", layer_scale=0.1)
 """The proxy study's rules (reports/proxy_study): a quarter of the channels, a third of the
-blocks, the paper's stride-4 stems (use 64-px inputs), width-aware init, layer scale 0.1."""
+blocks, the paper's stride-4 stems, width-aware init, layer scale 0.1. Feed it 64 px or more:
+at 64 px the stages see 16/8/4/2 pixels, as ``fidelity32`` at 32 px (study config J); at
+128 px they see 32/16/8/4 and the stem and kernel-size steps follow the paper (config K),
+for 2.4x the cost per image."""
 FIDELITY32_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2, init="width", layer_scale=0.1)
 """The same rules with stem stride 2 for 32-px inputs (half the input pixels of ``fidelity``)."""
 
