@@ -31,7 +31,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from modernize.proxy import ProxyScale  # noqa: E402
+from modernize.proxy import CPU_PROXY, FIDELITY32_PROXY, FIDELITY_PROXY, ProxyScale  # noqa: E402
 from modernize.recipe import Recipe, load_recipe  # noqa: E402
 
 RUNS = ROOT / "runs" / "proxy_study"
@@ -59,16 +59,14 @@ class Config:
         return self.run_dir if self.run_dir is not None else RUNS / self.name
 
 
-CPU = dict(width=0.25, depth=0.34)
 OLD_QUICK: dict[str, object] = dict(train_images=4000, epochs=2, batch_size=128, lr=2e-3, lr_batch=128,
                                     precise_bn_batches=5, val_images=0)
 """The quick recipe before this study (4k images x 2 epochs, batch 128: 62 optimiser steps)."""
-FIDELITY32 = ProxyScale(**CPU, stem_stride=2, init="width", layer_scale=0.1)
-FIDELITY = ProxyScale(**CPU, init="width", layer_scale=0.1)
-"""Proxy `fidelity`: the paper's stride-4 stems (for inputs of 64 px or more)."""
+FIDELITY32, FIDELITY = FIDELITY32_PROXY, FIDELITY_PROXY
+"""The library's `fidelity32` (stem stride 2, 32 px) and `fidelity` (the paper's stride-4 stems) presets."""
 CONFIGS = [
     Config("A", "quick recipe as it was (4k images x 2 epochs, batch 128, lr 2e-3, 32 px, stem stride 2)",
-           OLD_QUICK, ProxyScale(**CPU, stem_stride=2)),
+           OLD_QUICK, CPU_PROXY),
     Config("B", "A + width-aware init (std 0.02/sqrt(0.25) = 0.04) + layer scale 0.1 (proxy `fidelity32`)",
            OLD_QUICK, FIDELITY32),
     Config("F", "B + batch 32 (lr 4e-3 per 32) over 8k unique images x 1 epoch: 250 optimiser steps "
@@ -241,6 +239,11 @@ def main() -> int:
     p.add_argument("--probes", nargs="*", default=None, metavar="NAME",
                    help="run the probes (all, or those named) instead of the configurations")
     args = p.parse_args()
+    for flag, given, known in (("--only", args.only, [c.name for c in CONFIGS]),
+                               ("--probes", args.probes, [n for n, _ in PROBES])):
+        unknown = sorted(set(given or ()) - set(known))
+        if unknown:
+            p.error(f"{flag}: unknown name(s) {', '.join(unknown)} (valid: {', '.join(known)})")
     if args.probes is not None and not args.summary:
         run_probes(args.probes or None, args.workers)
         return 0

@@ -182,3 +182,16 @@ def test_proxy_study_configs_change_step_zero_alike() -> None:
         for key in study.SCALE_KEYS:
             assert getattr(step0, key) == getattr(recipe, key), (cfg.name, key)
         assert step0.optimizer == "sgd" and recipe.optimizer == "adamw"
+
+
+@pytest.mark.parametrize("flag", ["--only", "--probes"])
+def test_proxy_study_refuses_an_unknown_name(flag: str) -> None:
+    """A mistyped configuration or probe name is one line and exit 2, not a silent no-op."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "proxy_study.py"
+    proc = subprocess.run([sys.executable, str(script), flag, "Z9"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and f"{flag}: unknown name(s) " in proc.stderr and "Z9" in proc.stderr, proc.stderr
+    assert not proc.stdout
