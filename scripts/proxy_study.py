@@ -64,6 +64,9 @@ OLD_QUICK: dict[str, object] = dict(train_images=4000, epochs=2, batch_size=128,
 """The quick recipe before this study (4k images x 2 epochs, batch 128: 62 optimiser steps)."""
 FIDELITY32, FIDELITY = FIDELITY32_PROXY, FIDELITY_PROXY
 """The library's `fidelity32` (stem stride 2, 32 px) and `fidelity` (the paper's stride-4 stems) presets."""
+F_BUDGET: dict[str, object] = dict(train_images=8000, batch_size=32, lr_batch=32, precise_bn_batches=20)
+"""Config F's budget (8k unique images once, batch 32: 250 optimiser steps), the base of the knob
+configurations L-P, each of which changes one knob of F."""
 CONFIGS = [
     Config("A", "quick recipe as it was (4k images x 2 epochs, batch 128, lr 2e-3, 32 px, stem stride 2)",
            OLD_QUICK, CPU_PROXY),
@@ -71,7 +74,7 @@ CONFIGS = [
            OLD_QUICK, FIDELITY32),
     Config("F", "B + batch 32 (lr 4e-3 per 32) over 8k unique images x 1 epoch: 250 optimiser steps "
            "(the main job until it proved to need about 11 min for 2 seeds on 2 cores)",
-           dict(train_images=8000, batch_size=32, lr_batch=32, precise_bn_batches=20), FIDELITY32),
+           F_BUDGET, FIDELITY32),
     Config("G", "F with 30k unique images x 1 epoch: 938 optimiser steps (the `study` recipe)", {}, FIDELITY32,
            base="study", run_dir=ROOT / "runs" / "study"),
     Config("H", "F at batch 24 (lr 4e-3 per 24) over 6k unique images: the same 250 optimiser steps, 3/4 of "
@@ -79,13 +82,22 @@ CONFIGS = [
            "these are)", {}, FIDELITY32),
     Config("J", "F at 2x the pixels with the paper's stride-4 stems: 28 px resized to 56, zero-padded to 64, stage "
            "maps 16/8/4/2 as in F (proxy `fidelity`): the stem change alone, at about F's cost",
-           dict(train_images=8000, batch_size=32, lr_batch=32, precise_bn_batches=20, resize=56, resolution=64),
+           F_BUDGET | dict(resize=56, resolution=64),
            FIDELITY),
     Config("K", "F at 4x the pixels with the paper's stride-4 stems: 28 px resized to 112, zero-padded to 128 "
            "(the 32-px layout, 4x), stage maps 32/16/8/4 instead of 16/8/4/2 (proxy `fidelity`: the paper's "
            "7x7/2 conv + pool and 4x4/4 patchify stems); tests whether stem and kernel steps lose for want "
-           "of pixels", dict(train_images=8000, batch_size=32, lr_batch=32, precise_bn_batches=20, resize=112,
-                             resolution=128), FIDELITY),
+           "of pixels", F_BUDGET | dict(resize=112, resolution=128), FIDELITY),
+    Config("L", "F with layer scale 1.0 instead of 0.1 (the layer-scale knob: 0.1 is CaiT's rule for <= 18 "
+           "blocks, the proxy has 6; 1.0 starts every residual branch at full strength)",
+           F_BUDGET, dataclasses.replace(FIDELITY32, layer_scale=1.0)),
+    Config("M", "F with a 0.05-epoch warm-up (12 optimiser steps) instead of 0.25 (62 steps): the schedule "
+           "knob; a quarter of a 250-step run spent warming up may starve the slower LayerNorm steps",
+           F_BUDGET | dict(warmup_epochs=0.05), FIDELITY32),
+    Config("N", "F at width x0.5 instead of x0.25 (init std 0.02/sqrt(0.5)): the width knob",
+           F_BUDGET, dataclasses.replace(FIDELITY32, width=0.5)),
+    Config("P", "F at depth x0.67 instead of x0.34 (ConvNeXt 2/2/6/2 blocks, ResNet 2/3/4/2): the depth knob",
+           F_BUDGET, dataclasses.replace(FIDELITY32, depth=0.67)),
 ]
 
 PROBE_STEPS = ["recipe", "separate_downsampling"]
