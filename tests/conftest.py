@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import modernize
+from modernize.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 ROADMAPS = ["resnet50_to_convnext_t", "resnet200_to_convnext_b"]
@@ -18,6 +19,12 @@ GOLDEN_PATH = ROOT / "tests" / "golden" / "complexity_224.json"
 ACCEPT = os.environ.get("MODERNIZE_ACCEPT") == "1"
 """``MODERNIZE_ACCEPT=1 python -m pytest tests/test_steps.py tests/test_flops_cli.py`` rewrites the
 golden file from the current code first (like torchvision's ``EXPECTTEST_ACCEPT=1``); review the diff."""
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Test processes run side by side (pyproject's `-n auto`): one torch thread each, and for the
+    # commands they start, so that two workers do not oversubscribe the cores with OpenMP threads.
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +53,7 @@ def write_golden() -> None:
     golden = {name: {s.name: {"macs": c.macs, "flops_fvcore": c.flops_fvcore, "params": c.params}
                      for s in load(name) for c in [modernize.count(s.spec, 224)]}
               for name in ROADMAPS}
-    GOLDEN_PATH.write_text(json.dumps(golden, indent=1))
+    atomic_write_text(GOLDEN_PATH, json.dumps(golden, indent=1))  # test workers may write it side by side
 
 
 if ACCEPT:

@@ -709,7 +709,9 @@ def _battery(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], mon
     case.setup(tmp_path)
     capsys.readouterr()
     def outside() -> set[Path]:
-        return set(tmp_path.parent.iterdir()) | set(tmp_path.parent.parent.iterdir())
+        # two levels up also holds the other test workers' folders (pytest-xdist): they come and go
+        above = {p for p in tmp_path.parent.parent.iterdir() if not p.name.startswith("popen-gw")}
+        return set(tmp_path.parent.iterdir()) | above
 
     before = outside()
     rc, _, err = call(case.argv(tmp_path), capsys)
