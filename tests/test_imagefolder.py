@@ -180,6 +180,35 @@ def test_corrupt_image_fails_naming_it_or_is_skipped(tmp_path: Path, capfd: pyte
     assert json.loads((tmp_path / "skip" / "run" / "recipe" / "seed0" / "result.json").read_text())["status"] == "done"
 
 
+def test_a_run_stops_its_loader_workers_before_it_returns(tmp_path: Path) -> None:
+    """The image loader's worker processes end with the run, not whenever the garbage collector
+    gets to the data set (which cost about 30 s at the end of every image-folder run: each
+    worker waited out a 5-s join timeout). The collector is off here, so only an explicit stop
+    can pass; the workers must also have been used (two or more loader workers)."""
+    import gc
+    import multiprocessing
+
+    from modernize.data import loader_workers
+    from modernize.train import train_roadmap
+
+    root = _folder(tmp_path / "d", size=20)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("epochs = 1\nbatch_size = 8\nresolution = 32\ncrop = \"pad\"\nwarmup_epochs = 0\n"
+                      "precise_bn_batches = 2\nchannels_last = false\n")
+    if loader_workers() < 1:
+        pytest.skip("this machine gives the image loader no worker processes")
+    gc.collect()
+    before = set(multiprocessing.active_children())
+    gc.disable()
+    try:
+        train_roadmap(None, data=f"imagefolder:{root}", recipe=recipe, seeds=[0], out=tmp_path / "run",
+                      steps=["recipe"], device="cpu", proxy=CPU_PROXY, progress=False)
+        left = set(multiprocessing.active_children()) - before
+    finally:
+        gc.enable()
+    assert not left, f"loader workers still alive after the run returned: {left}"
+
+
 # --- end to end on real images --------------------------------------------------------------------
 
 @pytest.mark.slow

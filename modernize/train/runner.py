@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from ..claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, read_claim, try_claim
-from ..data import Data, load_data
+from ..data import Data, close_loaders, load_data
 from ..errors import ConfigError, ModernizeError
 from ..proxy import ProxyScale
 from ..recipe import Recipe
@@ -59,7 +59,11 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
     over any whose owner dies."""
     with Interrupt() as stop:
         datas = _preflight(cfg, stop)
-        return _run(cfg, datas, stop, wait=wait, poll_s=poll_s)
+        try:
+            return _run(cfg, datas, stop, wait=wait, poll_s=poll_s)
+        finally:
+            for data in datas.values():
+                close_loaders(data)
 
 
 def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True) -> dict[str, Data]:
