@@ -675,5 +675,5 @@ class BatchAugment:
 
 
 __all__ = ["BadImageError", "BatchAugment", "BatchRandAugment", "Data", "DataSpec", "ImageFolderSplit", "InMemory",
-           "base_transforms", "check_data", "eval_transforms", "load_data", "loader_workers", "sample_transforms",
-           "stream"]
+           "base_transforms", "check_data", "close_loaders", "eval_transforms", "load_data", "loader_workers",
+           "sample_transforms", "stream"]
