@@ -156,23 +156,30 @@ def test_main_job_proxy_rules_carry_to_an_image_folder_and_to_resnet200(tmp_path
     assert table["paper_check"].notna().sum() >= 8
 
 
+def _proxy_study_script():  # noqa: ANN202 (a module loaded from a path)
+    """scripts/proxy_study.py as a module (scripts/ is not a package), loaded once."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if "proxy_study_script" not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "scripts" / "proxy_study.py"
+        spec = importlib.util.spec_from_file_location("proxy_study_script", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["proxy_study_script"] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules["proxy_study_script"]
+
+
 def test_proxy_study_configs_change_step_zero_alike() -> None:
     """A proxy-study configuration changes the step-0 substitute (the original ResNet recipe)
     by the same budget and input-size keys as every other step: a key the substitute table
     does not list (``resize`` for configs J and K) must reach it too, or ResNet-50 would train
     on other pixels than the rest of the roadmap."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "scripts" / "proxy_study.py"
-    spec = importlib.util.spec_from_file_location("proxy_study_script", path)
-    assert spec is not None and spec.loader is not None
-    study = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("proxy_study_script", study)  # dataclasses look their module up there
-    spec.loader.exec_module(sys.modules["proxy_study_script"])
-    study = sys.modules["proxy_study_script"]
     from modernize.recipe import load_recipe
+
+    study = _proxy_study_script()
 
     names = [c.name for c in study.CONFIGS]
     assert len(names) == len(set(names)) and {"J", "K"} <= set(names)
@@ -185,13 +192,20 @@ def test_proxy_study_configs_change_step_zero_alike() -> None:
 
 
 @pytest.mark.parametrize("flag", ["--only", "--probes"])
-def test_proxy_study_refuses_an_unknown_name(flag: str) -> None:
+def test_proxy_study_refuses_an_unknown_name(flag: str, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A mistyped configuration or probe name is one line and exit 2, not a silent no-op."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    study = _proxy_study_script()
+    monkeypatch.setattr("sys.argv", ["proxy_study.py", flag, "Z9"])
+    monkeypatch.setattr(study, "run_config", _forbidden)
+    monkeypatch.setattr(study, "run_probes", _forbidden)
+    with pytest.raises(SystemExit) as exit_:
+        study.main()
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and f"{flag}: unknown name(s) " in err and "Z9" in err, err
+    assert "Traceback" not in err
+    assert not out
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "proxy_study.py"
-    proc = subprocess.run([sys.executable, str(script), flag, "Z9"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and f"{flag}: unknown name(s) " in proc.stderr and "Z9" in proc.stderr, proc.stderr
-    assert not proc.stdout
+
+def _forbidden(*args: object, **kwargs: object) -> None:
+    raise AssertionError("trained despite an unknown name")
