@@ -242,15 +242,16 @@ def write_study_summary(entries: list[tuple[str, str, Path]], out: Path, *, mach
     return [out / "summary.csv", out / "summary.md", out / "probes.csv"]
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="proxy_study.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", default=None, help="configuration names (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--summary", action="store_true", help="only rebuild the summary from the runs (after training)")
     p.add_argument("--probes", nargs="*", default=None, metavar="NAME",
                    help="run the probes (all, or those named) instead of the configurations")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     for flag, given, known in (("--only", args.only, [c.name for c in CONFIGS]),
                                ("--probes", args.probes, [n for n, _ in PROBES])):
         unknown = sorted(set(given or ()) - set(known))
@@ -271,5 +272,14 @@ def main() -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """:func:`main` behind the library's error boundary: a bad flag value or a run folder trained
+    with another configuration is one line and exit 2, as in ``modernize`` (``--debug``: traceback)."""
+    from modernize.boundary import guarded, split_debug
+
+    args, debug = split_debug(sys.argv[1:] if argv is None else argv)
+    return guarded(lambda: main(args), debug)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

@@ -196,15 +196,30 @@ def test_proxy_study_refuses_an_unknown_name(flag: str, capsys: pytest.CaptureFi
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A mistyped configuration or probe name is one line and exit 2, not a silent no-op."""
     study = _proxy_study_script()
-    monkeypatch.setattr("sys.argv", ["proxy_study.py", flag, "Z9"])
     monkeypatch.setattr(study, "run_config", _forbidden)
     monkeypatch.setattr(study, "run_probes", _forbidden)
-    with pytest.raises(SystemExit) as exit_:
-        study.main()
+    with pytest.raises(SystemExit) as exit_:  # argparse's own exit
+        study.cli([flag, "Z9"])
+    assert exit_.value.code == 2
     out, err = capsys.readouterr()
-    assert exit_.value.code == 2 and f"{flag}: unknown name(s) " in err and "Z9" in err, err
-    assert "Traceback" not in err
+    assert f"{flag}: unknown name(s) " in err and "Z9" in err and "Traceback" not in err, err
     assert not out
+
+
+def test_proxy_study_errors_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the library refuses (here a bad --seeds, as train_roadmap raises it) leaves the script
+    as the library's one line and exit 2, not a traceback."""
+    from modernize.errors import ConfigError
+
+    study = _proxy_study_script()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ConfigError("--seeds: seeds must be >= 0, got [-1]")
+
+    monkeypatch.setattr(study, "run_config", refuse)
+    assert study.cli(["--only", "A", "--seeds", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --seeds: seeds must be >= 0, got [-1]"], err
 
 
 def _forbidden(*args: object, **kwargs: object) -> None:
