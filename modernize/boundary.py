@@ -109,3 +109,12 @@ def guarded(body: Callable[[], int], debug: bool) -> int:
                 msg = f"error: <stdout>: {exc.strerror} (the output was closed or is full)"
         print(" ".join(msg.split("\n"))[:2000], file=sys.stderr)
         return 2
+
+
+def guarded_main(body: Callable[[list[str]], int], argv: Sequence[str] | None = None) -> int:
+    """``body(args)`` behind :func:`guarded`: ``argv`` (default ``sys.argv[1:]``) without
+    ``--debug``. The entry of ``modernize`` and of the reference scripts in scripts/, so that a
+    script's refused input reads like the command line's."""
+    args, debug = split_debug(sys.argv[1:] if argv is None else argv)
+    return guarded(lambda: body(args), debug)
+

@@ -41,14 +41,14 @@ compile = false
 """
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="gpu_train_check.py")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=None)
     ap.add_argument("--images", type=int, default=20480, help="generated training images (default 20480)")
     ap.add_argument("--epochs", type=int, default=1, help="epochs per step (default 1; epoch 1 includes compilation)")
     ap.add_argument("--no-parity", action="store_true", help="skip bench --parity")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     out = Path(args.out or tempfile.mkdtemp(prefix="gpu_check_"))
     recipe = out / "gpu_check.toml"
     out.mkdir(parents=True, exist_ok=True)
@@ -76,5 +76,12 @@ def main() -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """:func:`main` behind the library's error boundary: one line and exit 2, as in ``modernize``."""
+    from modernize.boundary import guarded_main
+
+    return guarded_main(main, argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

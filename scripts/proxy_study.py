@@ -275,10 +275,9 @@ def main(argv: list[str] | None = None) -> int:
 def cli(argv: list[str] | None = None) -> int:
     """:func:`main` behind the library's error boundary: a bad flag value or a run folder trained
     with another configuration is one line and exit 2, as in ``modernize`` (``--debug``: traceback)."""
-    from modernize.boundary import guarded, split_debug
+    from modernize.boundary import guarded_main
 
-    args, debug = split_debug(sys.argv[1:] if argv is None else argv)
-    return guarded(lambda: main(args), debug)
+    return guarded_main(main, argv)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import pytest
 
 from modernize.cli import main
 
+from .conftest import load_script
+
 
 @pytest.mark.parametrize("extra", [["--width", "0.5"], ["--depth", "0.5"], ["--low-res", "1"]])
 def test_proxy_excludes_manual_scale(tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,3 +34,13 @@ def test_step_lists_take_spaces_or_commas() -> None:
 
     assert step_names(["a", "b,c", " d "]) == ["a", "b", "c", "d"]
     assert step_names(None) is None
+
+
+def test_gpu_check_script_answers_like_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """scripts/gpu_train_check.py runs behind the command line's error boundary (as does
+    scripts/proxy_study.py, tests/test_fidelity.py): a device the library refuses is one line
+    and exit 2, never a traceback."""
+    gpu_check = load_script("gpu_train_check")
+    rc = gpu_check.cli(["--device", "tpu", "--no-parity", "--images", "64", "--out", str(tmp_path / "gpu")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--device" in lines[0], lines

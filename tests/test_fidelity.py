@@ -12,6 +12,8 @@ from scipy import stats
 from modernize import load_roadmap
 from modernize.fidelity import assess, paper_kinds, verdict, welch_interval
 
+from .conftest import load_script
+
 R50_ROBUST = {"recipe": 1, "stage_ratio": 1, "depthwise": -1, "widen": 1, "move_up_dwconv": -1, "kernel_7": 1,
               "fewer_activations": 1, "separate_downsampling": 1}
 R50_EQUIVALENCE = {"patchify_stem", "inverted_bottleneck", "gelu", "fewer_norms", "bn_to_ln"}
@@ -156,22 +158,6 @@ def test_main_job_proxy_rules_carry_to_an_image_folder_and_to_resnet200(tmp_path
     assert table["paper_check"].notna().sum() >= 8
 
 
-def _proxy_study_script():  # noqa: ANN202 (a module loaded from a path)
-    """scripts/proxy_study.py as a module (scripts/ is not a package), loaded once."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if "proxy_study_script" not in sys.modules:
-        path = Path(__file__).resolve().parent.parent / "scripts" / "proxy_study.py"
-        spec = importlib.util.spec_from_file_location("proxy_study_script", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["proxy_study_script"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules["proxy_study_script"]
-
-
 def test_proxy_study_configs_change_step_zero_alike() -> None:
     """A proxy-study configuration changes the step-0 substitute (the original ResNet recipe)
     by the same budget and input-size keys as every other step: a key the substitute table
@@ -179,7 +165,7 @@ def test_proxy_study_configs_change_step_zero_alike() -> None:
     on other pixels than the rest of the roadmap."""
     from modernize.recipe import load_recipe
 
-    study = _proxy_study_script()
+    study = load_script("proxy_study")
 
     names = [c.name for c in study.CONFIGS]
     assert len(names) == len(set(names)) and {"J", "K"} <= set(names)
@@ -195,7 +181,7 @@ def test_proxy_study_configs_change_step_zero_alike() -> None:
 def test_proxy_study_refuses_an_unknown_name(flag: str, capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A mistyped configuration or probe name is one line and exit 2, not a silent no-op."""
-    study = _proxy_study_script()
+    study = load_script("proxy_study")
     monkeypatch.setattr(study, "run_config", _forbidden)
     monkeypatch.setattr(study, "run_probes", _forbidden)
     with pytest.raises(SystemExit) as exit_:  # argparse's own exit
@@ -211,7 +197,7 @@ def test_proxy_study_errors_are_one_line(capsys: pytest.CaptureFixture[str], mon
     as the library's one line and exit 2, not a traceback."""
     from modernize.errors import ConfigError
 
-    study = _proxy_study_script()
+    study = load_script("proxy_study")
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise ConfigError("--seeds: seeds must be >= 0, got [-1]")

@@ -11,7 +11,6 @@ half-written stays.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from .bench import add_bench
@@ -62,10 +61,9 @@ def _dispatch(argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """The error boundary (``boundary.py``): expected failures are one line on stderr and exit 2
     (130 for a stop); ``--debug`` or ``MODERNIZE_DEBUG=1`` adds the traceback."""
-    from ..boundary import guarded, split_debug
+    from ..boundary import guarded_main
 
-    args, debug = split_debug(sys.argv[1:] if argv is None else argv)
-    return guarded(lambda: _dispatch(args), debug)
+    return guarded_main(_dispatch, argv)
 
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
