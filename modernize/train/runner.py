@@ -304,7 +304,9 @@ def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "f
                   tensorboard: bool = False, force: bool = False) -> Path:
     """Train every step (or ``steps``) of a roadmap for each seed into ``out``; rerunning the
     same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay).
-    ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each)."""
+    ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each);
+    they are spawned and import the calling script, so a script calls this under
+    ``if __name__ == "__main__":`` (Python's rule for spawned processes, as for DataLoader workers)."""
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
                       proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress,
                       claim_timeout=claim_timeout, tensorboard=tensorboard, force=force)
