@@ -2,7 +2,8 @@
 """The proxy study: which small-scale settings make the CPU trajectory evidence, not an
 artifact of under-training (issue: fidelity). Every configuration is a recipe change and/or a
 proxy rule applied to *every* step alike; each trains the whole ResNet-50 roadmap for
-``--seeds`` seeds on the full Fashion-MNIST test set, with local workers (both cores).
+``--seeds`` seeds on the full Fashion-MNIST test set, with local workers (both cores), except a
+configuration that differs from another only at some steps (``Config.reuse``): it trains those.
 
     python scripts/proxy_study.py                       # every configuration, in order
     python scripts/proxy_study.py --only A B            # some of them
@@ -53,6 +54,12 @@ class Config:
     base: str = "quick"
     run_dir: Path | None = None
     """Where its runs live (default ``runs/proxy_study/<name>``)."""
+    reuse: str | None = None
+    """A configuration whose jobs equal this one's at every step but ``steps`` (a knob that only
+    some steps have, such as layer scale): only ``steps`` are trained, the rest taken from it."""
+    steps: tuple[str, ...] = ()
+    """With ``reuse``: the steps trained; the first of them must equal the reused configuration's
+    to the digit at every seed (the check that the premise holds), the others are this one's own."""
 
     @property
     def runs(self) -> Path:
@@ -98,6 +105,11 @@ CONFIGS = [
            F_BUDGET, dataclasses.replace(FIDELITY32, width=0.5)),
     Config("P", "F at depth x0.67 instead of x0.34 (ConvNeXt 2/2/6/2 blocks, ResNet 2/3/4/2): the depth knob",
            F_BUDGET, dataclasses.replace(FIDELITY32, depth=0.67)),
+    Config("Q", "P with L's layer scale 1.0: the two knobs that each helped, together. Layer scale exists only "
+           "at separate_downsampling, so Q trains that step and bn_to_ln (which must equal P's to the digit) "
+           "and takes P's jobs for the rest",
+           F_BUDGET, dataclasses.replace(FIDELITY32, depth=0.67, layer_scale=1.0), reuse="P",
+           steps=("bn_to_ln", "separate_downsampling")),
 ]
 
 PROBE_STEPS = ["recipe", "separate_downsampling"]
@@ -157,7 +169,7 @@ def run_config(cfg: Config, seeds: list[int], workers: int) -> dict[str, object]
     out = cfg.runs
     t0 = time.perf_counter()
     train_roadmap(None, data="fashion-mnist", recipe=recipe, seeds=seeds, out=out, device="cpu",
-                  proxy=cfg.proxy, workers=workers, threads=1, progress=False)
+                  proxy=cfg.proxy, workers=workers, threads=1, progress=False, steps=list(cfg.steps) or None)
     wall = time.perf_counter() - t0
     build_report(out, OUT / cfg.name)
     meta = {"config": cfg.name, "what": cfg.what, "recipe_changes": cfg.recipe, "proxy": cfg.proxy.to_dict(),
@@ -196,13 +208,35 @@ def probe_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def study_row(name: str, what: str, run_dir: Path) -> dict[str, Any]:
-    """One configuration of the proxy study: per-step mean +- std and the paper checks."""
-    from modernize.fidelity import assess
+def config_table(cfg: Config) -> tuple[pd.DataFrame, Any]:
+    """Per-step top-1 of a configuration (and its run); with ``reuse``, the reused configuration's
+    rows but for ``cfg.steps``, after checking that the first of them equals it at every seed."""
+    from modernize.errors import ConfigError
     from modernize.report import load_run, summarize
 
-    run = load_run(run_dir)
+    run = load_run(cfg.runs)
     table = summarize(run)
+    if cfg.reuse is None:
+        return table, run
+    other = next(c for c in CONFIGS if c.name == cfg.reuse)
+    check = cfg.steps[0]
+    for seed in run.seeds:
+        mine, theirs = (json.loads((r / check / f"seed{seed}" / "result.json").read_text()).get("top1")
+                        for r in (cfg.runs, other.runs))
+        if mine is None or mine != theirs:
+            raise ConfigError(f"config {cfg.name}: {check} seed {seed} gave {mine}, config {cfg.reuse} {theirs}: "
+                              f"the jobs are not the same, so {cfg.reuse}'s cannot stand in for the untrained steps")
+    merged = summarize(load_run(other.runs)).set_index("step")
+    merged.update(table.set_index("step").loc[list(cfg.steps)])
+    return merged.reset_index(), run
+
+
+def study_row(cfg: Config) -> dict[str, Any]:
+    """One configuration of the proxy study: per-step mean +- std and the paper checks."""
+    from modernize.fidelity import assess
+
+    name, what = cfg.name, cfg.what
+    table, run = config_table(cfg)
     fid = assess(table, run.roadmap.paper_path)
     final, anchor, diff, lo, hi = fid.end_to_end
     row: dict[str, Any] = {"config": name, "what": what, "seeds": len(run.seeds),
@@ -218,10 +252,10 @@ def study_row(name: str, what: str, run_dir: Path) -> dict[str, Any]:
     return row
 
 
-def write_study_summary(entries: list[tuple[str, str, Path]], out: Path, *, machine: str) -> list[Path]:
+def write_study_summary(configs: list[Config], out: Path, *, machine: str) -> list[Path]:
     """``summary.csv`` and ``summary.md`` over every configuration of the proxy study."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = [study_row(*e) for e in entries]
+    rows = [study_row(c) for c in configs]
     df = pd.DataFrame(rows)
     df.to_csv(out / "summary.csv", index=False)
     probes = probe_table()
@@ -267,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             meta = run_config(cfg, args.seeds, args.workers)
             print(f"=== config {cfg.name} done in {meta['wall_s_this_invocation']} s", flush=True)
         return 0
-    write_study_summary([(c.name, c.what, c.runs) for c in CONFIGS if (c.runs / "run.json").is_file()],
-                        OUT, machine=machine())
+    write_study_summary([c for c in CONFIGS if (c.runs / "run.json").is_file()], OUT, machine=machine())
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -210,3 +211,33 @@ def test_proxy_study_errors_are_one_line(capsys: pytest.CaptureFixture[str], mon
 
 def _forbidden(*args: object, **kwargs: object) -> None:
     raise AssertionError("trained despite an unknown name")
+
+
+def test_proxy_study_reuse_takes_the_other_configs_jobs_only_if_the_check_step_equals(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configuration with ``reuse`` (Q: P plus a knob only the last step has) is P's table but for
+    its own trained steps, and only while its check step equals P's at every seed."""
+    import dataclasses
+
+    from modernize.errors import ConfigError
+    from tests.report_fixture import make_run
+
+    study = load_script("proxy_study")
+    all_steps = [s.name for s in load_roadmap("resnet50_to_convnext_t")]
+    p_truth = make_run(tmp_path / "P", top1={"bn_to_ln": [80.0, 80.5, 81.0]})
+    own = {"bn_to_ln": [80.0, 80.5, 81.0], "separate_downsampling": [90.0, 91.0, 92.0]}
+    make_run(tmp_path / "Q", top1=own, missing_steps=tuple(s for s in all_steps if s not in own))
+    p = dataclasses.replace(next(c for c in study.CONFIGS if c.name == "P"), run_dir=tmp_path / "P")
+    q = dataclasses.replace(next(c for c in study.CONFIGS if c.name == "Q"), run_dir=tmp_path / "Q")
+    assert q.reuse == "P" and q.steps == ("bn_to_ln", "separate_downsampling")
+    monkeypatch.setattr(study, "CONFIGS", [p, q])
+    table = study.config_table(q)[0].set_index("step")
+    assert list(table.index) == all_steps
+    assert table.loc["separate_downsampling", "top1_mean"] == pytest.approx(91.0)
+    assert table.loc["recipe", "top1_mean"] == pytest.approx(statistics.mean(p_truth["recipe"].values()))
+    row = study.study_row(q)
+    assert row["separate_downsampling"] == "91.00±1.00" and row["config"] == "Q"
+    make_run(tmp_path / "Q", top1=own | {"bn_to_ln": [80.0, 80.6, 81.0]},
+             missing_steps=tuple(s for s in all_steps if s not in own))
+    with pytest.raises(ConfigError, match="bn_to_ln seed 1 gave 80.6, config P 80.5"):
+        study.config_table(q)
