@@ -227,7 +227,8 @@ def config_table(cfg: Config) -> tuple[pd.DataFrame, Any]:
             raise ConfigError(f"config {cfg.name}: {check} seed {seed} gave {mine}, config {cfg.reuse} {theirs}: "
                               f"the jobs are not the same, so {cfg.reuse}'s cannot stand in for the untrained steps")
     merged = summarize(load_run(other.runs)).set_index("step")
-    merged.update(table.set_index("step").loc[list(cfg.steps)])
+    own = table.set_index("step").loc[list(cfg.steps), merged.columns]
+    merged = pd.concat([merged.drop(index=own.index), own]).loc[merged.index]  # own rows whole, NaN kept
     return merged.reset_index(), run
 
 

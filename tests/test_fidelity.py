@@ -237,7 +237,12 @@ def test_proxy_study_reuse_takes_the_other_configs_jobs_only_if_the_check_step_e
     assert table.loc["recipe", "top1_mean"] == pytest.approx(statistics.mean(p_truth["recipe"].values()))
     row = study.study_row(q)
     assert row["separate_downsampling"] == "91.00±1.00" and row["config"] == "Q"
-    make_run(tmp_path / "Q", top1=own | {"bn_to_ln": [80.0, 80.6, 81.0]},
+    # an own step not trained (yet) shows as missing, never as the reused configuration's value
+    make_run(tmp_path / "Q1", top1=own, missing_steps=tuple(s for s in all_steps if s != "bn_to_ln"))
+    table = study.config_table(dataclasses.replace(q, run_dir=tmp_path / "Q1"))[0].set_index("step")
+    assert table.loc["separate_downsampling", "n"] == 0 and pd.isna(table.loc["separate_downsampling", "top1_mean"])
+    assert table.loc["bn_to_ln", "top1_mean"] == pytest.approx(80.5)
+    make_run(tmp_path / "Q2", top1=own | {"bn_to_ln": [80.0, 80.6, 81.0]},
              missing_steps=tuple(s for s in all_steps if s not in own))
     with pytest.raises(ConfigError, match="bn_to_ln seed 1 gave 80.6, config P 80.5"):
-        study.config_table(q)
+        study.config_table(dataclasses.replace(q, run_dir=tmp_path / "Q2"))
