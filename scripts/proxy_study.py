@@ -110,6 +110,14 @@ CONFIGS = [
            "and takes P's jobs for the rest",
            F_BUDGET, dataclasses.replace(FIDELITY32, depth=0.67, layer_scale=1.0), reuse="P",
            steps=("bn_to_ln", "separate_downsampling")),
+    Config("R", "H (the main job) with L's layer scale 1.0: what adopting it into `fidelity32` would do to the "
+           "main job; trains separate_downsampling and bn_to_ln (which must equal H's) and takes H's jobs",
+           {}, dataclasses.replace(FIDELITY32, layer_scale=1.0), reuse="H",
+           steps=("bn_to_ln", "separate_downsampling")),
+    Config("S", "G (the study preset) with L's layer scale 1.0: the same for the study preset; trains "
+           "separate_downsampling and bn_to_ln (which must equal G's) and takes G's jobs",
+           {}, dataclasses.replace(FIDELITY32, layer_scale=1.0), base="study", reuse="G",
+           steps=("bn_to_ln", "separate_downsampling")),
 ]
 
 PROBE_STEPS = ["recipe", "separate_downsampling"]
