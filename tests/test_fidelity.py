@@ -246,3 +246,24 @@ def test_proxy_study_reuse_takes_the_other_configs_jobs_only_if_the_check_step_e
              missing_steps=tuple(s for s in all_steps if s not in own))
     with pytest.raises(ConfigError, match="bn_to_ln seed 1 gave 80.6, config P 80.5"):
         study.config_table(dataclasses.replace(q, run_dir=tmp_path / "Q2"))
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_train_roadmap_refuses_a_worker_count_below_one(tmp_path: Path, workers: object) -> None:
+    """``workers=0`` used to train serially without a word (only the command line checked it);
+    the library now refuses it for every caller, before anything is written."""
+    from modernize.errors import ConfigError
+    from modernize.train import train_roadmap
+
+    with pytest.raises(ConfigError, match="workers: a whole number >= 1"):
+        train_roadmap(None, data="synthetic:32", seeds=[0], out=tmp_path / "run", device="cpu",
+                      workers=workers)  # type: ignore[arg-type]
+    assert not (tmp_path / "run").exists()
+
+
+def test_proxy_study_refuses_zero_workers(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    study = load_script("proxy_study")
+    monkeypatch.setattr(study, "run_config", _forbidden)
+    with pytest.raises(SystemExit) as exit_:
+        study.cli(["--only", "A", "--workers", "0"])
+    assert exit_.value.code == 2 and "--workers" in capsys.readouterr().err

@@ -307,6 +307,8 @@ def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "f
     ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each);
     they are spawned and import the calling script, so a script calls this under
     ``if __name__ == "__main__":`` (Python's rule for spawned processes, as for DataLoader workers)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:  # 0 ran serially, silently
+        raise ConfigError(f"workers: a whole number >= 1, got {workers!r}")
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
                       proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress,
                       claim_timeout=claim_timeout, tensorboard=tensorboard, force=force)
