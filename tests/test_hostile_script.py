@@ -5,7 +5,6 @@ what they claim to catch (``--selftest``: a traceback, a hang, a wrong exit code
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,18 +12,15 @@ from types import ModuleType
 
 import pytest
 
+from .conftest import load_script
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "hostile.py"
 
 
 def _load() -> ModuleType:
-    if "hostile_battery" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("hostile_battery", SCRIPT)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["hostile_battery"] = module
-        spec.loader.exec_module(module)
-        module.preload()
-    return sys.modules["hostile_battery"]
+    module = load_script("hostile")
+    module.preload()
+    return module
 
 
 def test_at_least_100_distinct_cases_over_every_command() -> None:
