@@ -20,13 +20,13 @@ model's (both off by default, both applied to every step alike; see ``reports/pr
   layer's output scale is ``sqrt(fan_in) * std``; this keeps it what it is at paper width, so
   the residual branches carry the same signal relative to the shortcut.
 * ``layer_scale=v``: every step that has a layer scale starts it at ``v`` instead of the
-  paper's 1e-6. 1e-6 is CaiT's choice for very deep nets; CaiT uses 0.1 up to 18 blocks, and
-  a proxy of a few blocks trained for a few hundred iterations barely moves a 1e-6 gate.
-  The presets use 0.1; the proxy study's configs L and Q found 1.0 better still at the one
-  step that has a layer scale (separate_downsampling +0.98 and +0.51 points, 3 seeds), and R
-  and S (the main job's and the study preset's configurations with 1.0) moved final - recipe
-  from -9.0 to -5.2 and from -6.1 to -5.5. Not yet adopted: the committed main-job and study
-  reports were trained with 0.1 and must be retrained with it.
+  paper's 1e-6. 1e-6 is CaiT's choice for very deep nets (CaiT uses 0.1 up to 18 blocks), and
+  a proxy of a few blocks trained for a few hundred iterations barely moves a 1e-6 gate. The
+  presets use 1.0 (every residual branch starts at full strength, as if there were no gate):
+  the proxy study tried 0.1 first (configs B-K, P) and 1.0 in every configuration it
+  re-measured (L, Q, R, S: separate_downsampling, the one step with a layer scale, rose in
+  all four, final - recipe moved from -5.3 to -4.4, -3.4 to -2.9, -9.0 to -5.2 and -6.1 to
+  -5.5, 3 seeds each; see ``reports/proxy_study/summary.md``).
 """
 
 from __future__ import annotations
@@ -87,13 +87,13 @@ PAPER_SCALE = ProxyScale()
 CPU_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2)
 """A quarter of the channels, a third of the blocks, stem stride 2 (28-32 px inputs)."""
 
-FIDELITY_PROXY = ProxyScale(width=0.25, depth=0.34, init="width", layer_scale=0.1)
+FIDELITY_PROXY = ProxyScale(width=0.25, depth=0.34, init="width", layer_scale=1.0)
 """The proxy study's rules (reports/proxy_study): a quarter of the channels, a third of the
-blocks, the paper's stride-4 stems, width-aware init, layer scale 0.1. Feed it 64 px or more:
+blocks, the paper's stride-4 stems, width-aware init, layer scale 1.0. Feed it 64 px or more:
 at 64 px the stages see 16/8/4/2 pixels, as ``fidelity32`` at 32 px (study config J); at
 128 px they see 32/16/8/4 and the stem and kernel-size steps follow the paper (config K),
 for about 3.3x the time of 64 px (the roadmap at 3 seeds on 2 CPU cores: 49 min against 15)."""
-FIDELITY32_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2, init="width", layer_scale=0.1)
+FIDELITY32_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2, init="width", layer_scale=1.0)
 """The same rules with stem stride 2 for 32-px inputs (half the input pixels of ``fidelity``)."""
 
 PROXIES: dict[str, ProxyScale] = {"cpu": CPU_PROXY, "fidelity": FIDELITY_PROXY, "fidelity32": FIDELITY32_PROXY}

@@ -155,7 +155,7 @@ def test_main_job_proxy_rules_carry_to_an_image_folder_and_to_resnet200(tmp_path
     assert table["top1_mean"].notna().all()
     proxy = json.loads((run / "run.json").read_text())["proxy"]
     assert {k: proxy[k] for k in ("width", "depth", "stem_stride", "init", "layer_scale")} == dict(
-        width=0.25, depth=0.34, stem_stride=2, init="width", layer_scale=0.1)
+        width=0.25, depth=0.34, stem_stride=2, init="width", layer_scale=1.0)
     assert table["paper_check"].notna().sum() >= 8
 
 
