@@ -329,8 +329,12 @@ def _proxy(proxy: Any) -> str:
     """The engine's proxy scale, when the run used one (every step shrunk the same way)."""
     if not isinstance(proxy, dict) or not proxy:
         return ""
-    keys = [k for k in ("width", "depth", "stem_stride") if proxy.get(k) not in (None, 1, 1.0)]
-    return ("; proxy scale " + ", ".join(f"{k} {proxy[k]}" for k in keys)) if keys else ""
+    parts = [f"{k} {proxy[k]}" for k in ("width", "depth", "stem_stride") if proxy.get(k) not in (None, 1, 1.0)]
+    if proxy.get("init") not in (None, "paper"):
+        parts.append(f"init {proxy['init']}")
+    if proxy.get("layer_scale") is not None:  # the `change` column names the paper's init, not this one
+        parts.append(f"layer scale init {proxy['layer_scale']} (in place of each step's own)")
+    return ("; proxy scale " + ", ".join(parts)) if parts else ""
 
 
 def to_markdown(run: Run, table: pd.DataFrame, agr: Agreement) -> str:

@@ -209,7 +209,8 @@ def test_run_json_recipe_proxy_and_steps_are_shown(tmp_path: Path) -> None:
     roadmap = small_roadmap(tmp_path)
     make_run(tmp_path / "run", roadmap=str(roadmap), seeds=(0,), epochs=2)
     meta = read_run_meta(tmp_path / "run")
-    meta.update(recipe={"name": "quick", "values": {"lr": 1}}, proxy={"width": 0.25, "depth": 0.34, "stem_stride": 2},
+    meta.update(recipe={"name": "quick", "values": {"lr": 1}}, proxy={"width": 0.25, "depth": 0.34, "stem_stride": 2,
+                                                                    "init": "width", "layer_scale": 1.0},
                 steps=["resnet50"])
     write_run_meta(tmp_path / "run", meta)
     table = summarize(load_run(tmp_path / "run"))
@@ -221,7 +222,8 @@ def test_run_json_recipe_proxy_and_steps_are_shown(tmp_path: Path) -> None:
     assert list(table["status"])[2:] == ["missing (not in this run's steps)"] * 2
     build_report(tmp_path / "run", tmp_path / "out")
     md = (tmp_path / "out" / "table.md").read_text()
-    assert "recipe `quick`" in md and "proxy scale width 0.25, depth 0.34, stem_stride 2" in md
+    assert "recipe `quick`" in md and "proxy scale width 0.25, depth 0.34, stem_stride 2, init width" in md
+    assert "layer scale init 1.0 (in place of each step's own)" in md  # not the change column's 1e-06
 
 
 def test_bench_is_optional(tmp_path: Path) -> None:
