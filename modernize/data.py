@@ -105,9 +105,9 @@ def check_data(spec: DataSpec, *, download: bool = False) -> None:
             if not (Path(spec.path or "") / split).is_dir():
                 raise ConfigError(f"--data {spec}: {Path(spec.path or '') / split} is not a folder "
                                   "(expected PATH/train/<class>/* and PATH/val/<class>/*)")
-        classes = None
+        classes, seen = None, {}
         for split in ("train", "val"):  # class folders and one image in each: cheap, before any write
-            classes = _check_classes(spec, Path(spec.path or "") / split, classes)
+            classes = _check_classes(spec, Path(spec.path or "") / split, classes, seen)
 
 
 def load_data(spec: DataSpec, *, recipe: Recipe, seed: int = 0, download: bool = False) -> Data:
@@ -291,11 +291,14 @@ def one_line(exc: BaseException) -> str:
     return last
 
 
-def _walk(spec: DataSpec, top: Path) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
+def _walk(spec: DataSpec, top: Path, seen: dict[tuple[int, int], str] | None = None
+          ) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
     """``os.walk(top, followlinks=True)`` (top-down: each folder, then its non-folder entries), except
     that a folder reached twice -- a symlink loop such as ``loop -> .``, or two links to one folder,
-    whose images would silently count twice -- is a ``ConfigError`` naming the link."""
-    seen: dict[tuple[int, int], str] = {}
+    whose images would silently count twice -- is a ``ConfigError`` naming the link. ``seen`` shared
+    between walks extends this to every class folder and both splits: one folder linked under two
+    classes (two labels for each image) or under train/ and val/ (the test set trained on)."""
+    seen = {} if seen is None else seen
     stack = [str(top)]
     while stack:
         folder = stack.pop()
@@ -329,13 +332,15 @@ def _not_regular(entry: os.DirEntry[str]) -> bool:
         return True
 
 
-def _folder_split(spec: DataSpec, folder: Path, classes: list[str] | None,
-                  bad_images: str = "fail") -> tuple[list[str], list[tuple[str, int]]]:
+def _folder_split(spec: DataSpec, folder: Path, classes: list[str] | None, bad_images: str = "fail",
+                  seen: dict[tuple[int, int], str] | None = None) -> tuple[list[str], list[tuple[str, int]]]:
     """torchvision's ``find_classes`` + ``make_dataset`` (same samples, same order), walked by
     :func:`_walk` (loops refused); a non-regular file with an image name (a FIFO would block the
     loader forever) is refused naming it, or skipped with a warning under ``bad_images = "skip"``."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes
 
+    seen = {} if seen is None else seen
+    splits = [Path(os.path.realpath(folder.parent / s)) for s in ("train", "val")]
     try:
         found, class_to_idx = find_classes(str(folder))
     except FileNotFoundError as exc:
@@ -347,7 +352,7 @@ def _folder_split(spec: DataSpec, folder: Path, classes: list[str] | None,
     samples: list[tuple[str, int]] = []
     for name in sorted(class_to_idx):
         before = len(samples)
-        for _, files in sorted(_walk(spec, folder / name), key=lambda t: t[0]):
+        for _, files in sorted(_walk(spec, folder / name, seen), key=lambda t: t[0]):
             for e in files:
                 if not e.name.lower().endswith(IMG_EXTENSIONS):
                     continue
@@ -357,6 +362,8 @@ def _folder_split(spec: DataSpec, folder: Path, classes: list[str] | None,
                         raise BadImageError(f"{why}; remove it, or set the recipe key bad_images = \"skip\"")
                     print(f"warning: {why}; skipped (bad_images = \"skip\")", file=sys.stderr, flush=True)
                     continue
+                if e.is_symlink():  # a linked image: its target may already have a label
+                    _check_link(spec, e.path, splits, seen)
                 samples.append((e.path, class_to_idx[name]))
         if len(samples) == before:
             raise ConfigError(f"--data {spec}: class folder {folder / name} holds no image "
@@ -364,7 +371,25 @@ def _folder_split(spec: DataSpec, folder: Path, classes: list[str] | None,
     return found, samples
 
 
-def _check_classes(spec: DataSpec, folder: Path, classes: list[str] | None) -> list[str]:
+def _check_link(spec: DataSpec, path: str, splits: list[Path], seen: dict[tuple[int, int], str]) -> None:
+    """A symlinked image is refused when its target is an image of the data set itself (inside a
+    class folder of train/ or val/) or the target of an earlier link: it would count twice, under
+    two labels or in both splits."""
+    real = Path(os.path.realpath(path))
+    for split in splits:
+        if real.is_relative_to(split) and len(real.relative_to(split).parts) >= 2:
+            raise ConfigError(f"--data {spec}: {path} links to an image already read ({real}), which would count "
+                              "twice (under two labels, or in train/ and val/); remove the link")
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        raise ConfigError(f"--data {spec}: {path} links to an image already read ({seen[key]}), which would count "
+                          "twice (under two labels, or in train/ and val/); remove one of the links")
+    seen[key] = path
+
+
+def _check_classes(spec: DataSpec, folder: Path, classes: list[str] | None,
+                   seen: dict[tuple[int, int], str] | None = None) -> list[str]:
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     found = sorted(e.name for e in os.scandir(folder) if e.is_dir())
@@ -376,7 +401,7 @@ def _check_classes(spec: DataSpec, folder: Path, classes: list[str] | None) -> l
                           f"(only here: {extra or 'none'}; missing here: {missing or 'none'})")
     for name in found:
         has_image = False
-        for _folder, files in _walk(spec, folder / name):
+        for _folder, files in _walk(spec, folder / name, seen):
             if any(e.name.lower().endswith(IMG_EXTENSIONS) for e in files):
                 has_image = True
                 break
@@ -413,8 +438,9 @@ def _imagefolder(spec: DataSpec, recipe: Recipe) -> Data:
     images (``in_chans = 1``, like the in-memory Fashion-MNIST path); anything else as RGB."""
     root = Path(spec.path or "")
     res = recipe.resolution
-    classes, train_samples = _folder_split(spec, root / "train", None, recipe.bad_images)
-    _, val_samples = _folder_split(spec, root / "val", classes, recipe.bad_images)
+    seen: dict[tuple[int, int], str] = {}  # one folder or linked image read twice is refused (see _walk)
+    classes, train_samples = _folder_split(spec, root / "train", None, recipe.bad_images, seen)
+    _, val_samples = _folder_split(spec, root / "val", classes, recipe.bad_images, seen)
     grey = _is_grey(train_samples)
     mode = "L" if grey else "RGB"
     train_tf = v2.Compose([v2.ToImage(), *base_transforms(recipe, resolution=res),

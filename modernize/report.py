@@ -19,6 +19,7 @@ two finished seeds on both sides; otherwise the mark is ``n/a``.
 from __future__ import annotations
 
 import io
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,19 @@ from .fidelity import Fidelity, assess, fidelity_markdown
 from .files import atomic_write_bytes, atomic_write_text, check_writable_dir
 from .paths import default_out
 from .roadmap import Roadmap, load_roadmap
-from .runfolder import RUN_META, JobResult, RunMeta, job_folder, load_result, read_log, read_run_meta
+from .runfolder import (
+    NOT_IN_FINGERPRINT,
+    RUN_META,
+    JobResult,
+    RunMeta,
+    differing,
+    job_folder,
+    load_result,
+    read_job_config,
+    read_log,
+    read_run_meta,
+    short,
+)
 from .stats import spearman, welch_p
 
 NOISE_ALPHA = 0.05
@@ -76,6 +89,38 @@ def _roadmap_of(run_dir: Path, meta: RunMeta) -> Roadmap:
                       f"({name!r}) is not a built-in roadmap")
 
 
+def _check_jobs(run_dir: Path, meta: RunMeta, roadmap: Roadmap, seeds: list[int]) -> None:
+    """Every job that records its fingerprint must be the job this report describes: the
+    roadmap's step as the file defines it now, the recipe, proxy and data of run.json. A roadmap
+    edited after training, or a job left from another configuration, would otherwise be shown
+    under the wrong labels. (Jobs trained before fingerprints are taken as they are.)"""
+    recipes = {k: v["values"] for k, v in (meta.get("step_recipes") or {}).items()}
+    for step in roadmap:
+        values = recipes.get(step.recipe or "", meta["recipe"]["values"])
+        expected = json.loads(json.dumps({
+            "step_spec": step.spec.to_dict(), "proxy": meta["proxy"], "data": meta["data"],
+            "recipe": {k: v for k, v in values.items() if k not in NOT_IN_FINGERPRINT}}, sort_keys=True, default=str))
+        for seed in seeds:
+            folder = job_folder(run_dir, step.name, seed)
+            try:
+                parts = read_job_config(folder).get("fingerprint_parts")
+            except (FileNotFoundError, ConfigError):
+                continue  # no job, or one the table already shows as unreadable/missing
+            if not isinstance(parts, dict):
+                continue
+            if isinstance(parts.get("proxy"), dict):  # run.json's proxy adds notes of its own
+                expected["proxy"] = {k: meta["proxy"].get(k) for k in parts["proxy"]}
+            diff = differing({k: parts.get(k) for k in expected}, expected)
+            if not diff:
+                continue
+            source = (f"roadmap file {meta['roadmap']['path'] or roadmap.name} now defines step '{step.name}'"
+                      if any(d.startswith("step_spec.") or d.startswith("step_spec ") for d in diff)
+                      else f"{run_dir / RUN_META} records")
+            raise ConfigError(f"{folder}: trained otherwise than {source} (trained -> now: "
+                              f"{short(', '.join(diff), 200)}); restore what changed, or retrain it with "
+                              "`train ... --force` (the old job is kept under RUN_DIR/.replaced/)")
+
+
 def _find_bench(run_dir: Path, out: Path, roadmap_name: str) -> pd.DataFrame | None:
     for path in (run_dir / "bench.csv", out / "bench.csv", default_out(roadmap_name) / "bench.csv"):
         if path.is_file():
@@ -97,6 +142,7 @@ def load_run(run_dir: Path, out: Path | None = None) -> Run:
     meta = read_run_meta(run_dir)
     seeds = meta["seeds"]
     roadmap = _roadmap_of(run_dir, meta)
+    _check_jobs(run_dir, meta, roadmap, seeds)
     results: dict[str, dict[int, JobResult]] = {}
     logs: dict[str, dict[int, pd.DataFrame]] = {}
     for step in roadmap:

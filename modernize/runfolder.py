@@ -30,6 +30,8 @@ RUN_META, JOB_CONFIG, RESULT, LOG = "run.json", "config.json", "result.json", "l
 STATUSES = ("done", "failed", "running")
 FINISHED = ("done", "failed")
 """A job with one of these statuses is never trained again."""
+NOT_IN_FINGERPRINT = ("name", "description", "substitute")
+"""Recipe fields that do not change a job's result (a substitute table is already applied)."""
 
 
 class Named(TypedDict):
@@ -233,7 +235,24 @@ def read_log(job_dir: Path) -> Any:
     return log if {"epoch", "top1"} <= set(log.columns) else None
 
 
-__all__ = ["FINISHED", "JOB_CONFIG", "LOG", "LOG_COLUMNS", "RESULT", "RUN_META", "STATUSES", "JobConfig",
-           "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta", "is_finished", "job_folder", "load_result",
-           "read_job_config", "read_log", "read_result", "read_run_meta", "write_job_config", "write_log",
-           "write_result", "write_run_meta"]
+def differing(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key (old -> new)`` for every differing leaf of two nested dicts."""
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differing(a, b, f"{prefix}{k}.")
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            out.append(f"{prefix}{k} ({short(repr(a), 40)} -> {short(repr(b), 40)})")
+    return out
+
+
+def short(text: str, n: int = 300) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+__all__ = ["FINISHED", "JOB_CONFIG", "LOG", "LOG_COLUMNS", "NOT_IN_FINGERPRINT", "RESULT", "RUN_META", "STATUSES",
+           "JobConfig", "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta", "differing", "is_finished",
+           "job_folder", "load_result", "read_job_config", "read_log", "read_result", "read_run_meta", "short",
+           "write_job_config", "write_log", "write_result", "write_run_meta"]

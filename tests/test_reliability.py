@@ -107,6 +107,51 @@ def test_edited_roadmap_with_the_same_name_is_not_the_same_run(tmp_path: Path) -
     assert new["fingerprint"] != cfg["fingerprint"]
 
 
+def test_force_on_some_steps_moves_the_other_differing_jobs_aside(tmp_path: Path) -> None:
+    """--force with a new recipe on one step: the other step's job, trained with the old recipe,
+    is moved aside too (kept under .replaced/, not retrained), so run.json, which now records the
+    new recipe, never sits beside a job of the old one."""
+    from modernize.proxy import ProxyScale
+    from modernize.report import load_run
+
+    out, other = tmp_path / "run", "bn_to_ln"
+    kw: dict = dict(data="synthetic:32", seeds=[0], out=out, device="cpu", progress=False,
+                    proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
+    train_roadmap(None, recipe=recipe_file(tmp_path), steps=[other, STEP], **kw)
+    train_roadmap(None, recipe=recipe_file(tmp_path, "tiny2", lr=1e-3), steps=[STEP], force=True, **kw)
+    assert len(list((out / ".replaced").glob(f"*/{other}/seed0/result.json"))) == 1
+    assert len(list((out / ".replaced").glob(f"*/{STEP}/seed0/result.json"))) == 1
+    assert not (out / other / "seed0").exists()
+    run = load_run(out)
+    assert run.results[other] == {} and run.results[STEP][0]["status"] == "done"
+
+
+def test_report_refuses_jobs_that_its_roadmap_or_run_json_no_longer_describe(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A roadmap file edited after training (or a job of another recipe copied in) would put
+    old results under new labels: the report names the job and what differs, exit 2; undone,
+    the same command works."""
+    rm = roadmap_copy(tmp_path)
+    out = tmp_path / "run"
+    tiny(tmp_path, out, rm)
+    original = rm.read_text()
+    rm.write_text(original.replace("depths = [3, 3, 9, 3]", "depths = [2, 2, 6, 2]"))
+    rc, _, err = call(["report", str(out), "--out", str(tmp_path / "rep")], capsys)
+    assert rc == 2 and not (tmp_path / "rep").exists()
+    one_line_error(err, f"{STEP}/seed0")
+    assert "step_spec.depths" in err and "roadmap file" in err
+    rm.write_text(original)
+    meta = json.loads((out / "run.json").read_text())
+    meta["recipe"]["values"]["lr"] = 0.5  # run.json says another lr than the job was trained with
+    (out / "run.json").write_text(json.dumps(meta))
+    rc, _, err = call(["report", str(out), "--out", str(tmp_path / "rep")], capsys)
+    assert rc == 2 and "recipe.lr" in err and "run.json" in err
+    meta["recipe"]["values"]["lr"] = TINY["lr"]
+    (out / "run.json").write_text(json.dumps(meta))
+    _blank_figures(monkeypatch)
+    assert call(["report", str(out), "--out", str(tmp_path / "rep")], capsys)[0] == 0
+
+
 def test_deleting_run_json_does_not_change_what_is_reused(tmp_path: Path) -> None:
     out = tmp_path / "run"
     tiny(tmp_path, out)
@@ -869,7 +914,8 @@ def test_image_folder_listing_is_torchvision_order_without_loops(tmp_path: Path)
     root = tmp_path / "d" / "train"
     for rel in ("b/2.png", "b/10.png", "a/z/1.PNG", "a/0.jpg", "a/y/q/3.png", "a/notes.txt", "c/x.webp"):
         _w(root / rel, b"x")
-    (root / "c" / "link").symlink_to(root / "a" / "z", target_is_directory=True)  # not a loop: followed
+    _w(tmp_path / "elsewhere" / "4.png", b"x")
+    (root / "c" / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # read once: followed
     spec = DataSpec("imagefolder", str(tmp_path / "d"))
     classes, samples = _folder_split(spec, root, None)
     assert (classes, samples) == (find_classes(str(root))[0], make_dataset(str(root), find_classes(str(root))[1],
@@ -877,6 +923,39 @@ def test_image_folder_listing_is_torchvision_order_without_loops(tmp_path: Path)
     (root / "a" / "y" / "up").symlink_to(root / "a", target_is_directory=True)
     with pytest.raises(ConfigError, match=r"a/y/up leads to a folder already read"):
         _folder_split(spec, root, None)
+
+
+@pytest.mark.parametrize("link, first", [
+    ("train/c", "train/a"),          # a class folder linked to another class: every image under two labels
+    ("train/c/sub", "train/a"),      # the same, one level down
+    ("val/a", "train/a"),            # val/ linked to train/: the test set trained on
+    ("train/c/0.png", "train/a/0.png"),  # one image linked into a second class
+])
+def test_a_folder_or_image_reached_twice_across_classes_or_splits_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], link: str, first: str) -> None:
+    """One ``seen`` for the whole image folder: a folder or linked image read under two labels,
+    or under train/ and val/, is refused before training (and in the loader) naming the link."""
+    from modernize.data import DataSpec, _folder_split
+
+    root = tmp_path / "d"
+    for split in ("train", "val"):
+        for cls in ("a", "b", "c"):
+            _w(root / split / cls / "0.png", b"x")
+    target = root / first
+    dest = root / link
+    if dest.exists():
+        shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+    dest.symlink_to(target, target_is_directory=target.is_dir())
+    spec = DataSpec("imagefolder", str(root))
+    pattern = rf"{re.escape(link)} (leads to a folder|links to an image) already read \(.*{re.escape(first)}"
+    with pytest.raises(ConfigError, match=pattern):
+        seen: dict[tuple[int, int], str] = {}
+        classes, _ = _folder_split(spec, root / "train", None, seen=seen)
+        _folder_split(spec, root / "val", classes, seen=seen)
+    if target.is_dir():  # the preflight check (before anything is written) sees the folder links too
+        rc, _, err = call(train_args(tmp_path, tmp_path / "out", data=f"imagefolder:{root}"), capsys)
+        assert rc == 2 and not (tmp_path / "out").exists()
+        one_line_error(err, link)
 
 
 def test_long_tmpdir_turns_loader_workers_off(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from ..files import atomic_torch_save
-from .fingerprint import short
+from ..runfolder import short
 from .loop import Trainer, TrainState
 
 LAST, PREV = "last.pt", "prev.pt"

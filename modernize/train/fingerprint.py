@@ -13,11 +13,18 @@ import torch
 from ..errors import ConfigError
 from ..recipe import Recipe, config_hash
 from ..roadmap import Step
-from ..runfolder import RUN_META, NamedRecipe, RunMeta, read_job_config, read_run_meta, write_run_meta
+from ..runfolder import (
+    NOT_IN_FINGERPRINT,
+    RUN_META,
+    NamedRecipe,
+    RunMeta,
+    differing,
+    read_job_config,
+    read_run_meta,
+    short,
+    write_run_meta,
+)
 from .config import RunConfig
-
-_NOT_IN_FINGERPRINT = ("name", "description", "substitute")
-"""Recipe fields that do not change a job's result (a substitute table is already applied)."""
 
 
 def fingerprint_parts(cfg: RunConfig, step: Step, recipe: Recipe, seed: int) -> dict[str, Any]:
@@ -25,7 +32,7 @@ def fingerprint_parts(cfg: RunConfig, step: Step, recipe: Recipe, seed: int) -> 
     to it), the resolved recipe values, the data spec, the seed, the global batch and the torch
     version (major.minor). Not included: the device and the number of threads (same numbers up
     to floating-point order), the contents of a data folder (only its spec string)."""
-    values = {k: v for k, v in recipe.to_dict().items() if k not in _NOT_IN_FINGERPRINT}
+    values = {k: v for k, v in recipe.to_dict().items() if k not in NOT_IN_FINGERPRINT}
     return json.loads(json.dumps({
         "step_spec": step.spec.to_dict(), "proxy": cfg.proxy.to_dict(), "recipe": values, "data": str(cfg.data),
         "seed": seed, "global_batch": recipe.batch_size * cfg.dist.world,
@@ -38,7 +45,7 @@ def _pre_fingerprint_parts(old: dict[str, Any]) -> dict[str, Any]:
     recipe = old.get("recipe") if isinstance(old.get("recipe"), dict) else {}
     return json.loads(json.dumps({
         "step_spec": old.get("paper_spec"), "proxy": old.get("proxy"),
-        "recipe": {k: v for k, v in recipe.items() if k not in _NOT_IN_FINGERPRINT},
+        "recipe": {k: v for k, v in recipe.items() if k not in NOT_IN_FINGERPRINT},
         "data": old.get("data"), "seed": old.get("seed"), "global_batch": old.get("global_batch")},
         sort_keys=True, default=str))
 
@@ -112,27 +119,10 @@ def _identity(compared: dict[str, Any]) -> dict[str, Any]:
     substitute tables (a recipe renamed with the same values is the same run, as for the job
     fingerprints; the substitutes' effect is in ``step_recipes``)."""
     def values(r: Any) -> Any:
-        return {k: v for k, v in r.items() if k not in _NOT_IN_FINGERPRINT} if isinstance(r, dict) else r
+        return {k: v for k, v in r.items() if k not in NOT_IN_FINGERPRINT} if isinstance(r, dict) else r
 
     out = dict(compared)
     out["recipe"] = values(out.get("recipe"))
     if isinstance(out.get("step_recipes"), dict):
         out["step_recipes"] = {k: values(v) for k, v in out["step_recipes"].items()}
     return out
-
-
-def differing(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    """``key (old -> new)`` for every differing leaf of two nested dicts."""
-    keys = sorted(set(old) | set(new))
-    out = []
-    for k in keys:
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += differing(a, b, f"{prefix}{k}.")
-        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
-            out.append(f"{prefix}{k} ({short(repr(a), 40)} -> {short(repr(b), 40)})")
-    return out
-
-
-def short(text: str, n: int = 300) -> str:
-    return text if len(text) <= n else text[:n - 3] + "..."

@@ -117,7 +117,28 @@ def _stale_and_pending(cfg: RunConfig) -> tuple[list[tuple[Path, str]], list[tup
                 todo = True
         if todo:
             pending.append((step, recipe))
+    if cfg.force:
+        stale += _stale_outside(cfg)
     return stale, pending
+
+
+def _stale_outside(cfg: RunConfig) -> list[tuple[Path, str]]:
+    """With ``force``: job folders outside this command's steps x seeds that differ from its
+    configuration. They are moved aside too (not retrained), or the run folder would keep jobs
+    of the old configuration beside a run.json that describes the new one."""
+    chosen = {(s.name, seed) for s in cfg.steps for seed in cfg.seeds}
+    out: list[tuple[Path, str]] = []
+    for step in cfg.roadmap:
+        folder = cfg.out / step.name
+        seeds = sorted(int(p.name[4:]) for p in folder.glob("seed*") if p.name[4:].isdigit()) if folder.is_dir() else []
+        for seed in seeds:
+            if (step.name, seed) in chosen:
+                continue
+            job = job_dir(cfg, step, seed)
+            why = job_mismatch(job, fingerprint_parts(cfg, step, cfg.recipe_of(step), seed))
+            if why:
+                out.append((job, f"{why}; outside this command's --steps/--seeds, so not retrained"))
+    return out
 
 
 def _move_aside(cfg: RunConfig, stale: list[tuple[Path, str]]) -> None:
