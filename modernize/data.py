@@ -233,6 +233,22 @@ class BadImageError(ConfigError):
     """An image file of a folder data set that cannot be decoded (``bad_images = "fail"``)."""
 
 
+def _eight_bit(img: Any, path: str) -> Any:
+    """16-bit grey images (PNG, TIFF: PIL modes ``I;16*`` and ``I``) scaled to 8 bits (x 255/65535),
+    as 16-bit RGB PNGs already are by PIL: ``convert("L")`` alone clips every value above 255 to
+    white. Float pixels (mode ``F``) and 32-bit integers outside 0-65535 have no known range: refused."""
+    import numpy as np
+    from PIL import Image
+
+    if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
+        return img
+    arr = np.asarray(img)
+    if img.mode == "F" or arr.min() < 0 or arr.max() > 65535:
+        raise ValueError(f"pixels of mode {img.mode} outside 0-65535 (no known range): save it as an 8- or "
+                         "16-bit image")
+    return Image.fromarray(np.rint(arr.astype(np.float64) / 257).astype(np.uint8), "L")
+
+
 class ImageFolderSplit(torch.utils.data.Dataset):
     """One split of an ImageNet-layout folder: ``(path, class)`` samples, decoded with PIL in
     ``mode`` ('RGB' or 'L'), then ``transform``. An index may be ``(i, seed)``: the sample's
@@ -262,7 +278,7 @@ class ImageFolderSplit(torch.utils.data.Dataset):
             path, target = self.samples[(i + k) % n]
             try:
                 with Image.open(path) as img:
-                    return img.convert(self.mode), target
+                    return _eight_bit(img, path).convert(self.mode), target
             except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 why = f"{path}: cannot decode image ({type(exc).__name__}: {exc})"
                 if self.bad_images == "fail":

@@ -76,6 +76,34 @@ def test_in_memory_and_streamed_val_images_are_identical(fashion_folder: Path, c
         v2.functional.pil_to_tensor(Image.open(folder.train.samples[0][0]))))
 
 
+def test_sixteen_bit_grey_images_keep_their_levels(tmp_path: Path) -> None:
+    """16-bit grey PNGs (PIL mode I;16) and 32-bit integer TIFFs are scaled x 255/65535, not
+    clipped at 255 (which made two classes at 1,000 and 3,000 both pure white, and the run learn
+    nothing); float TIFFs (mode F) have no fixed range and are refused naming the file."""
+    import numpy as np
+
+    for split in ("train", "val"):
+        for cls, level in (("a", 1000), ("b", 3000)):
+            (tmp_path / "d" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8), level + i, np.uint16)).save(tmp_path / "d" / split / cls / f"{i}.png")
+    Image.fromarray(np.full((8, 8), 65535, np.int32)).save(tmp_path / "d" / "val" / "b" / "wide.tif")
+    recipe = QUICK.replace(crop="none", resolution=8, train_images=0, val_images=0)
+    data = load_data(DataSpec.parse(f"imagefolder:{tmp_path / 'd'}"), recipe=recipe)
+    assert data.in_chans == 1
+    levels = {}
+    for i, (path, cls) in enumerate(data.val.samples):
+        img, _ = data.val._decode(i)
+        levels[Path(path).name if path.endswith(".tif") else (cls, Path(path).name)] = np.asarray(img).max()
+    assert levels[(0, "0.png")] == round(1000 / 257) and levels[(1, "0.png")] == round(3000 / 257)
+    assert levels["wide.tif"] == 255
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "d" / "val" / "b" / "float.tif")
+    data = load_data(DataSpec.parse(f"imagefolder:{tmp_path / 'd'}"), recipe=recipe)
+    i = next(k for k, (p, _) in enumerate(data.val.samples) if p.endswith("float.tif"))
+    with pytest.raises(ConfigError, match=r"float.tif: cannot decode image .*mode F"):
+        data.val._decode(i)
+
+
 # --- precise BN on streamed data ----------------------------------------------------------------
 
 def test_precise_bn_runs_for_streamed_data_on_a_fixed_unaugmented_subset(fashion_folder: Path) -> None:
