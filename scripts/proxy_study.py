@@ -295,12 +295,12 @@ def write_study_summary(configs: list[Config], out: Path, *, machine: str) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    from modernize.cli.argtypes import int_between  # the command line's own checks for the same flags
+    from modernize.cli.argtypes import Extend, int_between  # the command line's own checks for the same flags
 
     p = argparse.ArgumentParser(prog="proxy_study.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", nargs="+", default=None, help="configuration names (default: all)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="+", action=Extend, default=None, help="configuration names (default: all)")
+    p.add_argument("--seeds", type=int, nargs="+", action=Extend, default=[0, 1, 2])
     p.add_argument("--workers", type=int_between(1, 256, "--workers"), default=2,
                    help="jobs side by side in local processes (default 2: one per core here)")
     p.add_argument("--summary", action="store_true", help="only rebuild the summary from the runs (after training)")

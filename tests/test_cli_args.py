@@ -44,3 +44,27 @@ def test_gpu_check_script_answers_like_the_command_line(tmp_path: Path, capsys: 
     rc = gpu_check.cli(["--device", "tpu", "--no-parity", "--images", "64", "--out", str(tmp_path / "gpu")])
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "--device" in lines[0], lines
+
+
+@pytest.mark.parametrize("argv, dest, want", [
+    (["train", "--seeds", "0", "1", "--seeds", "2"], "seeds", [0, 1, 2]),
+    (["train", "--seeds", "3"], "seeds", [3]),  # the default [0] is replaced, not extended
+    (["train"], "seeds", [0]),
+    (["train", "--steps", "a", "--steps", "b,c"], "steps", ["a", "b,c"]),
+    (["bench", "--steps", "a", "--steps", "b"], "steps", ["a", "b"]),
+    (["bench-data", "--train-img-s", "5", "--train-img-s", "7"], "train_img_s", [5.0, 7.0]),
+])
+def test_a_list_flag_given_twice_keeps_every_value(argv: list[str], dest: str, want: list) -> None:
+    """argparse's default kept only the last group (``--seeds 0 1 --seeds 2`` trained seed 2 alone)."""
+    from modernize.cli import build_parser
+
+    assert getattr(build_parser().parse_args(argv), dest) == want
+
+
+def test_proxy_study_list_flags_keep_every_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    study = load_script("proxy_study")
+    seen: list = []
+    monkeypatch.setattr(study, "run_config",
+                        lambda cfg, seeds, workers: seen.append((cfg.name, seeds)) or {"wall_s_this_invocation": 0})
+    assert study.main(["--only", "A", "--only", "B", "--seeds", "0", "--seeds", "1"]) == 0
+    assert seen == [("A", [0, 1]), ("B", [0, 1])]

@@ -25,6 +25,19 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+class Extend(argparse.Action):
+    """A list flag given more than once collects every value (``--seeds 0 1 --seeds 2``: 0 1 2), as
+    ``describe --step`` does; argparse's default keeps only the last group without a word, and its
+    ``"extend"`` action would add the values to the default's."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest, None)
+        if current is None or current is self.default:
+            current = []
+        setattr(namespace, self.dest, [*current, *values])  # type: ignore[misc]
+
+
 positive_int = int_at_least(1)
 nonneg_int = int_at_least(0)
 

@@ -18,6 +18,7 @@ from ..paths import default_out, reports_dir
 from ..roadmap import load_roadmap
 from .argtypes import (
     MAX_RESOLUTION,
+    Extend,
     add_roadmap_argument,
     int_between,
     positive_int,
@@ -112,7 +113,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=resolution, default=224, help="input size in px (default 224)")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed iterations; the median is kept (default 5)")
     p.add_argument("--warmup", type=positive_int, default=1, help="untimed iterations first (default 1)")
-    p.add_argument("--steps", nargs="+", default=None,
+    p.add_argument("--steps", nargs="+", action=Extend, default=None,
                    help="step names, space- or comma-separated (default: all)")
     p.add_argument("--threads", type=int_between(1, 1024, "--threads"), default=None,
                    help="torch CPU threads (default: torch's)")
@@ -180,7 +181,7 @@ def add_bench_data(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default="paper", help="recipe whose augmentation is timed (default paper)")
     p.add_argument("--resolution", type=int_between(1, MAX_RESOLUTION, "--resolution"), default=None,
                    help="override the recipe's resolution")
-    p.add_argument("--train-img-s", type=positive_number, nargs="+", default=[1000.0, 3000.0],
+    p.add_argument("--train-img-s", type=positive_number, nargs="+", action=Extend, default=[1000.0, 3000.0],
                    help="GPU training speeds to size the worker count for (default 1000 3000)")
     p.add_argument("--batch-recipe", default="cifar100_gpu",
                    help="in-memory recipe for the batched-augmentation comparison (default cifar100_gpu)")

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..files import check_out_path
 from ..proxy import PROXIES, ProxyScale, proxy_preset
 from .argtypes import (
+    Extend,
     add_roadmap_argument,
     int_between,
     nonneg_int,
@@ -88,9 +89,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="fashion-mnist[:DIR] | cifar10[:ROOT] | cifar100[:ROOT] | imagefolder:PATH | synthetic[:N]")
     p.add_argument("--recipe", default=None,
                    help="recipe name in ablations/recipes/ or a .toml path (default: the roadmap's recipe)")
-    p.add_argument("--seeds", type=seed, nargs="+", default=[0], help="seeds (default: 0)")
+    p.add_argument("--seeds", type=seed, nargs="+", action=Extend, default=[0], help="seeds (default: 0)")
     p.add_argument("--out", default=None, help="run directory (default: runs/train)")
-    p.add_argument("--steps", nargs="+", default=None, help="only these steps (names from the roadmap)")
+    p.add_argument("--steps", nargs="+", action=Extend, default=None, help="only these steps (names from the roadmap)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
     p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
     p.add_argument("--proxy", nargs="?", const="cpu", default=None, metavar="NAME",
