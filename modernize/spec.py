@@ -126,7 +126,8 @@ class ArchSpec:
         need(0.0 <= self.drop_path < 1.0, f"spec field 'drop_path': must be in [0, 1), got {self.drop_path}")
         need(math.isfinite(self.init_std) and self.init_std > 0.0,
              f"spec field 'init_std': must be a positive number, got {self.init_std}")
-        need(self.layer_scale >= 0.0, f"spec field 'layer_scale': must be >= 0 (0 = off), got {self.layer_scale}")
+        need(math.isfinite(self.layer_scale) and self.layer_scale >= 0.0,
+             f"spec field 'layer_scale': must be a finite number >= 0 (0 = off), got {self.layer_scale}")
         if self.block == "bottleneck":
             need(all(d % self.expansion == 0 for d in self.dims),
                  f"spec field 'dims' {self.dims}: a bottleneck needs dims divisible by expansion {self.expansion}")

@@ -41,6 +41,11 @@ def test_round_trip_dict() -> None:
     ({"norms": "one"}, "norms"),
     ({"downsample": "separate"}, "downsample"),
     ({"expansion": True}, "expansion"),
+    ({"layer_scale": float("inf")}, "layer_scale"),  # trained to a NaN loss, recorded as failed
+    ({"layer_scale": float("nan")}, "layer_scale"),
+    ({"layer_scale": -1e-6}, "layer_scale"),
+    ({"init_std": float("inf")}, "init_std"),
+    ({"drop_path": float("nan")}, "drop_path"),
 ])
 def test_invalid_values_name_the_field(changes: dict, field: str) -> None:
     with pytest.raises(SpecError, match=field):
