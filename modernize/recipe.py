@@ -152,6 +152,8 @@ class Recipe:
         need(self.resize >= 0, "resize", "must be >= 0 (0 = native size)")
         need(self.proxy == "" or self.proxy in PROXIES, "proxy", f"must be '' or one of {sorted(PROXIES)}")
         need(0 < self.eval_crop_pct <= 1, "eval_crop_pct", "must be in (0, 1]")
+        need(self.crop != "rrc" or self.resolution / self.eval_crop_pct <= MAX_RESOLUTION, "eval_crop_pct",
+             f"evaluation resizes to resolution / eval_crop_pct, which must be at most {MAX_RESOLUTION} px")
         need(0 <= self.randaugment_magnitude <= 30, "randaugment_magnitude", "must be in [0, 30]")
         need(all(0 < b < 1 for b in self.betas), "betas", "must be two numbers in (0, 1)")
         need(0 < self.decay_factor <= 1, "decay_factor", "must be in (0, 1]")

@@ -642,6 +642,12 @@ CASES += [
     Case("train-recipe-nan-substitute", lambda t: train_args(
         t, t / "out", steps=("resnet50",),
         recipe=_w(t / "r.toml", "epochs = 1\nwarmup_epochs = 0\n[substitute.resnet_original]\nlr = -inf\n")), "lr", fix=_train_fix),
+    Case("train-recipe-substitute-typo", lambda t: train_args(  # else resnet50 would train 90 epochs at 224 px
+        t, t / "out", steps=("resnet50",), recipe=_w(t / "r.toml", "[substitute.resnet_orginal]\nepochs = 1\n")),
+        "substitute.resnet_orginal", fix=_train_fix),
+    Case("train-recipe-eval-crop-tiny", lambda t: train_args(  # evaluation would resize to 32,000 px
+        t, t / "out", recipe=_w(t / "r.toml", 'crop = "rrc"\nresolution = 16\neval_crop_pct = 0.0005\n')),
+        "eval_crop_pct", fix=_train_fix),
     Case("train-recipe-lr-string", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", 'lr = "fast"\n')),
          "'lr'", fix=_train_fix),
     Case("train-recipe-unknown-key", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", "lrr = 1\n")),

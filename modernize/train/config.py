@@ -15,7 +15,7 @@ from ..claims import DEFAULT_TIMEOUT_S
 from ..data import Data, DataSpec, check_data
 from ..errors import ConfigError
 from ..proxy import ProxyScale, proxy_preset
-from ..recipe import Recipe, load_recipe
+from ..recipe import Recipe, builtin_recipes, load_recipe
 from ..roadmap import Roadmap, Step, check_step_name, load_roadmap
 from ..runfolder import job_folder
 from ..spec import ArchSpec
@@ -123,6 +123,7 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     for s in rm:  # every override of the roadmap, so that --steps subsets share one run config
         if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
             step_recipes[s.recipe] = rec.for_step(s.recipe)
+    _check_substitutes(rec, rm)
     _check_options(tensorboard=tensorboard, claim_timeout=claim_timeout, seeds=seeds)
     spec = DataSpec.parse(data)
     check_data(spec, download=download)
@@ -153,6 +154,18 @@ def _check_options(*, tensorboard: bool, claim_timeout: float, seeds: Sequence[i
         raise ConfigError("--seeds: give at least one seed")
     if any(s < 0 for s in seeds):
         raise ConfigError(f"--seeds: seeds must be >= 0, got {list(seeds)}")
+
+
+def _check_substitutes(recipe: Recipe, roadmap: Roadmap) -> None:
+    """A ``[substitute.NAME]`` table whose NAME is neither a built-in recipe nor an override of a
+    step of this roadmap is a typo (``resnet_orginal``): the step it was meant for would train
+    with its override as written (90 epochs at 224 px) after only a note."""
+    known = set(builtin_recipes()) | {s.recipe for s in roadmap if s.recipe}
+    for name in recipe.substitute:
+        if name not in known:
+            raise ConfigError(f"recipe '{recipe.name}' table [substitute.{name}]: no built-in recipe and no step of "
+                              f"roadmap '{roadmap.name}' is called {name!r} (steps override with: "
+                              f"{', '.join(sorted({s.recipe for s in roadmap if s.recipe})) or 'none'})")
 
 
 def override_notes(recipe: Recipe, steps: Sequence[Step]) -> list[str]:
