@@ -160,6 +160,9 @@ class Recipe:
         need(all(0 < e < self.epochs for e in self.decay_epochs), "decay_epochs",
              f"every decay epoch must be in (0, epochs={self.epochs})")
         need(list(self.decay_epochs) == sorted(self.decay_epochs), "decay_epochs", "must be increasing")
+        need(self.schedule != "step" or all(e > self.warmup_epochs for e in self.decay_epochs), "decay_epochs",
+             f"every decay epoch must come after the warm-up (warmup_epochs = {self.warmup_epochs}): the "
+             "scheduler starts counting at its end, so an earlier one would never apply")
         need(self.schedule != "step" or bool(self.decay_epochs), "decay_epochs",
              "schedule = 'step' needs at least one decay epoch")
         for sub_name, keys in self.substitute.items():

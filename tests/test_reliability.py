@@ -642,6 +642,9 @@ CASES += [
     Case("train-recipe-nan-substitute", lambda t: train_args(
         t, t / "out", steps=("resnet50",),
         recipe=_w(t / "r.toml", "epochs = 1\nwarmup_epochs = 0\n[substitute.resnet_original]\nlr = -inf\n")), "lr", fix=_train_fix),
+    Case("train-recipe-decay-inside-warmup", lambda t: train_args(  # the decay never applied, without a word
+        t, t / "out", recipe=_w(t / "r.toml", 'epochs = 4\nschedule = "step"\nwarmup_epochs = 2\ndecay_epochs = [1, 3]\n')),
+        "decay_epochs", fix=_train_fix),
     Case("train-recipe-substitute-typo", lambda t: train_args(  # else resnet50 would train 90 epochs at 224 px
         t, t / "out", steps=("resnet50",), recipe=_w(t / "r.toml", "[substitute.resnet_orginal]\nepochs = 1\n")),
         "substitute.resnet_orginal", fix=_train_fix),
