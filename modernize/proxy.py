@@ -24,9 +24,10 @@ model's (both off by default, both applied to every step alike; see ``reports/pr
   a proxy of a few blocks trained for a few hundred iterations barely moves a 1e-6 gate. The
   presets use 1.0 (every residual branch starts at full strength, as if there were no gate):
   the proxy study tried 0.1 first (configs B-K, P) and 1.0 in every configuration it
-  re-measured (L, Q, R, S: separate_downsampling, the one step with a layer scale, rose in
-  all four, final - recipe moved from -5.3 to -4.4, -3.4 to -2.9, -9.0 to -5.2 and -6.1 to
-  -5.5, 3 seeds each; see ``reports/proxy_study/summary.md``).
+  re-measured (L, Q, R, S, T: separate_downsampling, the one step with a layer scale, rose in
+  all five, final - recipe moved from -5.3 to -4.4, -3.4 to -2.9, -9.0 to -5.2, -6.1 to -5.5
+  and, at the paper's stride-4 stems, -6.4 to -4.2, 3 seeds each; see
+  ``reports/proxy_study/summary.md``).
 """
 
 from __future__ import annotations
