@@ -821,8 +821,11 @@ def train(ctx: Ctx, *extra: str, out: Path | None = None, recipe: Path | str | N
           data: str = "synthetic:32", steps: Sequence[str] = (STEP,), roadmap: Path | str | None = None) -> list[str]:
     """The tiny training command (tests/test_reliability.py's: 1 epoch, 2 iterations, 16 px) on the
     battery's two-step roadmap (default) or ``roadmap``."""
+    own_steps = "--steps" in extra  # a repeated list flag adds to the first, so the case's replaces ours
     args = R().train_args(ctx.root, out or ctx.run, *extra, data=data,
-                          recipe=Path(recipe) if recipe is not None else None, steps=tuple(steps))
+                          recipe=Path(recipe) if recipe is not None else None, steps=() if own_steps else tuple(steps))
+    if own_steps:
+        del args[args.index("--steps")]
     args.insert(1, str(roadmap if roadmap is not None else small_roadmap(ctx)))
     return args
 
@@ -843,7 +846,8 @@ def flops(ctx: Ctx, *extra: str, roadmap: Path | str | None = None) -> list[str]
 
 def bench(ctx: Ctx, *extra: str) -> list[str]:
     """``bench`` of MINI (argv[1] is the roadmap; argv[2:] the flags)."""
-    return ["bench", str(ctx.w("mini.toml", MINI)), "--steps", "r50", "--resolution", "32", "--batch", "2",
+    steps = [] if "--steps" in extra else ["--steps", "r50"]  # a repeated list flag adds to the first
+    return ["bench", str(ctx.w("mini.toml", MINI)), *steps, "--resolution", "32", "--batch", "2",
             "--repeats", "1", "--out", str(ctx.root / "bench_out"), *extra]
 
 
