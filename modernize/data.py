@@ -318,12 +318,8 @@ def _walk(spec: DataSpec, top: Path, seen: dict[tuple[int, int], str] | None = N
     stack = [str(top)]
     while stack:
         folder = stack.pop()
-        st = os.stat(folder)
-        key = (st.st_dev, st.st_ino)
-        if key in seen:
-            raise ConfigError(f"--data {spec}: {folder} leads to a folder already read ({seen[key]}): a symlink "
-                              "loop or a second link to one folder, whose images would count twice; remove it")
-        seen[key] = folder
+        _read_once(spec, folder, seen, "leads to a folder already read ({}): a symlink loop or a second link to "
+                                       "one folder, whose images would count twice; remove it")
         with os.scandir(folder) as it:
             entries = sorted(it, key=lambda e: e.name)
         files = [e for e in entries if not _is_dir(e)]
@@ -396,11 +392,17 @@ def _check_link(spec: DataSpec, path: str, splits: list[Path], seen: dict[tuple[
         if real.is_relative_to(split) and len(real.relative_to(split).parts) >= 2:
             raise ConfigError(f"--data {spec}: {path} links to an image already read ({real}), which would count "
                               "twice (under two labels, or in train/ and val/); remove the link")
+    _read_once(spec, path, seen, "links to an image already read ({}), which would count twice (under two "
+                                 "labels, or in train/ and val/); remove one of the links")
+
+
+def _read_once(spec: DataSpec, path: str, seen: dict[tuple[int, int], str], why: str) -> None:
+    """Record ``path``'s file identity in ``seen``; a second path to it is refused (``why``
+    formatted with the first path)."""
     st = os.stat(path)
     key = (st.st_dev, st.st_ino)
     if key in seen:
-        raise ConfigError(f"--data {spec}: {path} links to an image already read ({seen[key]}), which would count "
-                          "twice (under two labels, or in train/ and val/); remove one of the links")
+        raise ConfigError(f"--data {spec}: {path} " + why.format(seen[key]))
     seen[key] = path
 
 
