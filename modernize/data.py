@@ -441,7 +441,7 @@ def _is_grey(samples: list[tuple[str, int]], probe: int = 16) -> bool:
                 modes.add(img.mode)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             continue  # a corrupt file is reported (or skipped) when it is read
-    return bool(modes) and modes <= {"1", "L", "LA", "I", "I;16", "F"}
+    return bool(modes) and all(m in {"1", "L", "LA", "I", "F"} or m.startswith("I;16") for m in modes)
 
 
 def _folder_subset(split: ImageFolderSplit, count: int, *, seed: int) -> ImageFolderSplit:

@@ -87,6 +87,8 @@ def test_sixteen_bit_grey_images_keep_their_levels(tmp_path: Path) -> None:
             (tmp_path / "d" / split / cls).mkdir(parents=True)
             for i in range(4):
                 Image.fromarray(np.full((8, 8), level + i, np.uint16)).save(tmp_path / "d" / split / cls / f"{i}.png")
+    # a big-endian 16-bit TIFF (PIL mode I;16B) is grey too, and scaled alike
+    Image.fromarray(np.full((8, 8), 3000, ">u2")).save(tmp_path / "d" / "train" / "b" / "be.tif")
     Image.fromarray(np.full((8, 8), 65535, np.int32)).save(tmp_path / "d" / "val" / "b" / "wide.tif")
     recipe = QUICK.replace(crop="none", resolution=8, train_images=0, val_images=0)
     data = load_data(DataSpec.parse(f"imagefolder:{tmp_path / 'd'}"), recipe=recipe)
@@ -97,6 +99,8 @@ def test_sixteen_bit_grey_images_keep_their_levels(tmp_path: Path) -> None:
         levels[Path(path).name if path.endswith(".tif") else (cls, Path(path).name)] = np.asarray(img).max()
     assert levels[(0, "0.png")] == round(1000 / 257) and levels[(1, "0.png")] == round(3000 / 257)
     assert levels["wide.tif"] == 255
+    be = next(i for i, (p, _) in enumerate(data.train.samples) if p.endswith("be.tif"))
+    assert np.asarray(data.train._decode(be)[0]).max() == round(3000 / 257)
     Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "d" / "val" / "b" / "float.tif")
     data = load_data(DataSpec.parse(f"imagefolder:{tmp_path / 'd'}"), recipe=recipe)
     i = next(k for k, (p, _) in enumerate(data.val.samples) if p.endswith("float.tif"))
