@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,26 @@ def test_proxy_study_list_flags_keep_every_value(monkeypatch: pytest.MonkeyPatch
                         lambda cfg, seeds, workers: seen.append((cfg.name, seeds)) or {"wall_s_this_invocation": 0})
     assert study.main(["--only", "A", "--only", "B", "--seeds", "0", "--seeds", "1"]) == 0
     assert seen == [("A", [0, 1]), ("B", [0, 1])]
+
+
+HEAVY = ("torch", "torchvision", "fvcore", "pandas", "matplotlib", "scipy")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train", "--seeds", "x"], ["report", "--help"],
+                                  ["bench", "--help"], ["describe", "--help"], ["flops", "--help"]])
+def test_help_and_argument_errors_import_nothing_heavy(argv: list[str]) -> None:
+    """--help and argument errors are instant: building the parser imports none of the heavy packages."""
+    code = ("import sys\nfrom modernize.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\nprint('HEAVY', heavy)\n")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_lazy_package_exports_resolve() -> None:
+    import modernize
+
+    assert set(modernize.__all__) <= set(dir(modernize))
+    for name in modernize.__all__:
+        assert getattr(modernize, name) is not None
+    with pytest.raises(AttributeError):
+        modernize.no_such_name  # noqa: B018

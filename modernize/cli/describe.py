@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..describe import describe
 from ..roadmap import load_roadmap
 from .argtypes import add_roadmap_argument, resolution
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
+    from ..describe import describe  # torch: imported by the handler, not by --help
+
     roadmap = load_roadmap(args.roadmap)
     print(describe(roadmap, args.step, resolution=args.resolution, counts=not args.no_counts), end="")
     return 0

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from ..files import check_writable_dir
-from ..flops_table import flops_table, inconsistency_notes, write_flops_table
 from ..paths import default_out
 from ..roadmap import load_roadmap
 from .argtypes import add_roadmap_argument, resolution
@@ -16,6 +15,8 @@ from .argtypes import add_roadmap_argument, resolution
 def print_flops(roadmap_name: str | None, out: Path | None, resolution: int = 224) -> None:
     """Count every step, print the table (and the paper's inconsistencies), write
     ``out/flops.csv`` and ``out/flops.md`` (default ``reports/<roadmap>/``)."""
+    from ..flops_table import flops_table, inconsistency_notes, write_flops_table  # torch, fvcore, pandas
+
     roadmap = load_roadmap(roadmap_name)
     out = out or default_out(roadmap.name)
     check_writable_dir(out)  # a bad --out fails now, not after the counting

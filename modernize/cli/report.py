@@ -6,11 +6,11 @@ import argparse
 import math
 from pathlib import Path
 
-from ..report import display_table, write_report
-
 
 def print_report(run_dir: Path, out: Path | None = None) -> None:
     """Write the report of ``run_dir`` (default into ``RUN_DIR/report/``), then print its table."""
+    from ..report import display_table, write_report  # pandas, matplotlib
+
     report = write_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
     table, agr = report.table, report.agreement
     print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"]).to_string(index=False))
