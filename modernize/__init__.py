@@ -27,7 +27,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "ArchSpec", "BASE_SPECS", "Complexity", "ConfigError", "ModernNet", "ModernizeError",
     "PreconditionError", "Roadmap", "SpecError", "Step", "TRANSFORMS", "Transform",
-    "base_spec", "build_model", "count", "from_torchvision", "get_transform", "load_roadmap", "register_transform", "to_torchvision",
+    "base_spec", "build_model", "count", "from_torchvision", "get_transform", "load_roadmap",
+    "register_transform", "to_torchvision",
 ]
 __version__ = "0.1.0"
 
