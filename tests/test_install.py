@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -34,10 +35,15 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), "."], src)
     wheel = next(dist.glob("modernize-*.whl"))
 
-    # A fresh venv that sees this interpreter's torch & co., with the wheel installed into it.
+    # A fresh venv that sees the packages of the interpreter running the tests (torch & co. of the
+    # project's .venv), with the wheel installed into it. `--system-site-packages` would show the
+    # *base* interpreter's packages instead, which on a fresh machine have no torch. A .pth file adds
+    # the directories without running their own .pth files, so the editable install stays invisible.
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path)
+    _run([sys.executable, "-m", "venv", str(venv)], tmp_path)
     py, exe = venv / "bin" / "python", venv / "bin" / "modernize"
+    venv_site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], tmp_path).strip())
+    (venv_site / "_outer_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     _run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], tmp_path, env)
