@@ -33,12 +33,23 @@ def work_root() -> Path:
 
 
 def reports_dir() -> Path:
-    """``reports/``: the published tables and figures."""
+    """``reports/``: the committed reference tables and figures. Commands write there only when
+    told to (``--out reports/...``), so a default run leaves a checkout's ``git status`` clean."""
     return work_root() / "reports"
 
 
+def runs_dir() -> Path:
+    """``runs/``: every default output (ignored by git): runs, reports, FLOP tables, timings."""
+    return work_root() / "runs"
+
+
 def default_out(roadmap_name: str) -> Path:
-    """Where a roadmap's generated tables go by default: ``reports/<roadmap>/``."""
+    """Where a roadmap's generated tables go by default: ``runs/<roadmap>/``."""
+    return runs_dir() / roadmap_name
+
+
+def reference_dir(roadmap_name: str) -> Path:
+    """The committed reference report of a roadmap: ``reports/<roadmap>/``."""
     return reports_dir() / roadmap_name
 
 
@@ -77,4 +88,4 @@ def resolve_builtin(name_or_path: str | Path, *, what: str, folder: str = "") ->
 
 
 __all__ = ["PACKAGE_DIR", "REPO_ROOT", "ablations_dir", "builtin_names", "default_out", "reports_dir",
-           "resolve_builtin", "work_root"]
+           "reference_dir", "resolve_builtin", "runs_dir", "work_root"]

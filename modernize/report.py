@@ -31,6 +31,7 @@ from .errors import ConfigError
 from .fidelity import Fidelity, assess, fidelity_markdown
 from .files import atomic_write_bytes, atomic_write_text, check_writable_dir
 from .paths import default_out
+from .reference import SEEDS_FILE, seeds_frame
 from .roadmap import Roadmap, load_roadmap
 from .runfolder import (
     NOT_IN_FINGERPRINT,
@@ -630,6 +631,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Report:
     text("table.csv", table.to_csv(index=False, float_format="%.6g"))
     text("table.md", to_markdown(run, table, agr))
     text("table.tex", to_latex(run, table))
+    text(SEEDS_FILE, seeds_frame(run.results).to_csv(index=False, float_format="%.6g"))
     text("agreement.md", f"# {run.roadmap.name}\n\n" + agreement_markdown(table, agr, run.roadmap.paper_path))
     try:
         for name, fmts in (("roadmap", ("png", "svg")), ("acc_vs_gmacs", ("png",)), ("curves", ("png",))):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..files import atomic_write_text, check_writable_dir
-from ..paths import default_out, reports_dir
+from ..paths import default_out, runs_dir
 from ..roadmap import load_roadmap
 from .argtypes import (
     MAX_RESOLUTION,
@@ -48,7 +48,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     command = _command(args)
-    out = Path(args.out) if args.out else (reports_dir() if args.parity else default_out(roadmap.name))
+    out = Path(args.out) if args.out else (runs_dir() if args.parity else default_out(roadmap.name))
     check_writable_dir(out)  # a bad --out fails now, not after the timing
     start = time.perf_counter()
 
@@ -103,7 +103,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
                        description="Time every step (warm-up, then the median of --repeats timed "
                                    "iterations) and write DIR/bench.csv. With --parity: our first and "
                                    "last step vs their torchvision twins, interleaved, written to "
-                                   "reports/bench_parity.csv and reports/bench.md.")
+                                   "runs/bench_parity.csv and runs/bench.md.")
     add_roadmap_argument(p)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                    help="cpu: fp32 NCHW; cuda: bf16 autocast + channels_last (default cpu)")
@@ -120,7 +120,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parity", action="store_true",
                    help="compare the roadmap's first and last step with torchvision instead")
     p.add_argument("--out", default=None,
-                   help="output folder (default: reports/<roadmap name>/; reports/ with --parity)")
+                   help="output folder (default: runs/<roadmap name>/; runs/ with --parity)")
     p.set_defaults(func=cmd_bench)
     add_bench_data(sub)
 

@@ -14,7 +14,7 @@ from .argtypes import add_roadmap_argument, resolution
 
 def print_flops(roadmap_name: str | None, out: Path | None, resolution: int = 224) -> None:
     """Count every step, print the table (and the paper's inconsistencies), write
-    ``out/flops.csv`` and ``out/flops.md`` (default ``reports/<roadmap>/``)."""
+    ``out/flops.csv`` and ``out/flops.md`` (default ``runs/<roadmap>/``)."""
     from ..flops_table import flops_table, inconsistency_notes, write_flops_table  # torch, fvcore, pandas
 
     roadmap = load_roadmap(roadmap_name)
@@ -38,6 +38,6 @@ def cmd_flops(args: argparse.Namespace) -> int:
 def add_flops(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("flops", help="per-step MACs / FLOPs / params table beside the paper's")
     add_roadmap_argument(p)
-    p.add_argument("--out", default=None, help="output folder (default: reports/<roadmap name>/)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<roadmap name>/)")
     p.add_argument("--resolution", type=resolution, default=224, help="input size in px (default 224)")
     p.set_defaults(func=cmd_flops)

@@ -7,10 +7,14 @@ import math
 from pathlib import Path
 
 
-def print_report(run_dir: Path, out: Path | None = None) -> None:
-    """Write the report of ``run_dir`` (default into ``RUN_DIR/report/``), then print its table."""
+def print_report(run_dir: Path, out: Path | None = None, *, reference: Path | None = None) -> None:
+    """Write the report of ``run_dir`` (default into ``RUN_DIR/report/``), then print its table;
+    with ``reference`` (a report folder), also the step-by-step reproduction check."""
+    from ..reference import check_reproduction, read_reference  # pandas
     from ..report import display_table, write_report  # pandas, matplotlib
 
+    if reference is not None:
+        read_reference(reference)  # a bad --reference fails before any work
     report = write_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
     table, agr = report.table, report.agreement
     print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"]).to_string(index=False))
@@ -22,6 +26,14 @@ def print_report(run_dir: Path, out: Path | None = None) -> None:
           f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} fail; "
           f"{final} - {anchor} = {_signed(diff)}{interval}")
     print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, Spearman {rho}")
+    if reference is not None:
+        import pandas as pd
+
+        from ..reference import SEEDS_FILE, write_reproduction
+
+        check = check_reproduction(pd.read_csv(report.out / SEEDS_FILE), reference)
+        report.paths.append(write_reproduction(check, report.out))
+        print(check.summary())
     print(f"wrote {len(report.paths)} files to {report.out}")
 
 
@@ -31,7 +43,8 @@ def _signed(x: float, digits: int = 2) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print_report(Path(args.run_dir), Path(args.out) if args.out else None)
+    print_report(Path(args.run_dir), Path(args.out) if args.out else None,
+                 reference=Path(args.reference) if args.reference else None)
     return 0
 
 
@@ -39,4 +52,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="ablation table, roadmap figure and curves of a training run")
     p.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `train` (holds run.json)")
     p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/report/)")
+    p.add_argument("--reference", default=None, metavar="DIR",
+                   help="a report folder (e.g. reports/resnet50_to_convnext_t) to check this run against, "
+                        "step by step, within the reference's seed spread; writes reproduction.md")
     p.set_defaults(func=cmd_report)
