@@ -761,13 +761,13 @@ def _blank_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     """The corrected command draws blank figures: it only has to run through. Drawing the four
     real ones was most of a tiny `train`'s time (cProfile of one fix, machine under load: 8.2 of 11.7 s in
     matplotlib's savefig); tests/test_report.py checks the figures themselves."""
-    import modernize.report as report
+    from modernize.report import figures
 
     def blank(run: object, table: object, *args: object) -> object:
-        return report._pyplot().figure(figsize=(1, 1))
+        return figures._pyplot().figure(figsize=(1, 1))
 
     for name in ("roadmap_figure", "acc_vs_gmacs_figure", "curves_figure"):
-        monkeypatch.setattr(report, name, blank)
+        monkeypatch.setattr(figures, name, blank)
 
 
 def _battery(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -820,7 +820,7 @@ def test_battery_has_at_least_60_cases() -> None:
 
 @pytest.mark.parametrize("cmd, work", [("flops", "modernize.cli.flops.flops_table"),
                                        ("bench", "modernize.bench.bench_roadmap"),
-                                       ("report", "modernize.report.roadmap_figure")])
+                                       ("report", "modernize.report.figures.roadmap_figure")])
 def test_out_is_checked_before_the_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch, cmd: str, work: str) -> None:
     """A bad --out fails in a second, before the counting, timing or figures it would have lost."""
