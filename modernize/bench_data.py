@@ -24,9 +24,9 @@ from .data import (
     BatchAugment,
     DataSpec,
     ImageFolderSplit,
-    _folder_split,
     base_transforms,
     check_data,
+    folder_split,
     sample_transforms,
 )
 from .recipe import Recipe
@@ -60,7 +60,7 @@ def worker_rate(root: Path, recipe: Recipe, *, images: int, repeats: int) -> tup
     machine) and per wall-clock second."""
     spec = DataSpec("imagefolder", str(root))
     check_data(spec)
-    classes, samples = _folder_split(spec, root / "train", None)
+    classes, samples = folder_split(spec, root / "train", None)
     res = recipe.resolution
     tf = v2.Compose([v2.ToImage(), *base_transforms(recipe, resolution=res),
                      *sample_transforms(recipe, resolution=res)])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -248,11 +249,25 @@ def differing(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> lis
     return out
 
 
+def fingerprint_fields(*, step_spec: dict[str, Any], proxy: dict[str, Any], recipe: dict[str, Any], data: str,
+                       seed: int | None, global_batch: int | None, torch_version: str | None) -> dict[str, Any]:
+    """A job's fingerprint parts as stored in its config.json (``fingerprint_parts``): one
+    definition for the engine, which decides reuse by them, and the report, which re-checks a
+    run's jobs against its run.json. ``recipe``: the resolved recipe values (those in
+    ``NOT_IN_FINGERPRINT`` are left out); ``torch_version`` is kept to major.minor."""
+    torch_mm = None if torch_version is None else ".".join(torch_version.split("+")[0].split(".")[:2])
+    return json.loads(json.dumps({
+        "step_spec": step_spec, "proxy": proxy,
+        "recipe": {k: v for k, v in recipe.items() if k not in NOT_IN_FINGERPRINT}, "data": data,
+        "seed": seed, "global_batch": global_batch, "torch": torch_mm}, sort_keys=True, default=str))
+
+
 def short(text: str, n: int = 300) -> str:
     return text if len(text) <= n else text[:n - 3] + "..."
 
 
 __all__ = ["FINISHED", "JOB_CONFIG", "LOG", "LOG_COLUMNS", "NOT_IN_FINGERPRINT", "RESULT", "RUN_META", "STATUSES",
-           "JobConfig", "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta", "differing", "is_finished",
+           "JobConfig", "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta", "differing", "fingerprint_fields",
+           "is_finished",
            "job_folder", "load_result", "read_job_config", "read_log", "read_result", "read_run_meta", "short",
            "write_job_config", "write_log", "write_result", "write_run_meta"]

@@ -12,14 +12,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from modernize.data import _FASHION_FILES, FASHION_MNIST_DIR, _read_idx_pair, _subset
+from modernize.data.memory import FASHION_FILES, FASHION_MNIST_DIR, read_idx_pair, subset
+from modernize.data.seeds import subset_seed
 
 CLASSES = ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
 
 
 def export_fashion(root: Path, *, train: int, val: int, folder: Path = FASHION_MNIST_DIR) -> Path:
-    for split, count, seed in (("train", train, 1234), ("val", val, 4321)):
-        data = _subset(_read_idx_pair(folder, *_FASHION_FILES[split]), count, seed=seed)
+    for split, count in (("train", train), ("val", val)):
+        data = subset(read_idx_pair(folder, *FASHION_FILES[split]), count, seed=subset_seed(split))
         for name in CLASSES:
             (root / split / name).mkdir(parents=True, exist_ok=True)
         for i, (img, label) in enumerate(zip(data.images, data.labels.tolist())):

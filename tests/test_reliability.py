@@ -761,13 +761,13 @@ def _blank_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     """The corrected command draws blank figures: it only has to run through. Drawing the four
     real ones was most of a tiny `train`'s time (cProfile of one fix, machine under load: 8.2 of 11.7 s in
     matplotlib's savefig); tests/test_report.py checks the figures themselves."""
-    import modernize.report as report
+    from modernize.report import figures
 
     def blank(run: object, table: object, *args: object) -> object:
-        return report._pyplot().figure(figsize=(1, 1))
+        return figures._pyplot().figure(figsize=(1, 1))
 
     for name in ("roadmap_figure", "acc_vs_gmacs_figure", "curves_figure"):
-        monkeypatch.setattr(report, name, blank)
+        monkeypatch.setattr(figures, name, blank)
 
 
 def _battery(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -820,7 +820,7 @@ def test_battery_has_at_least_60_cases() -> None:
 
 @pytest.mark.parametrize("cmd, work", [("flops", "modernize.cli.flops.flops_table"),
                                        ("bench", "modernize.bench.bench_roadmap"),
-                                       ("report", "modernize.report.roadmap_figure")])
+                                       ("report", "modernize.report.figures.roadmap_figure")])
 def test_out_is_checked_before_the_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch, cmd: str, work: str) -> None:
     """A bad --out fails in a second, before the counting, timing or figures it would have lost."""
@@ -919,7 +919,7 @@ def test_image_folder_listing_is_torchvision_order_without_loops(tmp_path: Path)
     torchvision's make_dataset (so runs keep their data order)."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-    from modernize.data import DataSpec, _folder_split
+    from modernize.data import DataSpec, folder_split
 
     root = tmp_path / "d" / "train"
     for rel in ("b/2.png", "b/10.png", "a/z/1.PNG", "a/0.jpg", "a/y/q/3.png", "a/notes.txt", "c/x.webp"):
@@ -927,12 +927,12 @@ def test_image_folder_listing_is_torchvision_order_without_loops(tmp_path: Path)
     _w(tmp_path / "elsewhere" / "4.png", b"x")
     (root / "c" / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # read once: followed
     spec = DataSpec("imagefolder", str(tmp_path / "d"))
-    classes, samples = _folder_split(spec, root, None)
+    classes, samples = folder_split(spec, root, None)
     assert (classes, samples) == (find_classes(str(root))[0], make_dataset(str(root), find_classes(str(root))[1],
                                                                            extensions=IMG_EXTENSIONS))
     (root / "a" / "y" / "up").symlink_to(root / "a", target_is_directory=True)
     with pytest.raises(ConfigError, match=r"a/y/up leads to a folder already read"):
-        _folder_split(spec, root, None)
+        folder_split(spec, root, None)
 
 
 @pytest.mark.parametrize("link, first", [
@@ -945,7 +945,7 @@ def test_a_folder_or_image_reached_twice_across_classes_or_splits_is_refused(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], link: str, first: str) -> None:
     """One ``seen`` for the whole image folder: a folder or linked image read under two labels,
     or under train/ and val/, is refused before training (and in the loader) naming the link."""
-    from modernize.data import DataSpec, _folder_split
+    from modernize.data import DataSpec, folder_split
 
     root = tmp_path / "d"
     for split in ("train", "val"):
@@ -960,8 +960,8 @@ def test_a_folder_or_image_reached_twice_across_classes_or_splits_is_refused(
     pattern = rf"{re.escape(link)} (leads to a folder|links to an image) already read \(.*{re.escape(first)}"
     with pytest.raises(ConfigError, match=pattern):
         seen: dict[tuple[int, int], str] = {}
-        classes, _ = _folder_split(spec, root / "train", None, seen=seen)
-        _folder_split(spec, root / "val", classes, seen=seen)
+        classes, _ = folder_split(spec, root / "train", None, seen=seen)
+        folder_split(spec, root / "val", classes, seen=seen)
     if target.is_dir():  # the preflight check (before anything is written) sees the folder links too
         rc, _, err = call(train_args(tmp_path, tmp_path / "out", data=f"imagefolder:{root}"), capsys)
         assert rc == 2 and not (tmp_path / "out").exists()
@@ -973,12 +973,12 @@ def test_long_tmpdir_turns_loader_workers_off(monkeypatch: pytest.MonkeyPatch, c
     loader wait forever. Now: one warning, then loading in the main process."""
     import multiprocessing.util
 
-    import modernize.data as D
+    from modernize.data import Loaders
 
-    assert D._worker_sockets_fit()
+    assert Loaders(1).workers == 1
     monkeypatch.setattr(multiprocessing.util, "get_temp_dir", lambda: "/tmp/" + "t" * 100)
-    monkeypatch.setattr(D._worker_sockets_fit, "warned", False, raising=False)
-    assert not D._worker_sockets_fit() and not D._worker_sockets_fit()
+    loaders = Loaders(1)
+    assert loaders.workers == 0 and loaders.workers == 0
     assert capsys.readouterr().err.count("warning: data loader workers off") == 1
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ..data import Data, InMemory, stream
+from ..data import Data, InMemory, Loaders
 from ..errors import ConfigError
 from ..recipe import Recipe
 from ..roadmap import Step
@@ -48,12 +48,12 @@ class OffsetSampler(torch.utils.data.Sampler[int]):
         return max(0, self.n // (self.batch * self.d.world) - self.skip) * self.batch
 
 
-def loader_batches(ds: torch.utils.data.Dataset, *, batch: int, d: Dist, epoch_seed: int, skip: int,
-                   device: str) -> Iterator[tuple[Tensor, Tensor]]:
-    """Through :func:`data.stream`: persistent workers on every core; each sample's augmentation
-    is seeded from (epoch_seed, index), so it does not depend on the worker count."""
+def loader_batches(loaders: Loaders, ds: torch.utils.data.Dataset, *, batch: int, d: Dist, epoch_seed: int,
+                   skip: int, device: str) -> Iterator[tuple[Tensor, Tensor]]:
+    """Through ``loaders`` (persistent workers); each sample's augmentation is seeded from
+    (epoch_seed, index), so it does not depend on the worker count."""
     sampler = OffsetSampler(len(ds), batch=batch, d=d, epoch_seed=epoch_seed, skip=skip)  # type: ignore[arg-type]
-    yield from stream(ds, sampler, batch=batch, device=device, seeded=True, drop_last=True)
+    yield from loaders.stream(ds, sampler, batch=batch, device=device, order_seed=epoch_seed, drop_last=True)
 
 
 def epoch_batches(data: Data, *, batch: int, d: Dist, epoch_seed: int, skip: int,
@@ -62,7 +62,7 @@ def epoch_batches(data: Data, *, batch: int, d: Dist, epoch_seed: int, skip: int
     if data.in_memory:
         return batches_in_memory(data.train, batch=batch, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
                                  skip=skip, device=device)
-    return loader_batches(data.train, batch=batch, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
+    return loader_batches(data.loaders, data.train, batch=batch, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
                           skip=skip, device=device)
 
 

@@ -19,6 +19,7 @@ from ..runfolder import (
     NamedRecipe,
     RunMeta,
     differing,
+    fingerprint_fields,
     read_job_config,
     read_run_meta,
     short,
@@ -32,11 +33,9 @@ def fingerprint_parts(cfg: RunConfig, step: Step, recipe: Recipe, seed: int) -> 
     to it), the resolved recipe values, the data spec, the seed, the global batch and the torch
     version (major.minor). Not included: the device and the number of threads (same numbers up
     to floating-point order), the contents of a data folder (only its spec string)."""
-    values = {k: v for k, v in recipe.to_dict().items() if k not in NOT_IN_FINGERPRINT}
-    return json.loads(json.dumps({
-        "step_spec": step.spec.to_dict(), "proxy": cfg.proxy.to_dict(), "recipe": values, "data": str(cfg.data),
-        "seed": seed, "global_batch": recipe.batch_size * cfg.dist.world,
-        "torch": ".".join(torch.__version__.split("+")[0].split(".")[:2])}, sort_keys=True, default=str))
+    return fingerprint_fields(step_spec=step.spec.to_dict(), proxy=cfg.proxy.to_dict(), recipe=recipe.to_dict(),
+                              data=str(cfg.data), seed=seed, global_batch=recipe.batch_size * cfg.dist.world,
+                              torch_version=torch.__version__)
 
 
 def _pre_fingerprint_parts(old: dict[str, Any]) -> dict[str, Any]:

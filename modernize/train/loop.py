@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-from ..data import BatchAugment, Data, InMemory, stream
+from ..data import BatchAugment, Data, InMemory
 from ..recipe import Recipe
 from ..runfolder import LogRow
 from .batches import OffsetSampler, batches_in_memory, epoch_batches
@@ -202,7 +202,7 @@ def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: 
             (val.images[idx[i:i + batch]].to(device), val.labels[idx[i:i + batch]].to(device))
             for i in range(0, len(idx), batch))
     else:
-        chunks = stream(val, idx.tolist(), batch=batch, device=device, seeded=False)
+        chunks = data.loaders.stream(val, idx.tolist(), batch=batch, device=device)
     k = min(5, data.num_classes)
     # The stop check is agreed across ranks (one tiny all-reduce per batch) on the batches every
     # rank has (the shares differ by at most one image, so a rank may have one batch more).
@@ -242,8 +242,8 @@ def precise_bn(model: nn.Module, data: Data, aug: BatchAugment, *, n: int, batch
                                                                     skip=0, device=device)
     elif data.train_eval is not None:
         order = OffsetSampler(len(data.train_eval), batch=batch, d=d, epoch_seed=seed, skip=0)  # type: ignore[arg-type]
-        source = stream(data.train_eval, order.indices()[:n * batch], batch=batch, device=device, seeded=False,
-                        drop_last=True)
+        source = data.loaders.stream(data.train_eval, order.indices()[:n * batch], batch=batch, device=device,
+                                     drop_last=True)
     else:
         return
     batches = []

@@ -1,7 +1,11 @@
 """Every seed the engine derives, by name. All randomness of a job comes from these, which is
 what makes a run killed anywhere and resumed end with the same weights as an uninterrupted
 one. The formulas are part of the results: changing one changes every number a run produces
-(tests/test_train.py checks that a killed and resumed run matches an uninterrupted one)."""
+(tests/test_train.py checks that a killed and resumed run matches an uninterrupted one).
+
+The data layer's own seeds (``subset_seed``: the fixed image subsets; ``sample_seed``: the
+augmentation of a streamed sample) are defined in ``modernize.data.seeds``, because the data
+layer must not import the engine, and re-exported here."""
 
 from __future__ import annotations
 
@@ -9,6 +13,11 @@ import random
 
 import numpy as np
 import torch
+
+from ..data.seeds import sample_seed, subset_seed
+
+__all__ = ["PRECISE_BN_ORDER_SEED", "data_order_seed", "epoch_seed", "model_init_seed", "sample_seed",
+           "seed_everything", "subset_seed"]
 
 PRECISE_BN_ORDER_SEED = -1 % 2**31
 """The order of the training images that precise BN averages over: one fixed order for every
@@ -41,5 +50,5 @@ def data_order_seed(job_seed: int, epoch: int) -> int:
     """The epoch's permutation of the training images (its own ``torch.Generator``, not the
     global ones): the same on every rank, each rank taking its slice of every global batch, and
     independent of how many random numbers augmentation used. Streamed data sets also seed
-    each sample's augmentation from it (``data.stream``)."""
+    each sample's augmentation from it (``sample_seed``)."""
     return job_seed * 100_003 + epoch
