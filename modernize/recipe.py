@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ._typing import coerce
+from ._typing import check_fields, coerce
 from .errors import ConfigError
 from .files import read_toml
 from .paths import ablations_dir, builtin_names, resolve_builtin
@@ -168,10 +168,11 @@ class Recipe:
         for sub_name, keys in self.substitute.items():
             if not isinstance(keys, dict):
                 raise ConfigError(f"recipe '{self.name}' key 'substitute.{sub_name}': must be a table of recipe keys")
-            bad = sorted(set(keys) - set(KEYS) | ({"name", "substitute"} & set(keys)))
-            if bad:
-                raise ConfigError(f"recipe '{self.name}' key 'substitute.{sub_name}': unknown key(s) {bad} "
-                                  f"(valid: {', '.join(k for k in KEYS if k not in ('name', 'substitute'))})")
+            where = f"recipe '{self.name}' key 'substitute.{sub_name}'"
+            checked = check_fields(keys, _SUB_HINTS, lambda msg, where=where: ConfigError(f"{where}: {msg}"))
+            for key, v in checked.items():
+                if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, tuple) else (v,))):
+                    raise ConfigError(f"{where}: key '{key}': must be a finite number, got {v!r}")
 
     def replace(self, **changes: Any) -> Recipe:
         unknown = sorted(set(changes) - set(KEYS))
@@ -203,6 +204,8 @@ class Recipe:
 
 _HINTS: dict[str, Any] = typing.get_type_hints(Recipe)
 KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
+_SUB_HINTS = {k: v for k, v in _HINTS.items() if k not in ("name", "substitute")}
+"""What a ``[substitute.NAME]`` table may set, typed like the recipe's own keys (checked at load)."""
 
 
 def builtin_recipes() -> list[str]:

@@ -27,8 +27,9 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
+from ._typing import check_fields
 from .errors import ConfigError, ModernizeError
 from .files import check_regular_file, read_toml
 from .paths import ablations_dir, builtin_names, resolve_builtin
@@ -38,8 +39,27 @@ from .transforms import get_transform
 ABLATIONS_DIR = ablations_dir()
 DEFAULT_ROADMAP = "resnet50_to_convnext_t"
 
-_TOP_KEYS = {"name", "description", "base", "paper", "recipe", "imports", "steps"}
-_STEP_KEYS = {"name", "apply", "paper_row", "from", "adopted", "recipe", "change"}
+
+class RoadmapFile(TypedDict, total=False):
+    """The top-level keys of a roadmap file and their TOML types: the one list, checked at load
+    (``_typing.check_fields``) before anything is imported or built."""
+
+    name: str
+    description: str
+    base: str | dict[str, Any]
+    paper: str
+    recipe: str
+    imports: list[str]
+    steps: list[dict[str, Any]]
+
+
+ApplyItem = str | dict[str, Any]
+"""A transform name, or ``{transform = "name", param = value, ...}`` (the parameters are typed by
+the transform's signature, checked when it is applied)."""
+StepFile = TypedDict("StepFile", {  # "from" is a keyword: the functional form
+    "name": str, "apply": ApplyItem | list[ApplyItem], "paper_row": str, "from": str, "adopted": bool,
+    "recipe": str, "change": str}, total=False)
+"""The keys of one ``[[steps]]`` table and their TOML types."""
 
 STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 """A step name is a folder name of the run directory: no path separators, no leading dot."""
@@ -156,17 +176,9 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
 
 
 def _check_top_level(data: dict[str, Any], fail: Any) -> None:
-    """The roadmap file's top-level keys and their types."""
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise fail(f"unknown key(s) {unknown} (valid: {sorted(_TOP_KEYS)})")
-    for key, ok, what in (("name", str, "a string"), ("description", str, "a string"), ("paper", str, "a path string"),
-                          ("recipe", str, "a recipe name or path string"), ("base", (str, dict),
-                                                                           "a spec name or a table of spec fields"),
-                          ("imports", list, "a list of module names"), ("steps", list, "a list of [[steps]] tables")):
-        if key in data and not isinstance(data[key], ok):
-            raise fail(f"'{key}' must be {what}, got {type(data[key]).__name__} {data[key]!r}"[:300])
-    if not all(isinstance(m, str) and m for m in data.get("imports", [])):
+    """The roadmap file's top-level keys and their types (``RoadmapFile``)."""
+    check_fields(data, RoadmapFile, fail)
+    if not all(m for m in data.get("imports", [])):
         raise fail(f"'imports' must be a list of module names, got {data['imports']!r}")
 
 
@@ -196,9 +208,7 @@ def _parse_step(i: int, raw: Any, by_name: dict[str, Step], last_adopted: Step |
         raise fail(why, name)
     if name in by_name:
         raise fail("appears twice; step names must be unique", name)
-    bad = sorted(set(raw) - _STEP_KEYS)
-    if bad:
-        raise fail(f"unknown key(s) {bad} (valid: {sorted(_STEP_KEYS)})", name)
+    check_fields(raw, StepFile, lambda msg: fail(msg, name))  # types first: a list is not a step name
     if "from" in raw:
         if raw["from"] not in by_name:
             raise fail(f"'from' names '{raw['from']}', which is not an earlier step "
@@ -216,9 +226,6 @@ def _parse_step(i: int, raw: Any, by_name: dict[str, Step], last_adopted: Step |
     paper_row = raw.get("paper_row")
     if paper_row is not None and paper and paper_row not in paper:
         raise fail(f"paper_row '{paper_row}' is not a row of {paper_file} (valid: {', '.join(paper)})", name)
-    for key, typ in (("adopted", bool), ("paper_row", str), ("recipe", str), ("change", str)):
-        if key in raw and not isinstance(raw[key], typ):
-            raise fail(f"'{key}' must be a {typ.__name__}, got {raw[key]!r}", name)
     change = raw.get("change") or " + ".join(_label(t, p) for t, p in calls) or "no architecture change"
     return Step(name=name, spec=spec, change=change, paper_row=paper_row, adopted=raw.get("adopted", True),
                 parent=parent.name if parent else None, recipe=raw.get("recipe"),

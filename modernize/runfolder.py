@@ -13,7 +13,9 @@ Layout of a run directory::
 
 This module sits below both the engine and the report (it imports neither, nor torch or
 pandas at import time), so the report reads a run folder without loading the engine. A writer
-refuses a record whose keys differ from its schema: a new field is added here, once.
+refuses a record whose keys differ from its schema: a new field is added here, once. A reader
+checks the type of every key the schema names (``_check_types``; keys of older versions are
+kept), so an edited file is one ``ConfigError`` naming the file and the key.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 from pathlib import Path
 from typing import Any, TypedDict
 
+from ._typing import check_fields
 from .errors import ConfigError
 from .files import atomic_write_json, atomic_write_text, read_json_object
 
@@ -168,6 +171,12 @@ def write_log(job_dir: Path, rows: list[LogRow]) -> None:
 
 # --- readers -----------------------------------------------------------------------------------
 
+def _check_types(record: dict[str, Any], schema: type, path: Path) -> None:
+    """Each key of ``schema`` present in ``record`` has its type (no conversion: a bool is not
+    an int, a string not a number); keys the schema does not name are left alone (older versions)."""
+    check_fields(record, schema, lambda msg: ConfigError(f"{path}: {msg}"), unknown=True)
+
+
 def read_run_meta(run_dir: Path) -> RunMeta:
     """``run.json``, checked: an object with ``roadmap`` ``{"name", "path"}``, ``recipe``
     ``{"name", "values"}`` and a non-empty list of integer ``seeds``; anything else is a
@@ -185,20 +194,26 @@ def read_run_meta(run_dir: Path) -> RunMeta:
         value = meta.get(key)
         if not (isinstance(value, dict) and isinstance(value.get("name"), str) and second in value):
             raise ConfigError(f"{path}: '{key}' must be {{\"name\": ..., \"{second}\": ...}}, got {value!r}"[:300])
+    _check_types(meta, RunMeta, path)
     return meta  # type: ignore[return-value]
 
 
 def read_job_config(job_dir: Path) -> dict[str, Any]:
     """A job's ``config.json`` as stored (older jobs lack the fingerprint keys);
     ``FileNotFoundError`` when missing, ``ConfigError`` when unreadable."""
-    return read_json_object(Path(job_dir) / JOB_CONFIG, "job config")
+    path = Path(job_dir) / JOB_CONFIG
+    config = read_json_object(path, "job config")
+    _check_types(config, JobConfig, path)
+    return config
 
 
 def read_result(job_dir: Path) -> JobResult | None:
     """The engine's view: a job's ``result.json``, or None when missing or unreadable (then
     the job is not finished and is trained again)."""
+    path = Path(job_dir) / RESULT
     try:
-        obj = read_json_object(Path(job_dir) / RESULT, RESULT)
+        obj = read_json_object(path, RESULT)
+        _check_types(obj, JobResult, path)
     except (FileNotFoundError, ConfigError):
         return None
     return obj  # type: ignore[return-value]
@@ -213,6 +228,7 @@ def load_result(job_dir: Path) -> JobResult | None:
     result = read_json_object(path, RESULT)
     if result.get("status") not in STATUSES:
         raise ConfigError(f"{path}: 'status' must be done, failed or running")
+    _check_types(result, JobResult, path)
     return result  # type: ignore[return-value]
 
 
