@@ -251,7 +251,7 @@ def _parse_apply(raw: Any, fail: Any, step: str) -> list[tuple[str, dict[str, An
         try:
             get_transform(item["transform"])
         except ModernizeError as exc:
-            raise fail(str(exc), step) from None
+            raise fail(f"apply: {exc}", step) from None
         calls.append((item["transform"], params))
     return calls
 

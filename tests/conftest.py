@@ -21,6 +21,16 @@ ACCEPT = os.environ.get("MODERNIZE_ACCEPT") == "1"
 """``MODERNIZE_ACCEPT=1 python -m pytest tests/test_steps.py tests/test_flops_cli.py`` rewrites the
 golden file from the current code first (like torchvision's ``EXPECTTEST_ACCEPT=1``); review the diff."""
 
+try:  # Hypothesis (tests/test_types.py): the same examples on every run unless a developer asks for others
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False, max_examples=200)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # the test extra is not installed: only tests/test_types.py needs it
+    pass
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Test processes run side by side (pyproject's `-n auto`): one torch thread each, and for the
     # commands they start, so that two workers do not oversubscribe the cores with OpenMP threads.

@@ -46,7 +46,8 @@ def test_user_file_reorder_drop_add(tmp_path: Path) -> None:
 
 BAD = [
     ("syntax", "name = \n", "TOML syntax error"),
-    ("unknown_transform", GOOD + '[[steps]]\nname = "x"\napply = "nope"\n', "step 'x': unknown transform 'nope'"),
+    ("unknown_transform", GOOD + '[[steps]]\nname = "x"\napply = "nope"\n',
+     "step 'x': apply: unknown transform 'nope'"),
     ("unknown_param", GOOD + '[[steps]]\nname = "x"\napply = { transform = "kernel_size", size = 5 }\n',
      "step 'x': transform 'kernel_size' has no parameter 'size' \\(valid: kernel_size\\)"),
     ("ill_typed", GOOD + '[[steps]]\nname = "x"\napply = { transform = "kernel_size", kernel_size = "5" }\n',
