@@ -1,35 +1,36 @@
 #!/usr/bin/env python3
 """Hostile battery (issue 11): bad flags, edited and corrupt files, OS errors, hostile image
-folders, signals, concurrent runs and ``--force``, across every command of the CLI.
+folders, signals, concurrent runs and ``--force``, across every command of the CLI: the cases.
+pytest runs them (``tests/test_battery.py``, one test per case; selection, sharding and
+reporting are pytest's and pytest-xdist's)::
 
-    nice -n 15 python scripts/hostile.py              # every case, 2 shards side by side
-    python scripts/hostile.py -k signal -k report     # only cases whose id contains a word
-    python scripts/hostile.py --list                  # the case ids
-    python scripts/hostile.py --fresh                 # every CLI call a fresh `python -m modernize.cli`
+    python -m pytest tests/test_battery.py -m "not slow"   # the cases that train nothing
+    python -m pytest tests/test_battery.py -k signal        # only cases whose id contains a word
+    python -m pytest tests/test_battery.py                  # every case (-n auto: one server per worker)
+    HOSTILE_FRESH=1 python -m pytest tests/test_battery.py  # every CLI call a fresh `python -m modernize.cli`
 
-Each case runs the command line in a child process (60 s timeout each) inside a fresh temp
-root of its own, and checks: the exit code (2 for bad input, 130 for a stop, 0 when it should
-succeed), that stderr's last line is one ``error:`` line naming the culprit, no ``Traceback``
-anywhere, no hang, no file created or changed outside the paths the command may write (the
-temp root's other files, a sentinel beside it, the repository), and where a command is refused
-or stopped that the run folder is unchanged (or resumable) and the corrected command on the same
-folder then succeeds with the right numbers. One line per case, then the totals; exit 1 when a
-case fails.
+Each case runs the command line in a child process (60 s timeout each: a hang is one of the
+faults it reports) inside a fresh temp root of its own, and checks: the exit code (2 for bad
+input, 130 for a stop, 0 when it should succeed), that stderr's last line is one ``error:`` line
+naming the culprit, no ``Traceback`` anywhere, no hang, no file created or changed outside the
+paths the command may write (the temp root's other files, a sentinel beside it, the repository),
+and where a command is refused or stopped that the run folder is unchanged (or resumable) and
+the corrected command on the same folder then succeeds with the right numbers.
 
 Child processes: by default each CLI call is ``os.fork()`` of this process, which imported
 torch and modernize once (a fresh interpreter costs 10-20 s of imports on a loaded 2-core
-machine; forked, a case costs about a second). The child sets up its own session, working
+machine; forked, a case costs about a second); this process is ``python scripts/hostile.py
+--serve BASE``, started by the test suite, which never runs a torch op itself. The child sets up its own session, working
 folder, HOME/TMPDIR (inside the case's root), UTF-8 stdio, a memory limit, and calls
 ``modernize.cli.main(argv)`` exactly as ``python -m modernize.cli`` does; an uncaught exception
-prints its traceback and exits 1, like the interpreter. ``--fresh`` (and the cases marked
-fresh) run a new interpreter instead. Signals at a given point (start, data loading, a training
+prints its traceback and exits 1, like the interpreter. ``HOSTILE_FRESH=1`` (and the cases
+marked fresh) run a new interpreter instead. Signals at a given point (start, data loading, a training
 iteration, evaluation) are sent by the child to itself from a hook wrapped around the function
 that marks that point, so they land at the same place on every run.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import hashlib
@@ -65,7 +66,6 @@ under load at nice 15): that time is not the command's, so it is not counted tow
 STEP = "separate_downsampling"
 ERROR_LINE = re.compile(r"(\S+( \S+)?: )?error: ")  # ours ("error: ..."), or argparse's ("prog cmd: error: ...")
 NONFINITE = re.compile(r"(?<![A-Za-z_])[+-]?(nan|inf|infinity)(?![A-Za-z_])", re.IGNORECASE)
-KINDS = ("traceback", "wrong", "hang", "outside", "fail")
 
 
 def _env_defaults() -> None:
@@ -1095,7 +1095,7 @@ RECIPE_FAULTS = [  # (key, TOML value, culprit)
     ("randaugment_magnitude", "31", "randaugment_magnitude"), ("resize", "-1", "resize"), ("mixup", "true", "mixup"),
     ("warmup_epochs", "5", "warmup_epochs"), ("name", "5", "name"), ("description", "[1]", "description"),
     ("grad_clip", "-inf", "grad_clip"), ("channels_last", "1", "channels_last"), ("lr_warmup", "1", "lr_warmup"),
-    ("momentum", "{ a = 1 }", "momentum"),
+    ("momentum", "{ a = 1 }", "momentum"), ("lr", "2020-01-02T03:04:05", "'lr'"), ("weight_decay", "false", "weight_decay"),
 ]
 _seen: dict[str, int] = {}
 for _key, _val, _cul in RECIPE_FAULTS:
@@ -1111,6 +1111,9 @@ RECIPE_FILES = [  # (id, file content, culprit)
     ("substitute-entry-int", _tiny_lines() + "[substitute]\nresnet_original = 5\n", "substitute"),
     ("substitute-unknown-key", _tiny_lines() + "[substitute.resnet_original]\nfoo = 1\n", "foo"),
     ("substitute-nan", _tiny_lines() + "[substitute.resnet_original]\nlr = nan\nepochs = 1\n", "lr"),
+    # found by tests/test_types.py (every key, every type): refused at load, never coerced
+    ("substitute-datetime", _tiny_lines() + "[substitute.resnet_original]\nepochs = 2020-01-02\n", "epochs"),
+    ("substitute-bool-for-float", _tiny_lines() + "[substitute.resnet_original]\nlr = true\n", "lr"),
     ("utf16", _tiny_lines().encode("utf-16"), "bad.toml"),
 ]
 DEFAULT_RM = "resnet50_to_convnext_t"  # has a step with a recipe override (resnet50): substitutes apply
@@ -1179,6 +1182,15 @@ ROADMAP_FAULTS: list[tuple[str, Callable[[Ctx], Path], str | Sequence[str]]] = [
     ("paper-random", lambda c: (c.w("p.csv", RANDOM), roadmap(c, lambda t: t.replace(f'paper = "{R().ABLATIONS_DIR}/paper/paper_roadmap_r50.csv"', 'paper = "p.csv"')))[1], "p.csv"),
     ("paper-row-unknown", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = "stage_ration"')), "stage_ration"),
     ("change-list", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = "stage_ratio"\nchange = [1]')), "change"),
+    # found by tests/test_types.py (every key, every type): a list or table where a string belongs
+    ("from-list", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = "stage_ratio"\nfrom = ["a"]')), "from"),
+    ("from-table", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = "stage_ratio"\nfrom = { a = 1 }')), "from"),
+    ("paper-row-list", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = ["stage_ratio"]')), "paper_row"),
+    ("paper-row-table", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = { a = 1 }')), "paper_row"),
+    ("adopted-int", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = "stage_ratio"\nadopted = 1')), "adopted"),
+    ("description-datetime", lambda c: roadmap(c, lambda t: "description = 2020-01-02T03:04:05\n" + t), "description"),
+    ("imports-empty-name", lambda c: roadmap(c, lambda t: 'imports = [""]\n' + t), "imports"),
+    ("apply-param-date", lambda c: roadmap(c, apply_edit('apply = { transform = "stage_ratio", depths = 2020-01-02 }')), "depths"),
 ]
 for _id, _make, _cul in ROADMAP_FAULTS:
     case(f"roadmap-{_id}")((lambda make, c: lambda ctx: (
@@ -1363,13 +1375,19 @@ case("train-result-json-fifo")(lambda ctx: (ctx.trained(), _corrupt(ctx, f"{STEP
 
 
 def _result_value_case(key: str, raw: str) -> Callable[[Ctx], None]:
-    """A finished job's result.json edited to hold NaN / Infinity / text: the report never prints
-    a non-finite number and does not count the job as a result."""
+    """A finished job's result.json edited to hold NaN / Infinity: the report never prints a
+    non-finite number and does not count the job as a result. Text where a number belongs is the
+    wrong type: the report refuses it, naming the file and the key (issue 23: never coerced)."""
     def fn(ctx: Ctx) -> None:
         ctx.trained()
         path = job(ctx, "result.json")
         text = re.sub(rf'"{key}": [^,\n}}]+', f'"{key}": {raw}', path.read_text())
         path.write_text(text)
+        if raw.startswith('"'):
+            res = ctx.refused(report(ctx, None, "--out", str(ctx.root / "rep")), [f"'{key}'"])
+            if "result.json" not in res.last:
+                ctx.fail("fail", f"the error line does not name result.json: {res.last[:200]!r}")
+            return
         res = ctx.ok(report(ctx, None, "--out", str(ctx.root / "rep")))
         md = (ctx.root / "rep" / "table.md").read_text()
         bad = [ln for ln in md.splitlines() if ln.startswith(f"| {STEP} ") and NONFINITE.search(ln)]
@@ -2007,37 +2025,6 @@ def _fresh_flag(ctx: Ctx) -> None:
     ctx.refused(["flops", "--resolution", "nan"], "--resolution", fresh=True)
 
 
-# --- the battery -------------------------------------------------------------------------------------------
-
-def select(keys: Sequence[str]) -> list[Case]:
-    return [c for c in CASES if not keys or any(k in c.id for k in keys)]
-
-
-def run_shard(cases: Sequence[Case], base: Path, *, fresh: bool, emit: Callable[[Outcome], None]) -> list[Outcome]:
-    shard = Shard(base, fresh)
-    outs = []
-    for c in cases:
-        o = run_case(c, base, shard, fresh=fresh)
-        outs.append(o)
-        emit(o)
-    return outs
-
-
-def totals(outs: Sequence[Outcome], wall: float) -> tuple[str, bool]:
-    n_pass = sum(o.ok for o in outs)
-    wrong = sum(1 for o in outs if not o.ok and o.kind == "wrong")
-    tb = sum(o.tally.tracebacks for o in outs)
-    hangs = sum(o.tally.hangs for o in outs)
-    outside = sum(o.tally.outside for o in outs)
-    inv = sum(o.tally.invocations for o in outs)
-    cpu = sum(o.tally.cpu for o in outs)
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    text = (f"\n== totals: {len(outs)} cases, {n_pass} pass, {len(outs) - n_pass} fail; "
-            f"{inv} command runs; tracebacks {tb}, wrong results {wrong}, hangs {hangs}, "
-            f"outside writes {outside}; wall {wall:.0f} s, CPU of the commands {cpu:.0f} s, load average {load}")
-    return text, n_pass == len(outs)
-
-
 def selftest(base: Path) -> list[str]:
     """The battery's checks catch what they claim: a traceback, a hang, a wrong exit code, a write
     outside the case, a write outside the allowed paths. Returns what was missed."""
@@ -2062,112 +2049,51 @@ def selftest(base: Path) -> list[str]:
     return missed
 
 
+# --- the server: tests/test_battery.py's worker -------------------------------------------------------------
+
+CASE_IDS = {c.id: c for c in CASES}
+
+
+def _outcome_json(o: Outcome) -> str:
+    return json.dumps({"id": o.id, "ok": o.ok, "kind": o.kind, "reason": o.reason, "wall": o.wall,
+                       "tally": o.tally.__dict__, "log": o.log})
+
+
+def serve(base: Path) -> int:
+    """Case ids on stdin, one JSON outcome per line on stdout, one trained template for them all.
+    A fresh interpreter that never ran a torch op forks the commands (a pytest process may have
+    run some: a fork of a process with OpenMP threads can hang); pytest selects, shards
+    (pytest-xdist: one server per worker) and reports."""
+    preload()
+    _limit_memory()
+    with contextlib.suppress(AttributeError):
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    fresh = os.environ.get("HOSTILE_FRESH") == "1"
+    shard = Shard(base, fresh)
+    for line in sys.stdin:
+        cid = line.strip()
+        if cid == "--selftest":
+            missed = selftest(base / "_selftest")
+            print(json.dumps({"id": cid, "ok": not missed, "kind": "selftest", "reason": f"missed {missed}",
+                              "wall": 0.0, "tally": {}, "log": []}), flush=True)
+        elif cid:
+            print(_outcome_json(run_case(CASE_IDS[cid], base, shard, fresh=fresh)), flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-k", action="append", default=[], help="only cases whose id contains this (repeatable)")
-    ap.add_argument("--jobs", type=int, default=2, help="shards side by side (default 2)")
-    ap.add_argument("--fresh", action="store_true", help="a fresh interpreter for every command (slow)")
-    ap.add_argument("--list", action="store_true")
-    ap.add_argument("--selftest", action="store_true", help="check that the checks catch what they claim")
-    ap.add_argument("--keep", action="store_true", help="keep the temp folders")
-    ap.add_argument("--base", default=None, help="temp folder (default: a new one under $TMPDIR)")
-    ap.add_argument("--log", default=None, help="write every command, exit code and stderr tail here")
-    ap.add_argument("--shard", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.child:  # a fresh interpreter's child with hooks
-        spec = json.loads(args.child)
+    """``--serve BASE`` (the battery's worker) or ``--child JSON`` (a fresh interpreter's command
+    with hooks); the battery itself runs under pytest (the module docstring)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 2 and args[0] == "--child":
+        spec = json.loads(args[1])
         _env_defaults()
         _all_modernize_modules()
         return child_main(spec["argv"], spec["hooks"])
-    if args.selftest:
-        preload()
-        missed = selftest(Path(args.base) if args.base else Path(tempfile.mkdtemp(prefix="hostile-selftest-")))
-        print(f"selftest: {'missed ' + ', '.join(missed) if missed else 'every check caught its fault'}")
-        return 1 if missed else 0
-    cases = select(args.k)
-    if args.list:
-        print("\n".join(c.id for c in cases))
-        print(f"{len(cases)} cases", file=sys.stderr)
-        return 0
-    base = Path(args.base) if args.base else Path(tempfile.mkdtemp(prefix="hostile-"))
-    base.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    if args.shard:  # one shard of a parallel run: JSON lines on stdout
-        i, n = map(int, args.shard.split("/"))
-        preload()
-        _limit_memory()
-
-        with contextlib.suppress(AttributeError):
-            sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-
-        def emit_json(o: Outcome) -> None:
-            print(json.dumps({"id": o.id, "ok": o.ok, "kind": o.kind, "reason": o.reason, "wall": o.wall,
-                              "tally": o.tally.__dict__, "log": o.log}), flush=True)
-
-        run_shard(cases[i::n], base / f"shard{i}", fresh=args.fresh, emit=emit_json)
-        return 0
-    outs: list[Outcome] = []
-    logf = open(args.log, "w", errors="backslashreplace") if args.log else None
-    with contextlib.suppress(AttributeError):
-        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-
-    def emit(o: Outcome) -> None:
-        outs.append(o)
-        print(o.line(), flush=True)
-        if logf:
-            logf.write(f"=== {o.line()}\n" + "\n".join(o.log) + "\n")
-            logf.flush()
-
-    print(f"{len(cases)} cases, {min(args.jobs, len(cases))} shard(s), temp folder {base}", flush=True)
-    if args.jobs <= 1 or len(cases) <= 1:
-        preload()
-        _limit_memory()
-        run_shard(cases, base / "shard0", fresh=args.fresh, emit=emit)
-    else:
-        n = min(args.jobs, len(cases))
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--base", str(base), "--jobs", "1"]
-        cmd += [x for k in args.k for x in ("-k", k)] + (["--fresh"] if args.fresh else [])
-        procs = [subprocess.Popen([*cmd, "--shard", f"{i}/{n}"], stdout=subprocess.PIPE, text=True, bufsize=1)
-                 for i in range(n)]
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        for p in procs:
-            assert p.stdout is not None
-            sel.register(p.stdout, selectors.EVENT_READ)
-        open_streams = len(procs)
-        while open_streams:
-            for key, _ in sel.select():
-                line = key.fileobj.readline()  # type: ignore[union-attr]
-                if not line:
-                    sel.unregister(key.fileobj)
-                    open_streams -= 1
-                    continue
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError:
-                    print(line.rstrip(), flush=True)
-                    continue
-                emit(Outcome(d["id"], d["ok"], d["kind"], d["reason"], d["wall"], Tally(**d["tally"]), d["log"]))
-        for p in procs:
-            p.wait()
-        done_ids = {o.id for o in outs}
-        for c in cases:  # a shard that died leaves its cases unreported: each one fails
-            if c.id not in done_ids:
-                emit(Outcome(c.id, False, "fail", "not run (its shard died)", 0.0, Tally(), []))
-    text, all_ok = totals(outs, time.monotonic() - t0)
-    ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    print(text + f"; CPU in all (battery + commands) {sum(r.ru_utime + r.ru_stime for r in ru):.0f} s")
-    for kind in KINDS:
-        ids = [o.id for o in outs if not o.ok and o.kind == kind]
-        if ids:
-            print(f"   {kind}: {', '.join(ids)}")
-    if not args.keep:
-        _force_rmtree(base)
-    else:
-        print(f"kept {base}")
-    return 0 if all_ok else 1
+    if len(args) == 2 and args[0] == "--serve":
+        return serve(Path(args[1]))
+    print(__doc__.split("\n\n")[1], file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
