@@ -1188,7 +1188,7 @@ ROADMAP_FAULTS: list[tuple[str, Callable[[Ctx], Path], str | Sequence[str]]] = [
     ("paper-row-list", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = ["stage_ratio"]')), "paper_row"),
     ("paper-row-table", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = { a = 1 }')), "paper_row"),
     ("adopted-int", lambda c: roadmap(c, lambda t: t.replace('paper_row = "stage_ratio"', 'paper_row = "stage_ratio"\nadopted = 1')), "adopted"),
-    ("description-datetime", lambda c: roadmap(c, lambda t: "description = 2020-01-02T03:04:05\n" + t), "description"),
+    ("description-datetime", lambda c: roadmap(c, lambda t: re.sub(r"(?m)^description = .*$", "description = 2020-01-02T03:04:05", t, count=1)), "description"),
     ("imports-empty-name", lambda c: roadmap(c, lambda t: 'imports = [""]\n' + t), "imports"),
     ("apply-param-date", lambda c: roadmap(c, apply_edit('apply = { transform = "stage_ratio", depths = 2020-01-02 }')), "depths"),
 ]

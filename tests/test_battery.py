@@ -3,14 +3,22 @@
 pytest selects (``-k``, ``-m "not slow"``), shards (pytest-xdist) and reports; the script keeps
 the cases and their checks. Each worker starts one ``python scripts/hostile.py --serve BASE``:
 a fresh interpreter that imports torch and modernize once and forks every command from there
-(this process may have run torch ops, after which a fork can hang on OpenMP's threads). A case
-that trains, or copies the trained tiny run, is marked slow.
+(this process may have run torch ops, after which a fork can hang on OpenMP's threads).
+
+Every case is marked slow (out of the quick loop). The cases that train nothing, and a sample of
+those that train (``TRAINING_IN_CI``), run in every full run; the other training cases (about
+two thirds of the battery, far longer than the rest of the suite on 2 cores) run with
+``HOSTILE_ALL=1``::
+
+    python -m pytest tests/test_battery.py                   # the fast part and the sample
+    HOSTILE_ALL=1 python -m pytest tests/test_battery.py     # every case
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
 import select
 import subprocess
 import sys
@@ -39,7 +47,21 @@ def trains(case: Any) -> bool:
         return True
 
 
-CASES = [pytest.param(c.id, id=c.id, marks=[pytest.mark.slow] if trains(c) else []) for c in hostile.CASES]
+TRAINING_IN_CI = ("train-flag-seeds-huge", "recipe-file-deep-nesting", "report-runjson-seeds-empty",
+                  "signal-sigterm-training", "result-json-top1-infinity", "result-json-top1-abc",
+                  "last-pt-wrong-model", "recipe-file-substitute-datetime", "recipe-lr-4")
+"""Training cases that run in every full run (the rest with ``HOSTILE_ALL=1``)."""
+ALL = os.environ.get("HOSTILE_ALL") == "1"
+_ONLY_ALL = pytest.mark.skipif(not ALL, reason="a training case of the battery: HOSTILE_ALL=1 runs it")
+
+
+def _marks(case: Any) -> list[pytest.MarkDecorator]:
+    if not trains(case):
+        return [pytest.mark.slow]
+    return [pytest.mark.slow, pytest.mark.trains] + ([] if case.id in TRAINING_IN_CI else [_ONLY_ALL])
+
+
+CASES = [pytest.param(c.id, id=c.id, marks=_marks(c)) for c in hostile.CASES]
 
 
 class Server:

@@ -1,11 +1,11 @@
 """scripts/hostile.py, the hostile battery of issue 11, holds the cases; tests/test_battery.py runs
 them (one pytest test per case). Here: the cases stay many, distinct and over every command, and
-the suite's fast part is the part that trains nothing."""
+every case is a slow-marked test, and those that train are marked so."""
 
 from __future__ import annotations
 
 from .conftest import load_script
-from .test_battery import CASES
+from .test_battery import CASES, TRAINING_IN_CI
 
 
 def test_at_least_300_distinct_cases_over_every_command() -> None:
@@ -20,7 +20,10 @@ def test_at_least_300_distinct_cases_over_every_command() -> None:
 def test_every_case_is_a_test_and_training_cases_are_slow() -> None:
     h = load_script("hostile")
     assert [p.values[0] for p in CASES] == [c.id for c in h.CASES]
-    slow = {p.values[0] for p in CASES if any(m.name == "slow" for m in p.marks)}
-    assert {"signal-sigterm-training", "recipe-epochs-1", "result-json-top1-abc", "config-json-deleted"} <= slow
+    marks = {p.values[0]: {m.name for m in p.marks} for p in CASES}
+    assert all("slow" in m for m in marks.values())
+    trains = {i for i, m in marks.items() if "trains" in m}
+    assert {"signal-sigterm-training", "recipe-epochs-1", "result-json-top1-abc", "config-json-deleted"} <= trains
     assert not ({"flops-resolution-nan", "roadmap-from-list", "roadmap-paper-row-table", "describe-roadmap-missing"}
-               & slow)
+               & trains)
+    assert set(TRAINING_IN_CI) <= trains
