@@ -239,7 +239,7 @@ def check(target: Target, value: Any, folder: Path) -> str:
         obj = target.load(path)
     except ConfigError as exc:
         message = str(exc)
-        assert "\n" not in message, message
+        assert len(message.splitlines()) == 1, message
         assert str(path) in message, message
         assert any(n in message for n in target.names), f"{target.id}={value!r}: the error names no key: {message}"
         return "refused"
