@@ -241,6 +241,83 @@ def test_a_run_stops_its_loader_workers_before_it_returns(tmp_path: Path) -> Non
     assert not left, f"loader workers still alive after the run returned: {left}"
 
 
+def test_a_streamed_split_reaches_loader_workers_as_files_and_transforms_only(tmp_path: Path) -> None:
+    """A local ``--workers`` process is spawned, so its loader workers are spawned too and get the
+    data set pickled: a data set that carried its loaders (with their generator tensor) handed
+    shared-memory tensors to every worker, which died in ``rebuild_storage_fd``. After a loader
+    has run, the split pickles without tensors or loaders, and the batches do not depend on
+    whether a worker or the main process decoded them."""
+    import io
+    import pickle
+
+    from modernize.data import Loaders
+
+    root = _folder(tmp_path / "d", n=6, size=20)
+    recipe = QUICK.replace(randaugment_ops=2)
+    data = load_data(DataSpec.parse(f"imagefolder:{root}"), recipe=recipe, loader_workers=1)
+    order = [5, 0, 11, 3, 7, 2, 9, 1]
+    try:
+        streamed = list(data.loaders.stream(data.train, order, batch=4, device="cpu", order_seed=3, drop_last=True))
+        found: list[str] = []
+
+        class Spy(pickle.Pickler):
+            def persistent_id(self, obj: object) -> None:
+                if isinstance(obj, (torch.Tensor, torch.UntypedStorage, torch.Generator, torch.utils.data.DataLoader)):
+                    found.append(type(obj).__name__)
+
+        for ds in (data.train, data.val, data.train_eval):
+            Spy(io.BytesIO()).dump(ds)
+        assert not found, f"pickled with the data set: {found}"
+    finally:
+        data.loaders.close()
+    main = Loaders(workers=0)
+    inline = list(main.stream(data.train, order, batch=4, device="cpu", order_seed=3, drop_last=True))
+    assert len(streamed) == len(inline) == 2
+    assert all(torch.equal(a, b) for (x, y), (u, v) in zip(streamed, inline) for a, b in ((x, u), (y, v)))
+
+
+def test_loader_workers_share_the_cores_among_the_processes_of_a_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each process keeps its own persistent loader workers: local ``--workers`` processes and
+    torchrun's processes on one machine divide the cores instead of each taking all of them."""
+    import os
+
+    from modernize.data import loader_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert (loader_workers(), loader_workers(processes=2), loader_workers(processes=16)) == (8, 4, 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert (loader_workers(), loader_workers(processes=2)) == (4, 2)
+
+
+@pytest.mark.slow
+def test_local_workers_train_an_image_folder_like_a_serial_run(tmp_path: Path) -> None:
+    """``--workers 2`` over an image folder (issue: every loader worker died unpickling, and
+    each local worker started loader workers on every core): every job finishes, with the
+    serial run's log and scores."""
+    root = _folder(tmp_path / "d", n=8, size=20)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("epochs = 1\nbatch_size = 8\nresolution = 32\ncrop = \"pad\"\nwarmup_epochs = 0\n"
+                      "precise_bn_batches = 1\nchannels_last = false\nrandaugment_ops = 1\n")
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        assert cli_main(["train", "--data", f"imagefolder:{root}", "--recipe", str(recipe), "--out", str(out),
+                         "--steps", "recipe", "kernel_7", "--width", "0.125", "--depth", "0.34", "--low-res", "2",
+                         "--device", "cpu", "--workers", str(workers), "--threads", "1"]) == 0
+        runs[workers] = {step: ((out / step / "seed0" / "log.csv").read_text().splitlines(),
+                                {k: v for k, v in json.loads((out / step / "seed0" / "result.json").read_text()).items()
+                                 if k in ("status", "top1", "top5", "best_top1")})
+                         for step in ("recipe", "kernel_7")}
+    for step in ("recipe", "kernel_7"):
+        (log1, res1), (log2, res2) = runs[1][step], runs[2][step]
+        assert res1["status"] == res2["status"] == "done"
+        assert res1 == res2
+        header = log1[0].split(",")
+        keep = [i for i, c in enumerate(header) if c not in ("img_per_s", "seconds")]  # timings differ
+        assert [[r.split(",")[i] for i in keep] for r in log1] == [[r.split(",")[i] for i in keep] for r in log2]
+
+
 # --- end to end on real images --------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -49,6 +49,9 @@ class RunConfig:
     """Retrain jobs whose fingerprint differs (the old job folders are moved to RUN_DIR/.replaced/)."""
     notes: list[str] = field(default_factory=list)
     """One-line notices printed before any training (e.g. a step override run as written)."""
+    loader_workers: int | None = None
+    """DataLoader worker processes per loader of streamed data (None: this process's share of
+    the cores, ``data.loader_workers``; a local worker of ``run_workers`` gets cores / workers)."""
 
     @property
     def global_batch(self) -> int:

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from ..claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, read_claim, try_claim
-from ..data import Data, close_loaders, load_data
+from ..data import Data, close_loaders, load_data, loader_workers
 from ..errors import ConfigError, ModernizeError
 from ..proxy import ProxyScale
 from ..recipe import Recipe
@@ -157,7 +157,8 @@ def _load(cfg: RunConfig, datas: dict[str, Data], recipe: Recipe, stop: Interrup
     """The data set of a recipe, loaded once per ``data_key``."""
     key = data_key(cfg, recipe)
     if key not in datas:
-        datas[key] = load_data(cfg.data, recipe=recipe, download=cfg.download and cfg.dist.main)
+        datas[key] = load_data(cfg.data, recipe=recipe, download=cfg.download and cfg.dist.main,
+                               loader_workers=cfg.loader_workers)
         check_stop(stop, "while loading data")
     return datas[key]
 
@@ -230,13 +231,16 @@ def _train(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, step: Step, 
         raise KeyboardInterrupt from None
 
 
-def _worker_main(cfg: RunConfig, index: int, threads: int) -> None:
-    """One local worker process: the same claim loop as a single ``train`` process."""
+def _worker_main(cfg: RunConfig, index: int, threads: int, workers: int) -> None:
+    """One local worker process: the same claim loop as a single ``train`` process. Its image
+    loaders get its share of the cores (cores / ``workers``), not every core: each of the
+    ``workers`` processes keeps its own persistent loader workers."""
     # A parent started in the background by a shell ignores SIGINT, and spawned children inherit
     # that; the parent forwards Ctrl-C / SIGTERM as SIGINT, so restore Python's handler here.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.set_num_threads(threads)
-    cfg = dataclasses.replace(cfg, worker=index, progress=False,
+    share = loader_workers(processes=workers) if cfg.loader_workers is None else cfg.loader_workers
+    cfg = dataclasses.replace(cfg, worker=index, progress=False, loader_workers=share,
                               device=f"cuda:{index}" if cfg.device.startswith("cuda") else cfg.device)
     try:
         run(cfg)
@@ -283,7 +287,7 @@ def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> 
 def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | None]:
     """Spawn the workers and wait for them; Ctrl-C (or a SIGTERM to us) is passed on as SIGINT."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, args=(cfg, i, threads), name=f"modernize-worker-{i}")
+    procs = [ctx.Process(target=_worker_main, args=(cfg, i, threads, workers), name=f"modernize-worker-{i}")
              for i in range(workers)]
     old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
