@@ -818,7 +818,7 @@ def test_battery_has_at_least_60_cases() -> None:
 
 # --- 9. found by the hostile battery (scripts/hostile.py) -------------------------------------------
 
-@pytest.mark.parametrize("cmd, work", [("flops", "modernize.cli.flops.flops_table"),
+@pytest.mark.parametrize("cmd, work", [("flops", "modernize.flops_table.flops_table"),
                                        ("bench", "modernize.bench.bench_roadmap"),
                                        ("report", "modernize.report.figures.roadmap_figure")])
 def test_out_is_checked_before_the_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
