@@ -120,7 +120,7 @@ def _generic_label(m: nn.Module) -> tuple[str, tuple[object, ...]]:
     for a in ("num_features", "normalized_shape"):
         if a in attrs:
             parts.append(f"{_pair(attrs[a])} ch")
-    inner = [_conv_label(c)[0].removeprefix("conv ") if isinstance(c, nn.Conv2d) else
+    inner = [_conv_label(c)[0].removeprefix("conv ").replace(",", "") if isinstance(c, nn.Conv2d) else
              f"linear {c.in_features}→{c.out_features}" for c in m.modules()
              if c is not m and isinstance(c, (nn.Conv2d, nn.Linear))]
     text = " ".join([type(m).__name__, *parts])
@@ -308,6 +308,9 @@ def compare(old: Side | None, new: Side) -> Comparison:
     shown = tuple(p for p in ("stem", "downsample", "block", "head")
                   if p == "block" or not _same(old.parts[p], new.parts[p]))
     marked = {p: _mark_parts(old.parts[p], new.parts[p]) for p in new.parts}
+    if "downsample" not in shown and new.parts["downsample"].layers:  # say where the block's input comes from
+        marked["block"] = tuple(replace(b, title=b.title + " (after an unchanged downsampling layer)")
+                                for b in marked["block"])  # type: ignore[assignment]
     return Comparison(replace(old, parts={p: m[0] for p, m in marked.items()}),
                       replace(new, parts={p: m[1] for p, m in marked.items()}), shown)
 

@@ -102,7 +102,7 @@ def _draw_part(ax: Any, x0: float, y: float, part: Part | None, after: bool) -> 
     for k, layer in enumerate(part.layers):
         _box(ax, x0 + MAIN_X0, row_y, MAIN_W, layer, after)
         row_y += ROW
-        if k + 1 < len(part.layers) or part.shortcut is not None:
+        if k + 1 < len(part.layers):
             _arrow(ax, cx, row_y - GAP, cx, row_y)
     if part.shortcut is not None:
         row_y = top + max(len(part.layers), len(part.shortcut)) * ROW

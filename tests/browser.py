@@ -72,7 +72,8 @@ def open_browser(paths: tuple[str, str], width: int, height: int) -> Any:
     return webdriver.Chrome(options=opts, service=Service(executable_path=paths[1]))
 
 
-JS_IMAGES = """return Array.from(document.images).map(i => [i.currentSrc.slice(0, 60), i.complete && i.naturalWidth > 0,
+JS_IMAGES = """return Array.from(document.images).map(i => [
+  i.currentSrc.startsWith('data:') ? i.currentSrc.slice(0, 40) : i.currentSrc, i.complete && i.naturalWidth > 0,
   (i.getAttribute('alt') || '').trim().length > 0]);"""
 
 
