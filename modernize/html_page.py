@@ -57,7 +57,7 @@ table{border-collapse:collapse;font-size:.85rem;width:100%}
 th,td{border-bottom:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-align:top;white-space:nowrap}
 thead th{background:var(--soft);position:sticky;top:0}
 tbody tr:nth-child(even){background:var(--soft)}
-caption{text-align:left;font-size:.9rem;color:var(--muted);padding:.4rem .5rem;caption-side:bottom}
+caption{position:absolute;left:-999px}
 .num{text-align:right;font-variant-numeric:tabular-nums}
 .verdict{font-weight:600}
 .facts{display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;margin:.3rem 0;padding:0;list-style:none;color:var(--muted)}
@@ -170,9 +170,10 @@ def _table_html(md: str) -> str:
                 cls = "num" if k in numeric else ("verdict" if head[k] == "paper check" else "")
                 cells.append(f'<td class="{cls}">{html.escape(v)}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return ('<div class="box" tabindex="0" role="region" aria-label="ablation table (scrolls sideways)">'
-            '<table id="ablation"><caption>One row per step (the table scrolls sideways). top-1: mean ± seed std; '
-            "delta: against the parent step (from); paper columns: ImageNet-1K at 224 px.</caption>"
+    return ("<p>One row per step; on a narrow screen the table scrolls sideways. top-1: mean ± seed std; delta: "
+            "against the parent step (from); paper columns: ImageNet-1K at 224 px.</p>"
+            '<div class="box" tabindex="0" role="region" aria-label="ablation table (scrolls sideways)">'
+            '<table id="ablation"><caption>Ablation table, one row per step</caption>'
             f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 

@@ -100,3 +100,13 @@ def check_page(paths: tuple[str, str], page: Path, screenshot: Path, *, width: i
     return PageCheck(console_errors=errors, broken_images=[s for s, ok, _ in images if not ok],
                      images_without_alt=[s for s, _, alt in images if not alt], images=len(images),
                      table_rows=int(rows), scroll_width=int(scroll), screenshot=screenshot)
+
+
+if __name__ == "__main__":  # python tests/browser.py PAGE.html SHOT.png [WIDTH HEIGHT]: check a page, screenshot it
+    import sys
+
+    found, why = chromium_paths()
+    if found is None:
+        sys.exit(f"no browser: {why}")
+    w, h = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (1280, 800)
+    print(check_page(found, Path(sys.argv[1]), Path(sys.argv[2]), width=w, height=h))
