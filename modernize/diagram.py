@@ -37,7 +37,7 @@ _LAYOUT_ONLY = (nn.Identity, nn.Flatten, Permute, nn.Dropout)
 """Modules that move or pass data without computing on it: not drawn."""
 
 _ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "groups", "in_features", "out_features",
-          "num_features", "normalized_shape")
+          "num_features", "num_channels", "num_groups", "normalized_shape")
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,11 @@ def _generic_label(m: nn.Module) -> tuple[str, tuple[object, ...]]:
     for a, b in (("in_channels", "out_channels"), ("in_features", "out_features")):
         if a in attrs and b in attrs:
             parts.append(f"{attrs[a]}→{attrs[b]}")
-    for a in ("num_features", "normalized_shape"):
+    for a in ("num_features", "num_channels", "normalized_shape"):
         if a in attrs:
             parts.append(f"{_pair(attrs[a])} ch")
+    if "num_groups" in attrs:
+        parts.append(f"{attrs['num_groups']} groups")
     inner = [_conv_label(c)[0].removeprefix("conv ").replace(",", "") if isinstance(c, nn.Conv2d) else
              f"linear {c.in_features}→{c.out_features}" for c in m.modules()
              if c is not m and isinstance(c, (nn.Conv2d, nn.Linear))]
@@ -150,7 +152,9 @@ def layer_of(name: str, m: nn.Module) -> Layer:
     if isinstance(m, nn.AdaptiveAvgPool2d):
         return Layer(name, "global average pool", "pool", ("AdaptiveAvgPool2d",))
     text, key = _generic_label(m)
-    kind = "act" if type(m).__module__ == "torch.nn.modules.activation" and not list(m.children()) else "other"
+    leaf = not list(m.children())
+    kind = ("act" if type(m).__module__ == "torch.nn.modules.activation" and leaf else
+            "norm" if "Norm" in type(m).__name__ and leaf else "other")
     return Layer(name, text, kind, key)
 
 
@@ -161,12 +165,16 @@ def _sequence(named: list[tuple[str, nn.Module]], prefix: str = "") -> tuple[Lay
 
 
 def _block_part(title: str, block: nn.Module) -> Part:
-    """The residual branch in forward order (``block._branch`` where the block keeps one:
-    the list its ``forward`` runs; else its children), the shortcut, then what follows the add."""
+    """The residual branch in forward order (the block's ``layers()`` or ``_branch`` where it
+    has one: what its ``forward`` runs; else its children), the shortcut, then what follows the add."""
     names = {id(m): n for n, m in block.named_children()}
     side = {"shortcut", "act_out", "drop_path"}
-    branch = getattr(block, "_branch", None)
-    if branch is None:
+    if callable(getattr(block, "layers", None)):
+        branch = list(block.layers())
+    elif getattr(block, "_branch", None) is not None:  # modules, or names of registered modules
+        branch = [getattr(block, b) if isinstance(b, str) else b for b in block._branch
+                  if not (isinstance(b, str) and b.startswith(":"))]
+    else:
         branch = [m for n, m in block.named_children() if n not in side]
     named = [(names.get(id(m), type(m).__name__), m) for m in branch]
     layers = tuple(replace(la, label=la.label.replace("linear, ", "conv 1x1 (linear), ")) for la in _sequence(named))

@@ -14,7 +14,6 @@ from torchvision.ops import SqueezeExcitation
 from modernize.cli import main
 from modernize.diagram import compare, layer_of, side_of
 from modernize.diagram_draw import save_step_diagram, step_comparison, step_diagram
-from modernize.model import build_model
 from modernize.roadmap import load_roadmap
 
 R50 = load_roadmap("resnet50_to_convnext_t")
@@ -67,24 +66,35 @@ def test_a_linear_counts_as_the_1x1_conv_it_computes() -> None:
     assert layer_of("c", nn.Conv2d(96, 384, 1, bias=False)).key != lin.key
 
 
-def test_unknown_module_kind_is_drawn_generically() -> None:
-    """A kind this module does not know (here torchvision's squeeze-and-excitation, inserted into a
-    built block's forward list) is drawn by class name and its conv children, in forward order."""
-    spec = R50["separate_downsampling"].spec
-    model = build_model(spec, device="meta")
-    block = model.stages[1].blocks[0]
-    se = SqueezeExcitation(192, 48)
-    block.add_module("se", se)
-    block._branch.insert(len(block._branch) - 1, se)  # before the final permute
+class _UserBlock(nn.Module):
+    """A block with a kind this package does not know (torchvision's squeeze-and-excitation)."""
+
+    def __init__(self, order: str) -> None:
+        super().__init__()
+        self.conv_dw = nn.Conv2d(192, 192, 7, padding=3, groups=192)
+        self.se = SqueezeExcitation(192, 48)
+        self.act = nn.Hardswish()
+        self.shortcut = nn.Identity()
+        if order == "names":
+            self._branch = ("conv_dw", ":to_nhwc", "se", "act")  # names of registered modules, markers
+        elif order == "method":
+            self.layers = lambda: [self.conv_dw, self.se, self.act]
+
+
+@pytest.mark.parametrize("order", ["names", "method", "children"])
+def test_unknown_module_kind_is_drawn_generically(order: str) -> None:
+    """A kind this module does not know is drawn by class name and its conv children, in the
+    block's forward order (its layers(), its _branch of names, or its children)."""
     from modernize.diagram import _block_part
 
-    part = _block_part("block", block)
-    labels = [la.label for la in part.layers]
-    assert "SqueezeExcitation: 1x1 192→48 +b, 1x1 48→192 +b" in labels
-    assert labels.index("SqueezeExcitation: 1x1 192→48 +b, 1x1 48→192 +b") == len(labels) - 2  # before gamma
+    part = _block_part("block", _UserBlock(order))
+    assert [la.label for la in part.layers] == ["dw conv 7x7, 192 ch +b",
+                                                "SqueezeExcitation: 1x1 192→48 +b, 1x1 48→192 +b", "Hardswish"]
+    assert [la.kind for la in part.layers] == ["conv", "other", "act"] and part.shortcut == ()
     plain = layer_of("x", nn.Conv3d(4, 8, 3, stride=2))  # not a Conv2d: the generic path
     assert plain.label == "Conv3d 3x3 /2 4→8" and plain.kind == "other"
-    assert layer_of("a", nn.SiLU()).kind == "act"
+    group = layer_of("n", nn.GroupNorm(8, 96))
+    assert group.label == "GroupNorm 96 ch 8 groups" and group.kind == "norm"
 
 
 def test_matching_by_name_type_and_shape() -> None:
