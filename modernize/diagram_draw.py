@@ -140,39 +140,46 @@ def _circle(xy: tuple[float, float], r: float) -> Any:
     return Circle(xy, r, fc="white", ec="#333333", lw=1.0)
 
 
-def render(comp: Comparison, title: str, subtitle: str) -> Any:
-    """The figure of one comparison (one side when there is no ``before``)."""
+def render(comp: Comparison, title: str, subtitle: str, only: str | None = None) -> Any:
+    """The figure of one comparison (one side when there is no ``before``). ``only`` ('before'
+    or 'after') draws that side alone, without title and legend, at the height of the pair: a
+    page shows the two halves side by side on a wide screen and one under the other on a phone."""
     plt = _pyplot()
     sides: list[tuple[Side, bool]] = ([(comp.before, False)] if comp.before is not None else []) + [(comp.after, True)]
     heights = [_part_height([s.parts.get(p) for s, _ in sides]) for p in comp.shown]
+    if only is not None:
+        sides = [(s, after) for s, after in sides if after == (only == "after")]
+    top, bottom = (1.35, 0.75) if only is None else (0.55, 0.1)
     width = PANEL_W * len(sides) + 0.3
-    height = 1.35 + sum(heights) + 0.75
+    height = top + sum(heights) + bottom
     fig = plt.figure(figsize=(width, height), dpi=DPI)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
     ax.axis("off")
-    ax.text(0.2, 0.28, title, fontsize=11.5, fontweight="bold", color=INK, va="center")
-    ax.text(0.2, 0.58, subtitle, fontsize=8.5, color="#333333", va="center")
+    if only is None:
+        ax.text(0.2, 0.28, title, fontsize=11.5, fontweight="bold", color=INK, va="center")
+        ax.text(0.2, 0.58, subtitle, fontsize=8.5, color="#333333", va="center")
     stages_changed = comp.before is not None and comp.before.stages != comp.after.stages
     for k, (side, after) in enumerate(sides):
         x0 = 0.15 + k * PANEL_W
         head = ("after: " if after else "before: ") + side.name if comp.before is not None else side.name
-        ax.text(x0 + MAIN_X0, 0.92, head, fontsize=10.5, fontweight="bold", va="center",
+        ax.text(x0 + MAIN_X0, top - 0.43, head, fontsize=10.5, fontweight="bold", va="center",
                 color=CHANGED if after and comp.before is not None else INK)
         mark = stages_changed and after
-        ax.text(x0 + MAIN_X0, 1.17, side.stages_text, fontsize=7.5, va="center",
+        ax.text(x0 + MAIN_X0, top - 0.18, side.stages_text, fontsize=7.5, va="center",
                 color=CHANGED if mark else "#333333", fontweight="bold" if mark else "normal")
         if mark:
-            ax.text(x0 + MAIN_X0 - 0.07, 1.17, "changed", fontsize=7, ha="right", va="center", color=CHANGED,
+            ax.text(x0 + MAIN_X0 - 0.07, top - 0.18, "changed", fontsize=7, ha="right", va="center", color=CHANGED,
                     fontweight="bold")
-        y = 1.35
+        y = top
         for name, h in zip(comp.shown, heights):
             _draw_part(ax, x0, y, side.parts.get(name), after)
             y += h
-    if comp.before is not None:
-        ax.plot([PANEL_W + 0.15] * 2, [0.8, height - 0.7], color="#bbbbbb", lw=0.8)
-    _legend(ax, height, comp.before is not None)
+    if only is None:
+        if comp.before is not None:
+            ax.plot([PANEL_W + 0.15] * 2, [0.8, height - 0.7], color="#bbbbbb", lw=0.8)
+        _legend(ax, height, comp.before is not None)
     return fig
 
 
@@ -190,17 +197,23 @@ def _legend(ax: Any, height: float, compared: bool) -> None:
                 fontsize=7.5, va="center", color=INK)
 
 
-def alt_text(comp: Comparison, step: str) -> str:
-    """The diagram in words: what a screen reader says instead of the picture."""
+def alt_text(comp: Comparison, step: str, only: str | None = None) -> str:
+    """The diagram in words: what a screen reader says instead of the picture (``only``: the
+    half of :func:`render` with that side)."""
     def names(side: Side) -> str:
-        return "; ".join(f"{side.parts[p].title}: " + (", ".join(la.label for la in side.parts[p].all_layers)
-                                                         or "none") for p in comp.shown)
-    text = f"Block diagram of step {step}. "
+        return "; ".join(f"{side.parts[p].title}: " + (", ".join(la.label + (f" ({la.status})" if la.status else "")
+                                                                  for la in side.parts[p].all_layers) or "none")
+                         for p in comp.shown)
     if comp.before is None:
-        return text + names(comp.after) + "."
+        return f"Block diagram of step {step}. " + names(comp.after) + "."
+    if only == "before":
+        return f"Before step {step} ({comp.before.name}): {names(comp.before)}."
+    if only == "after":
+        return f"After step {step}: {names(comp.after)}."
     changed = [f"{la.label} ({la.status})" for la in comp.changed] + [f"{la.label} (removed)" for la in comp.removed]
-    return (text + f"Before ({comp.before.name}): {names(comp.before)}. After: {names(comp.after)}. "
-            + ("Changed: " + ", ".join(changed) if changed else "No drawn layer changed") + ".")
+    summary = "Changed: " + ", ".join(changed) if changed else "No drawn layer changed"
+    return (f"Block diagram of step {step}. Before ({comp.before.name}): {names(comp.before)}. After: "
+            f"{names(comp.after)}. {summary}.")
 
 
 SpecOf = Callable[[str], ArchSpec]
@@ -235,26 +248,26 @@ def step_figure(roadmap: Roadmap, step: str, *, spec_of: SpecOf | None = None, r
 
 @lru_cache(maxsize=256)
 def _rendered(title: str, subtitle: str, old: tuple[str, ArchSpec] | None, new: tuple[str, ArchSpec],
-              resolution: int, fmt: str) -> tuple[bytes, str]:
+              resolution: int, fmt: str, only: str | None) -> tuple[bytes, str]:
     comp = compare(side_of(old[1], resolution, old[0]) if old else None, side_of(new[1], resolution, new[0]))
     plt = _pyplot()
-    fig = render(comp, title, subtitle)
+    fig = render(comp, title, subtitle, only)
     try:
-        return figure_bytes(fig, fmt), alt_text(comp, new[0])
+        return figure_bytes(fig, fmt), alt_text(comp, new[0], only)
     finally:
         plt.close(fig)
 
 
 def step_diagram(roadmap: Roadmap, step: str, *, spec_of: SpecOf | None = None, resolution: int = 224,
-                 scale: str = "paper scale", fmt: str = "svg") -> tuple[bytes, str]:
-    """One step's diagram as file bytes (``fmt`` svg or png) and its alt text; the same specs
-    give the same bytes from a cache (a report of 17 steps redraws nothing it drew before)."""
+                 scale: str = "paper scale", fmt: str = "svg", only: str | None = None) -> tuple[bytes, str]:
+    """One step's diagram as file bytes (``fmt`` svg or png) and its alt text (``only``: one
+    side, see :func:`render`); the same specs give the same bytes from a cache."""
     if step not in roadmap.names:
         raise ConfigError(f"step '{step}' is not in roadmap '{roadmap.name}' (valid: {', '.join(roadmap.names)})")
     spec_of = spec_of or (lambda name: roadmap[name].spec)
     parent = roadmap[step].parent
     return _rendered(*_titles(roadmap, step, resolution, scale), (parent, spec_of(parent)) if parent else None,
-                     (step, spec_of(step)), resolution, fmt)
+                     (step, spec_of(step)), resolution, fmt, only)
 
 
 def figure_bytes(fig: Any, fmt: str) -> bytes:

@@ -31,6 +31,13 @@ from .runfolder import job_folder, read_job_config
 from .spec import ArchSpec
 
 PAGE = "index.html"
+LEGEND = ('Colours: <span class="key" style="background:#dbe7f6"></span>conv or linear'
+          '<span class="key" style="background:#dcefd8"></span>norm'
+          '<span class="key" style="background:#fff1bf"></span>activation'
+          '<span class="key" style="background:#ececec"></span>pooling'
+          '<span class="key" style="background:#eadcf3"></span>other. '
+          "A thick orange outline and a word mark what this step made new, changed or moved; a dashed grey "
+          "outline what it removed or replaced. ")
 BLOCKS = "blocks"
 
 CSS = """
@@ -52,6 +59,10 @@ figure{margin:1rem 0}
 figure img{display:block;width:100%;height:auto}
 figure .box img.wide{min-width:34rem}
 figure .box img.roadmap{max-width:50rem;margin:0 auto}
+.pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,26rem),1fr));gap:.5rem;
+ border:1px solid var(--line);border-radius:6px;padding:.3rem}
+.pair img{width:100%;height:auto;max-width:44rem}
+.key{display:inline-block;width:1.4em;height:.9em;border:1px solid #444;vertical-align:middle;margin:0 .2em 0 .5em}
 figcaption{font-size:.9rem;color:var(--muted);margin-top:.3rem}
 table{border-collapse:collapse;font-size:.85rem;width:100%}
 th,td{border-bottom:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-align:top;white-space:nowrap}
@@ -198,7 +209,8 @@ def _step_facts(r: pd.Series) -> str:
     return '<ul class="facts">' + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>"
 
 
-def _step_section(roadmap: Roadmap, k: int, row: pd.Series | None, diagram: tuple[str, str], scale: str) -> str:
+def _step_section(roadmap: Roadmap, k: int, row: pd.Series | None, diagrams: list[tuple[str, str]],
+                  scale: str) -> str:
     step = roadmap[k]
     parent = roadmap[step.parent] if step.parent else None
     kind = "adopted" if step.adopted else "explored branch, not adopted"
@@ -216,10 +228,11 @@ def _step_section(roadmap: Roadmap, k: int, row: pd.Series | None, diagram: tupl
             phrases.append(f"training recipe {r0} -> {r1}")
         out.append("<p>What changed (paper scale):</p><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in phrases)
                    + "</ul>")
-    uri, alt = diagram
-    out.append(_figure(uri, alt, f"The block before ({html.escape(parent.name) if parent else 'none'}) and after "
-                       f"this step, drawn from the built model ({html.escape(scale)}). Thick orange outline: "
-                       "new, changed or moved; dashed: removed or replaced."))
+    imgs = "".join(f'<img src="{uri}" alt="{html.escape(alt)}">' for uri, alt in diagrams)
+    out.append(f'<figure><div class="pair">{imgs}</div><figcaption>{LEGEND}The block '
+               + (f"before ({html.escape(parent.name)}) and after this step" if parent else "of the first step")
+               + f", drawn from the built model ({html.escape(scale)}); the file "
+               f'<a href="{BLOCKS}/{sid}.svg">{BLOCKS}/{sid}.svg</a> holds both sides.</figcaption></figure>')
     text = describe_step(roadmap, step)
     out.append(f"<details><summary>describe's text and per-stage cost (paper scale, 224 px)</summary>"
                f"<pre>{html.escape(text)}</pre></details></section>")
@@ -253,11 +266,13 @@ def build_page(folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
     body.append('<h2 id="steps">What each step changes</h2><nav aria-label="steps"><ol>' + "".join(
         f'<li><a href="#step-{html.escape(n)}">{html.escape(n)}</a></li>' for n in roadmap.names) + "</ol></nav>")
     for k, step in enumerate(roadmap):
-        svg, alt = step_diagram(roadmap, step.name, spec_of=spec_of, resolution=resolution, scale=scale)
+        kw: dict[str, Any] = dict(spec_of=spec_of, resolution=resolution, scale=scale)
         if blocks:
-            atomic_write_bytes(folder / BLOCKS / f"{step.name}.svg", svg)
-        uri = "data:image/svg+xml;base64," + base64.b64encode(svg).decode()
-        body.append(_step_section(roadmap, k, rows.get(step.name), (uri, alt), scale))
+            atomic_write_bytes(folder / BLOCKS / f"{step.name}.svg", step_diagram(roadmap, step.name, **kw)[0])
+        halves = [step_diagram(roadmap, step.name, only=side, **kw)
+                  for side in (("before", "after") if step.parent else ("after",))]
+        uris = [("data:image/svg+xml;base64," + base64.b64encode(svg).decode(), alt) for svg, alt in halves]
+        body.append(_step_section(roadmap, k, rows.get(step.name), uris, scale))
     body.append("<h2>Training</h2>")
     if figures["curves.png"].is_file():
         body.append(_figure(_data_uri(figures["curves.png"]), "Validation top-1 per epoch, one panel per step, "

@@ -115,6 +115,12 @@ def test_svg_and_png_from_python(tmp_path: Path) -> None:
     again, alt = step_diagram(R50, "depthwise")
     assert again == svg.read_bytes()  # deterministic bytes
     assert alt.startswith("Block diagram of step depthwise.") and "dw conv 3x3 /2, 128 ch (changed)" in alt
+    before, before_alt = step_diagram(R50, "depthwise", only="before")  # the page's halves
+    after, after_alt = step_diagram(R50, "depthwise", only="after")
+    assert b"before: patchify_stem" in before and b"after: depthwise" not in before and b"thick orange" not in before
+    assert b"after: depthwise" in after and b"before: patchify_stem" not in after
+    assert before_alt.startswith("Before step depthwise (patchify_stem): ") and "(replaced)" in before_alt
+    assert after_alt.startswith("After step depthwise: ") and "dw conv 3x3 /2, 128 ch (changed)" in after_alt
 
 
 def test_describe_figure_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
