@@ -13,7 +13,11 @@ How a changed layer is found: a layer is matched across the two builds by its mo
 inside its part (``conv_dw``, ``norm_pw1``, ``shortcut.conv``, ...). It is *unchanged* when
 the other build has a module of that name with the same type and the same shape (kernel,
 stride, channels, groups, bias); *changed* when the name exists with another type or shape;
-*new* when the name is absent before; *removed* when it is absent after.
+*new* when the name is absent before; *removed* when it is absent after. A name found on one
+side only is first paired with the unmatched layer at the same position on the other side (a
+renamed slot: ``conv_kxk`` becomes ``conv_dw`` when the conv turns depthwise). Matched layers
+out of their old order are *moved* (the longest chain that kept its order stays put). An
+``nn.Linear`` counts as the 1x1 conv it computes on channels-last tensors.
 
 Figures are matplotlib (already a dependency, and what the report's figures use): graphviz
 would lay the boxes out by itself but needs the ``dot`` binary on the machine, and a block
