@@ -31,13 +31,21 @@ def chromium_paths() -> tuple[tuple[str, str] | None, str]:
     found = _find()
     if found:
         return found, ""
+    from filelock import FileLock
+
+    with FileLock(str(Path(tempfile.gettempdir()) / "modernize-chromium-install.lock")):  # one install at a time
+        found = _find()  # another test process may have installed it meanwhile
+        return (found, "") if found else _apt_install()
+
+
+def _apt_install() -> tuple[tuple[str, str] | None, str]:
     if not shutil.which("apt-get"):
         return None, "chromium is not installed and there is no apt-get to install it"
     sudo: list[str] = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else [])
     if os.geteuid() != 0 and not sudo:
         return None, "chromium is not installed and installing it needs root (no sudo)"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = [*sudo, "apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+    cmd = [*sudo, "apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "chromium", "chromium-driver"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         subprocess.run([*sudo, "apt-get", "update", "-q"], env=env, capture_output=True)

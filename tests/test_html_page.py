@@ -18,6 +18,7 @@ from modernize.cli import main  # noqa: E402
 from modernize.html_page import markdown_html, proxy_from_run_line  # noqa: E402
 from modernize.proxy import FIDELITY32_PROXY, ProxyScale  # noqa: E402
 from modernize.report import build_report  # noqa: E402
+from modernize.roadmap import load_roadmap  # noqa: E402
 from modernize.runfolder import read_run_meta, write_run_meta  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +79,18 @@ def test_proxy_from_the_committed_run_lines() -> None:
     assert proxy_from_run_line("Roadmap `x`, recipe `paper`, seeds 0. Run folder: `r`.") == ProxyScale()
 
 
+@pytest.mark.parametrize("folder", ["resnet50_to_convnext_t", "study"])
+def test_committed_reports_have_their_page(folder: str) -> None:
+    """`report --page-only` was run on the committed reports: a page, 17 diagrams, a screenshot."""
+    path = ROOT / "reports" / folder
+    page = (path / "index.html").read_text()
+    names = load_roadmap("resnet50_to_convnext_t").names
+    assert all(f'id="step-{n}"' in page for n in names) and page.count("<tr>") >= len(names)
+    assert sorted(p.stem for p in (path / "blocks").glob("*.svg")) == sorted(names)
+    assert (path / "screenshot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "proxy as trained: width ×0.25" in (path / "blocks" / "widen.svg").read_text()
+
+
 def test_markdown_subset() -> None:
     out = markdown_html("## Head\n\n- a **b** `c`\n- d\n\n| x | y |\n|---|--:|\n| 1 | <2> |\n\ntext")
     assert out.splitlines() == ["<h3>Head</h3>", "<ul><li>a <strong>b</strong> <code>c</code></li><li>d</li></ul>",
@@ -93,6 +106,14 @@ def chromium() -> tuple[str, str]:
         print(f"skipping the browser check: {reason}")
         pytest.skip(reason)
     return paths
+
+
+def test_no_package_manager_gives_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    import browser
+
+    monkeypatch.setattr(browser, "_find", lambda: None)
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    assert browser.chromium_paths() == (None, "chromium is not installed and there is no apt-get to install it")
 
 
 @pytest.mark.slow
