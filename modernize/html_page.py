@@ -250,6 +250,8 @@ def build_page(folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
     run_line = next((line for line in md.splitlines()[1:] if line.strip()), "")
     agreement = (folder / "agreement.md").read_text(encoding="utf-8") if (folder / "agreement.md").is_file() else ""
     title = roadmap.description or roadmap.name
+    recipe = re.search(r"recipe `([^`]+)`", run_line)
+    page_title = f"{roadmap.name}" + (f", recipe {recipe.group(1)}" if recipe else "") + ": ablation report"
     body = [f'<a class="skip" href="#steps">Skip to the steps</a><main><h1>{html.escape(title)}</h1>',
             f'<p class="lead">{_inline(run_line)}</p>']
     bullets = [line for line in agreement.split("\n|", 1)[0].splitlines() if line.startswith("- ")]
@@ -287,7 +289,7 @@ def build_page(folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
                 "</p></footer></main>")
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<link rel="icon" href="data:,"><title>{html.escape(roadmap.name)}: report</title>'
+            f'<link rel="icon" href="data:,"><title>{html.escape(page_title)}</title>'
             f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
