@@ -129,10 +129,13 @@ def _generic_label(m: nn.Module) -> tuple[str, tuple[object, ...]]:
     inner = [_conv_label(c)[0].removeprefix("conv ").replace(",", "") if isinstance(c, nn.Conv2d) else
              f"linear {c.in_features}→{c.out_features}" for c in m.modules()
              if c is not m and isinstance(c, (nn.Conv2d, nn.Linear))]
+    own = list(m.parameters(recurse=False))
+    if not parts and not inner and own and own[0].dim():  # e.g. a norm that keeps only its gamma: its channels
+        parts.append(f"{max(own[0].shape)} ch")
     text = " ".join([type(m).__name__, *parts])
     if inner:
         text += ": " + ", ".join(inner)
-    key = (type(m).__name__, tuple(sorted((a, str(v)) for a, v in attrs.items())), tuple(inner))
+    key = (type(m).__name__, tuple(parts), tuple(inner))
     return text, key
 
 

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 from torchvision.ops import SqueezeExcitation
 
@@ -93,6 +94,13 @@ def test_unknown_module_kind_is_drawn_generically(order: str) -> None:
     assert [la.kind for la in part.layers] == ["conv", "other", "act"] and part.shortcut == ()
     plain = layer_of("x", nn.Conv3d(4, 8, 3, stride=2))  # not a Conv2d: the generic path
     assert plain.label == "Conv3d 3x3 /2 4→8" and plain.kind == "other"
+    class ResponseNorm(nn.Module):  # parameters only, no conv attributes: its channels from them
+        def __init__(self) -> None:
+            super().__init__()
+            self.gamma = nn.Parameter(torch.zeros(1, 1, 1, 768))
+
+    assert layer_of("g", ResponseNorm()).label == "ResponseNorm 768 ch"
+    assert layer_of("g", ResponseNorm()).kind == "norm"
     group = layer_of("n", nn.GroupNorm(8, 96))
     assert group.label == "GroupNorm 96 ch 8 groups" and group.kind == "norm"
 
