@@ -267,6 +267,10 @@ def build_page(folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
         body.append(markdown_html("\n".join(line for line in agreement.splitlines() if not line.startswith("# ")), 0))
     body.append('<h2 id="steps">What each step changes</h2><nav aria-label="steps"><ol>' + "".join(
         f'<li><a href="#step-{html.escape(n)}">{html.escape(n)}</a></li>' for n in roadmap.names) + "</ol></nav>")
+    if blocks and (folder / BLOCKS).is_dir():  # a step renamed or dropped since the last report
+        for stale in (folder / BLOCKS).glob("*.svg"):
+            if stale.stem not in roadmap.names:
+                stale.unlink()
     for k, step in enumerate(roadmap):
         kw: dict[str, Any] = dict(spec_of=spec_of, resolution=resolution, scale=scale)
         if blocks:
