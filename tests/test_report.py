@@ -59,7 +59,7 @@ def test_writes_every_output(built) -> None:
     names = sorted(p.name for p in paths)
     assert names == sorted(["table.md", "table.csv", "table.tex", "seeds.csv", "agreement.md",
                             "roadmap.png", "roadmap.svg",
-                            "acc_vs_gmacs.png", "curves.png"])
+                            "acc_vs_gmacs.png", "curves.png", "index.html"])
     assert all(p.parent == root / "out" and p.stat().st_size > 0 for p in paths)
     assert not list((root / "out").glob(".*.tmp"))  # atomic writes leave no temp files
 

@@ -43,6 +43,11 @@ def _signed(x: float, digits: int = 2) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.page_only:  # a written report without its run (a committed one): only index.html and blocks/
+        from ..html_page import write_page_from_files  # pandas, matplotlib
+
+        print(f"wrote {write_page_from_files(Path(args.run_dir))} and its blocks/ diagrams")
+        return 0
     print_report(Path(args.run_dir), Path(args.out) if args.out else None,
                  reference=Path(args.reference) if args.reference else None)
     return 0
@@ -55,4 +60,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", default=None, metavar="DIR",
                    help="a report folder (e.g. reports/resnet50_to_convnext_t) to check this run against, "
                         "step by step, within the reference's seed spread; writes reproduction.md")
+    p.add_argument("--page-only", action="store_true",
+                   help="RUN_DIR is a written report folder (table.md, table.csv, figures) whose run is gone: "
+                        "rebuild only its index.html and blocks/ from those files, without the run")
     p.set_defaults(func=cmd_report)

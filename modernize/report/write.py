@@ -9,6 +9,7 @@ import pandas as pd
 
 from ..fidelity import Fidelity
 from ..files import atomic_write_text, check_writable_dir
+from ..html_page import write_run_page
 from ..reference import SEEDS_FILE, seeds_frame
 from . import figures
 from .load import load_run
@@ -61,6 +62,7 @@ def write_report(run_dir: Path, out: Path | None = None) -> Report:
     finally:
         for fig in drawn.values():
             plt.close(fig)
+    paths.append(write_run_page(run, out))  # index.html (and blocks/) from the files above: modernize/html_page.py
     return Report(out=out, paths=paths, table=shown, agreement=found.agreement, fidelity=found.fidelity)
 
 
