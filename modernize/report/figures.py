@@ -171,8 +171,9 @@ def curves_figure(run: Run, table: pd.DataFrame, ncols: int = 4) -> Any:
         for seed, log in sorted(logs.items()):
             status = run.results.get(step, {}).get(seed, {}).get("status", "running")
             color = FAILED if status == "failed" else (ADOPTED if table["adopted"].iloc[k] else "#6d8fc4")
-            ax.plot(log["epoch"], log["top1"], color=color, lw=1.1, alpha=0.85,
-                    linestyle="--" if status != "done" else "-")
+            # A line needs two points: a one-epoch run (the quick recipe) logs one, drawn as a marker.
+            ax.plot(log["epoch"], log["top1"], color=color, lw=1.1, alpha=0.85, marker="o" if len(log) < 3 else None,
+                    ms=4, linestyle="--" if status != "done" else "-")
             if status == "failed" and len(log):
                 ax.plot(log["epoch"].iloc[-1], log["top1"].iloc[-1], "x", color=FAILED)
         if not logs:
