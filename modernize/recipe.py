@@ -10,7 +10,9 @@ epochs, instead of its 90). Without a substitute the override recipe is used as 
 
 A recipe file builds on another with ``base = "NAME|PATH"`` (a built-in name, or a path
 relative to the file): it is its base with the file's keys on top, ``[substitute.*]`` tables
-merged key by key; chains are allowed, cycles refused. A file without ``base`` starts from
+merged key by key (an inherited table's key that repeats its base's value, as ``quick``'s
+``train_images = 6000`` for step 0, follows the file's value of that key, so a derived budget
+reaches every step); chains are allowed, cycles refused. A file without ``base`` starts from
 nothing but the dataclass defaults, which are the paper's 300-epoch, 224-px recipe; so it must
 give every key of ``BUDGET_KEYS`` itself, or it is refused naming the missing ones: a file
 holding only ``lr = 1e-3`` never silently becomes a full-size ImageNet run.
@@ -271,6 +273,14 @@ def _base_path(path: Path, base: str) -> Path:
     return candidate
 
 
+def _track(table: Any, base: dict[str, Any], mine: dict[str, Any]) -> Any:
+    """An inherited substitute table: a key it holds at the base's own value (it repeats the
+    base's budget, as ``quick``'s ``train_images``) follows the file's new value of that key."""
+    if not isinstance(table, dict):
+        return table
+    return {k: (mine[k] if k in mine and k in base and v == base[k] else v) for k, v in table.items()}
+
+
 def _merged(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], bool]:
     """The file's keys over its base's (recursively), substitute tables merged; and whether it has a base."""
     if path.resolve() in chain:
@@ -288,9 +298,9 @@ def _merged(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], bool]:
     inherited, _ = _merged(_base_path(path, base), (*chain, path.resolve()))
     inherited.pop("name", None)
     inherited.pop("description", None)
-    subs = inherited.get("substitute", {})
+    subs = {k: _track(v, inherited, data) for k, v in inherited.get("substitute", {}).items()}
     mine = data.get("substitute", {})
-    if isinstance(subs, dict) and isinstance(mine, dict):
+    if isinstance(mine, dict):
         data["substitute"] = subs | {k: (subs.get(k, {}) | v if isinstance(v, dict) and isinstance(subs.get(k), dict)
                                          else v) for k, v in mine.items()}
     own = sorted(set(data) - {"name", "description", "substitute"})
