@@ -21,10 +21,11 @@ step with ``adopted = false`` is an explored branch that the chain does not cont
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -33,6 +34,7 @@ from ._typing import check_fields
 from .errors import ConfigError, ModernizeError
 from .files import check_regular_file, read_toml
 from .paths import ablations_dir, builtin_names, resolve_builtin
+from .proxy import ProxyScale, proxy_label
 from .spec import ArchSpec, base_spec
 from .transforms import get_transform
 
@@ -132,6 +134,20 @@ class Roadmap:
             raise ConfigError(f"--steps: unknown step(s) {', '.join(unknown)} in roadmap '{self.name}' "
                               f"(valid: {', '.join(self.names)})")
         return [s for s in self.steps if s.name in names]
+
+
+def check_under_proxy(roadmap: Roadmap, proxy: ProxyScale, steps: Sequence[Step] | None = None) -> list[Step]:
+    """Every step (or ``steps``) with the proxy applied to its spec. A spec that the proxy makes
+    invalid (``groups = 32`` on a 16-channel proxy conv) is a ``ConfigError`` naming the step, the
+    roadmap file and the proxy: refused before any work, not when that step's job starts."""
+    out = []
+    for s in roadmap.steps if steps is None else steps:
+        try:
+            out.append(dataclasses.replace(s, spec=proxy.apply(s.spec)))
+        except ModernizeError as exc:
+            raise ConfigError(f"{roadmap.path}: step '{s.name}' is invalid under proxy {proxy_label(proxy)}: "
+                              f"{exc}") from None
+    return out
 
 
 def builtin_roadmaps() -> list[str]:

@@ -13,10 +13,10 @@ import torch
 
 from ..claims import DEFAULT_TIMEOUT_S
 from ..data import Data, DataSpec, check_data
-from ..errors import ConfigError, ModernizeError
-from ..proxy import PROXIES, ProxyScale, proxy_preset
+from ..errors import ConfigError
+from ..proxy import ProxyScale, proxy_label, proxy_preset
 from ..recipe import Recipe, builtin_recipes, differences, load_recipe, recipe_base
-from ..roadmap import Roadmap, Step, check_step_name, load_roadmap
+from ..roadmap import Roadmap, Step, check_step_name, check_under_proxy, load_roadmap
 from ..runfolder import job_folder
 from ..spec import ArchSpec
 from .dist import Dist, init_distributed
@@ -135,34 +135,13 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     if dev == "cuda" and d.active:
         dev = f"cuda:{d.local_rank}"
     proxy = proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
-    check_under_proxy(rm, chosen, proxy)
+    check_under_proxy(rm, proxy, chosen)
     base = recipe_base(recipe) if isinstance(recipe, (str, Path)) else None
     return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
                      device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
                      progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout, force=force,
                      tensorboard=tensorboard,
                      notes=[*budget_lines(rec, base, proxy, rec.batch_size * d.world), *override_notes(rec, chosen)])
-
-
-def proxy_label(proxy: ProxyScale) -> str:
-    """A proxy's preset name (``fidelity32``), else its rules in words."""
-    name = next((n for n, p in PROXIES.items() if p == proxy), None)
-    if name:
-        return name
-    if proxy.is_identity:
-        return "none (the paper's scale)"
-    return ", ".join(f"{k} {v}" for k, v in proxy.to_dict().items() if v not in (None, 1.0, "paper"))
-
-
-def check_under_proxy(roadmap: Roadmap, steps: Sequence[Step], proxy: ProxyScale) -> None:
-    """A spec that the proxy makes invalid (``groups = 32`` on a 16-channel proxy conv) is a
-    config error before any work, naming the step, the roadmap file and the proxy."""
-    for s in steps:
-        try:
-            proxy.apply(s.spec)
-        except ModernizeError as exc:
-            raise ConfigError(f"{roadmap.path}: step '{s.name}' is invalid under proxy {proxy_label(proxy)}: "
-                              f"{exc}") from None
 
 
 def budget_lines(recipe: Recipe, base: Recipe | None, proxy: ProxyScale, global_batch: int) -> list[str]:
