@@ -91,9 +91,9 @@ def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True) -> dict[str, 
     if load:
         for step, recipe in pending:
             fresh = data_key(cfg, recipe) not in datas
-            _load(cfg, datas, recipe, stop)
-            check_batch(step, recipe, datas[data_key(cfg, recipe)], d)
-            for note in data_size_notes(recipe, datas[data_key(cfg, recipe)], d) if fresh and cfg.worker is None else []:
+            data = _load(cfg, datas, recipe, stop)
+            check_batch(step, recipe, data, d)
+            for note in data_size_notes(recipe, data, d) if fresh and cfg.worker is None else []:
                 _say(cfg, note)
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
