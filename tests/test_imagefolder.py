@@ -225,7 +225,8 @@ def test_a_run_stops_its_loader_workers_before_it_returns(tmp_path: Path) -> Non
 
     root = _folder(tmp_path / "d", size=20)
     recipe = tmp_path / "r.toml"
-    recipe.write_text("epochs = 1\nbatch_size = 8\nresolution = 32\ncrop = \"pad\"\nwarmup_epochs = 0\n"
+    recipe.write_text("epochs = 1\nbatch_size = 8\nresolution = 32\nlr = 4e-3\nlr_batch = 4096\ncrop = \"pad\"\n"
+                      "warmup_epochs = 0\n"
                       "precise_bn_batches = 2\nchannels_last = false\n")
     if loader_workers() < 1:
         pytest.skip("this machine gives the image loader no worker processes")
