@@ -120,8 +120,8 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     training or writing starts."""
     rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
     chosen = rm.select(list(steps) if steps else None)
-    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe if recipe is not None
-                                                                 else (rm.recipe or "paper"))
+    named = recipe if recipe is not None else (rm.recipe or "paper")
+    rec = named if isinstance(named, Recipe) else load_recipe(named)
     step_recipes = {s.recipe: rec.for_step(s.recipe) for s in chosen if s.recipe and s.recipe != rec.name}
     for s in rm:  # every override of the roadmap, so that --steps subsets share one run config
         if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
@@ -136,7 +136,7 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
         dev = f"cuda:{d.local_rank}"
     proxy = proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
     check_under_proxy(rm, proxy, chosen)
-    base = recipe_base(recipe) if isinstance(recipe, (str, Path)) else None
+    base = None if isinstance(named, Recipe) else recipe_base(named)
     return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
                      device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
                      progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout, force=force,
