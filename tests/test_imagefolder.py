@@ -171,8 +171,8 @@ def _folder(root: Path, *, classes: tuple[str, ...] = ("a", "b"), n: int = 20, s
 
 
 def _train(root: Path, tmp: Path, capsys: pytest.CaptureFixture[str], **kw: object) -> tuple[int, str]:
-    values = dict(epochs=1, batch_size=8, resolution=32, crop="pad", precision="fp32", channels_last=False,
-                  warmup_epochs=0, precise_bn_batches=2) | kw
+    values = dict(epochs=1, batch_size=8, resolution=32, lr=4e-3, lr_batch=4096, crop="pad", precision="fp32",
+                  channels_last=False, warmup_epochs=0, precise_bn_batches=2) | kw
     tmp.mkdir(parents=True, exist_ok=True)
     recipe = tmp / "r.toml"
     recipe.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()))
