@@ -18,13 +18,21 @@ Also: the end-to-end change final step - recipe step with a 95 % Welch interval,
 one-sided binomial p for the count of robust steps whose sign matches (chance: 1/2 each).
 Spearman's rank correlation over accuracy levels stays only as a secondary figure in the
 report: levels mix the effects of every earlier step.
+
+Paper deltas and verdicts exist only where a step's parent is the paper's parent for that row
+(``paper_parents``: the parents of the built-in roadmap that uses the paper table, else the
+table's row order, a row following the last adopted row before it). A reordered roadmap's step
+measured from another parent gets ``ORDER_NA`` instead: the paper never measured that change.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -114,6 +122,80 @@ def _paper_deltas(csv: Path, roadmap_name: str | None) -> dict[str, float]:
     return {}
 
 
+ORDER_NA = "n/a (order differs from the paper)"
+"""The paper delta and check of a step whose parent is not the paper's parent for its row."""
+
+
+@functools.lru_cache(maxsize=16)
+def paper_parents(csv: Path) -> dict[str, str | None]:
+    """row -> the row the paper measured it from: the built-in roadmap's parents when one uses
+    this table (it encodes the paper's branches, e.g. kernel 5/9/11 from kernel 3), else the
+    table's order (each row after the last adopted row before it)."""
+    from .roadmap import builtin_roadmaps, load_roadmap
+
+    for name in builtin_roadmaps():
+        rm = load_roadmap(name)
+        if rm.paper_path is not None and rm.paper_path.resolve() == Path(csv).resolve():
+            return {s.paper_row: (rm[s.parent].paper_row if s.parent else None) for s in rm if s.paper_row}
+    rows = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    out: dict[str, str | None] = {}
+    last: str | None = None
+    for _, r in rows.iterrows():
+        out[str(r["row"])] = last
+        if str(r.get("adopted", "yes")).strip().lower() not in ("no", "false", "0"):
+            last = str(r["row"])
+    return out
+
+
+def mark_paper_order(table: pd.DataFrame, paper_csv: Path | None) -> pd.DataFrame:
+    """The report table with ``paper_delta`` kept only where the step's parent is the paper's
+    parent for its row; elsewhere ``paper_delta`` is NaN and ``paper_check`` is ``ORDER_NA``."""
+    if paper_csv is None or not Path(paper_csv).is_file():
+        return table
+    parents = paper_parents(Path(paper_csv))
+    rows = {str(s): str(r or "") for s, r in zip(table["step"], table["paper_row"])}
+    out = table.copy()
+    for i, r in table.iterrows():
+        row = str(r["paper_row"] or "")
+        if not row or not r["parent"] or row not in parents:
+            continue
+        if rows.get(str(r["parent"])) != (parents[row] or ""):
+            out.loc[i, "paper_delta"] = math.nan
+            out.loc[i, "paper_check"] = ORDER_NA
+    return out
+
+
+def has_paper(table: pd.DataFrame) -> bool:
+    """Whether any step has a paper number (else a report has no paper columns or sections)."""
+    return bool(table["paper_top1"].notna().any())
+
+
+def proxy_rules_in_use(proxy: Any, specs: Iterable[Any]) -> dict[str, Any]:
+    """The rules of a run.json proxy record that change some step's spec (the report header
+    names only these: no "layer scale init" when no step has a layer scale)."""
+    from .proxy import low_res, scale
+
+    if not isinstance(proxy, dict):
+        return {}
+    specs = list(specs)
+    width, depth, stride = proxy.get("width", 1), proxy.get("depth", 1), proxy.get("stem_stride")
+    used: dict[str, Any] = {}
+    try:
+        if width not in (None, 1, 1.0) and any(scale(s, width=width) != s for s in specs):
+            used["width"] = width
+        if depth not in (None, 1, 1.0) and any(scale(s, depth=depth) != s for s in specs):
+            used["depth"] = depth
+        if stride is not None and any(low_res(s, stem_stride=stride) != s for s in specs):
+            used["stem_stride"] = stride
+    except Exception:  # an edited run.json: name the rules as recorded rather than fail the report
+        used = {k: proxy[k] for k in ("width", "depth", "stem_stride") if proxy.get(k) not in (None, 1, 1.0)}
+    if proxy.get("init") not in (None, "paper") and "width" in used:
+        used["init"] = proxy["init"]
+    if proxy.get("layer_scale") is not None and any(getattr(s, "layer_scale", 0) > 0 for s in specs):
+        used["layer_scale"] = proxy["layer_scale"]
+    return used
+
+
 def paper_kinds(table: pd.DataFrame, paper_csv: Path | None) -> dict[str, tuple[str, int]]:
     """step -> ('robust', sign) or ('equivalence', 0) for the adopted steps with a parent."""
     sister: dict[str, float] = {}
@@ -168,6 +250,10 @@ def _pm(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x:+.2f}"
 
 
+NO_PAPER = ("## Paper checks", "", "This roadmap has no paper numbers (no `paper = ...` table, or no step with a "
+            "`paper_row` in it): no paper columns, deltas or checks.", "")
+
+
 def fidelity_markdown(fid: Fidelity) -> str:
     final, anchor, diff, lo, hi = fid.end_to_end
     interval = "n/a (needs >= 2 seeds on both)" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
@@ -190,4 +276,5 @@ def fidelity_markdown(fid: Fidelity) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Fidelity", "StepCheck", "assess", "fidelity_markdown", "paper_kinds", "verdict", "welch_interval"]
+__all__ = ["NO_PAPER", "ORDER_NA", "Fidelity", "StepCheck", "assess", "fidelity_markdown", "has_paper",
+           "mark_paper_order", "paper_kinds", "paper_parents", "proxy_rules_in_use", "verdict", "welch_interval"]

@@ -108,6 +108,16 @@ def proxy_preset(name: str) -> ProxyScale:
         raise ConfigError(f"--proxy {name!r}: unknown proxy preset (valid: {', '.join(PROXIES)})") from None
 
 
+def proxy_label(proxy: ProxyScale) -> str:
+    """A proxy's preset name (``fidelity32``), else its rules in words."""
+    name = next((n for n, p in PROXIES.items() if p == proxy), None)
+    if name:
+        return name
+    if proxy.is_identity:
+        return "none (the paper's scale)"
+    return ", ".join(f"{k} {v}" for k, v in proxy.to_dict().items() if v not in (None, 1.0, "paper"))
+
+
 def _channels(c: int, mult: float, quantum: int) -> int:
     """``c * mult`` rounded to a multiple of ``quantum`` (at least ``quantum``)."""
     return max(quantum, int(round(c * mult / quantum)) * quantum)
@@ -140,4 +150,4 @@ def low_res(spec: ArchSpec, *, stem_stride: int | None) -> ArchSpec:
 
 
 __all__ = ["CPU_PROXY", "FIDELITY32_PROXY", "FIDELITY_PROXY", "PAPER_SCALE", "PROXIES", "ProxyScale", "low_res",
-           "proxy_preset", "scale"]
+           "proxy_label", "proxy_preset", "scale"]

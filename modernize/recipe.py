@@ -7,6 +7,15 @@ says how such a step override runs at that scale in a ``[substitute.<recipe>]`` 
 overriding recipe is loaded and only the keys in that table change (e.g. ``quick`` runs
 ``resnet_original`` -- SGD, step decay, crop + flip -- for its one epoch with proportional decay
 epochs, instead of its 90). Without a substitute the override recipe is used as written.
+
+A recipe file builds on another with ``base = "NAME|PATH"`` (a built-in name, or a path
+relative to the file): it is its base with the file's keys on top, ``[substitute.*]`` tables
+merged key by key (an inherited table's key that repeats its base's value, as ``quick``'s
+``train_images = 6000`` for step 0, follows the file's value of that key, so a derived budget
+reaches every step); chains are allowed, cycles refused. A file without ``base`` starts from
+nothing but the dataclass defaults, which are the paper's 300-epoch, 224-px recipe; so it must
+give every key of ``BUDGET_KEYS`` itself, or it is refused naming the missing ones: a file
+holding only ``lr = 1e-3`` never silently becomes a full-size ImageNet run.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from .paths import ablations_dir, builtin_names, resolve_builtin
 from .proxy import PROXIES
 
 RECIPES_DIR = ablations_dir() / "recipes"
+BUDGET_KEYS = ("epochs", "batch_size", "resolution", "lr", "lr_batch")
+"""What a recipe file without ``base`` must give itself (every built-in recipe does)."""
 MAX_RESOLUTION = 4096
 """Larger training or input sizes are a typo: refused before any image is resized."""
 
@@ -218,17 +229,83 @@ def resolve_recipe_path(name_or_path: str | Path) -> Path:
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
-    """A built-in recipe by name (``quick``) or a TOML file by path; unknown keys are errors."""
+    """A built-in recipe by name (``quick``) or a TOML file by path; unknown keys are errors.
+    ``base = "NAME|PATH"`` inherits (module docstring); without it every ``BUDGET_KEYS`` key
+    must be in the file."""
     path = resolve_recipe_path(name_or_path)
-    data = read_toml(path, "recipe")
-    unknown = sorted(set(data) - set(KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown recipe key(s) {unknown} (valid: {', '.join(KEYS)})")
+    data, has_base = _merged(path, ())
     data.setdefault("name", path.stem)
+    missing = [k for k in BUDGET_KEYS if k not in data] if not has_base else []
+    why = (f"names no base and does not give the budget key(s) {', '.join(missing)} (without them it would be the "
+           f"paper's {Recipe.epochs}-epoch {Recipe.resolution}-px recipe): add them, or start from a recipe with "
+           f"e.g. base = \"quick\" (built-ins: {', '.join(builtin_recipes())})")
     try:
-        return Recipe(**data)
+        recipe = Recipe(**data)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: {exc}" + (f"; also, the file {why}" if missing else "")) from None
+    if missing:
+        raise ConfigError(f"{path}: {why}")
+    return recipe
+
+
+def recipe_base(name_or_path: str | Path) -> Recipe | None:
+    """The recipe a recipe file names as its ``base`` (resolved), or None without one."""
+    path = resolve_recipe_path(name_or_path)
+    base = read_toml(path, "recipe").get("base")
+    return load_recipe(_base_path(path, base)) if isinstance(base, str) else None
+
+
+def differences(recipe: Recipe, base: Recipe) -> dict[str, tuple[Any, Any]]:
+    """``key -> (base value, recipe value)`` for every training key that differs."""
+    a, b = base.to_dict(), recipe.to_dict()
+    return {k: (a[k], b[k]) for k in KEYS if k not in ("name", "description", "substitute") and a[k] != b[k]}
+
+
+def _base_path(path: Path, base: str) -> Path:
+    """A bare name that is a built-in is that built-in; anything else a path from the file's folder."""
+    bare = Path(base)
+    if bare.suffix == "" and bare.parent == Path(".") and (RECIPES_DIR / f"{base}.toml").is_file():
+        return RECIPES_DIR / f"{base}.toml"
+    candidate = bare if bare.is_absolute() else path.parent / bare
+    if not candidate.is_file():
+        raise ConfigError(f"{path}: base = {base!r}: no built-in recipe of that name and no file {candidate} "
+                          f"(built-ins: {', '.join(builtin_recipes())})")
+    return candidate
+
+
+def _track(table: Any, base: dict[str, Any], mine: dict[str, Any]) -> Any:
+    """An inherited substitute table: a key it holds at the base's own value (it repeats the
+    base's budget, as ``quick``'s ``train_images``) follows the file's new value of that key."""
+    if not isinstance(table, dict):
+        return table
+    return {k: (mine[k] if k in mine and k in base and v == base[k] else v) for k, v in table.items()}
+
+
+def _merged(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], bool]:
+    """The file's keys over its base's (recursively), substitute tables merged; and whether it has a base."""
+    if path.resolve() in chain:
+        names = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"{path}: recipe bases form a cycle ({names}); one of them must not name a base")
+    data = read_toml(path, "recipe")
+    unknown = sorted(set(data) - set(KEYS) - {"base"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown recipe key(s) {unknown} (valid: base, {', '.join(KEYS)})")
+    base = data.pop("base", None)
+    if base is None:
+        return data, False
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base must be a recipe name or a path string, got {base!r}")
+    inherited, _ = _merged(_base_path(path, base), (*chain, path.resolve()))
+    inherited.pop("name", None)
+    inherited.pop("description", None)
+    subs = {k: _track(v, inherited, data) for k, v in inherited.get("substitute", {}).items()}
+    mine = data.get("substitute", {})
+    if isinstance(mine, dict):
+        data["substitute"] = subs | {k: (subs.get(k, {}) | v if isinstance(v, dict) and isinstance(subs.get(k), dict)
+                                         else v) for k, v in mine.items()}
+    own = sorted(set(data) - {"name", "description", "substitute"})
+    data.setdefault("description", f"recipe '{base}' with its own {', '.join(own) or 'nothing'}")
+    return inherited | data, True
 
 
 def config_hash(obj: Any) -> str:
@@ -236,4 +313,5 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-__all__ = ["KEYS", "RECIPES_DIR", "Recipe", "builtin_recipes", "config_hash", "load_recipe"]
+__all__ = ["BUDGET_KEYS", "KEYS", "RECIPES_DIR", "Recipe", "builtin_recipes", "config_hash", "differences",
+           "load_recipe", "recipe_base"]

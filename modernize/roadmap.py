@@ -4,7 +4,8 @@ A roadmap is a TOML file (see ``ablations/*.toml``)::
 
     name = "resnet50_to_convnext_t"
     base = "resnet50"                    # a name from BASE_SPECS, or a table of spec fields
-    paper = "paper/paper_roadmap_r50.csv" # optional: the paper's per-row numbers
+    paper = "paper/paper_roadmap_r50.csv" # optional: the paper's per-row numbers (or "r50", "r200":
+                                         # a shipped table by name, from any folder)
     recipe = "paper"                     # the one fixed training recipe (issue: training)
 
     [[steps]]
@@ -21,10 +22,11 @@ step with ``adopted = false`` is an explored branch that the chain does not cont
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
@@ -33,6 +35,7 @@ from ._typing import check_fields
 from .errors import ConfigError, ModernizeError
 from .files import check_regular_file, read_toml
 from .paths import ablations_dir, builtin_names, resolve_builtin
+from .proxy import ProxyScale, proxy_label
 from .spec import ArchSpec, base_spec
 from .transforms import get_transform
 
@@ -134,6 +137,20 @@ class Roadmap:
         return [s for s in self.steps if s.name in names]
 
 
+def check_under_proxy(roadmap: Roadmap, proxy: ProxyScale, steps: Sequence[Step] | None = None) -> list[Step]:
+    """Every step (or ``steps``) with the proxy applied to its spec. A spec that the proxy makes
+    invalid (``groups = 32`` on a 16-channel proxy conv) is a ``ConfigError`` naming the step, the
+    roadmap file and the proxy: refused before any work, not when that step's job starts."""
+    out = []
+    for s in roadmap.steps if steps is None else steps:
+        try:
+            out.append(dataclasses.replace(s, spec=proxy.apply(s.spec)))
+        except ModernizeError as exc:
+            raise ConfigError(f"{roadmap.path}: step '{s.name}' is invalid under proxy {proxy_label(proxy)}: "
+                              f"{exc}") from None
+    return out
+
+
 def builtin_roadmaps() -> list[str]:
     return builtin_names()
 
@@ -158,7 +175,8 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
         base = _base_spec(data.get("base", "resnet50"))
     except (ModernizeError, TypeError) as exc:
         raise fail(f"base: {exc}") from None
-    paper = _paper_rows(path, data["paper"]) if "paper" in data else {}
+    paper_file = resolve_paper(path, data["paper"]) if "paper" in data else None
+    paper = _paper_rows(path, paper_file, data["paper"]) if paper_file else {}
     raw_steps = data.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise fail("needs at least one [[steps]] table")
@@ -172,7 +190,7 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
             last_adopted = step
     return Roadmap(name=str(data.get("name", path.stem)), path=path, base=base, steps=tuple(by_name.values()),
                    recipe=data.get("recipe"), description=str(data.get("description", "")),
-                   paper_path=(path.parent / data["paper"]).resolve() if "paper" in data else None)
+                   paper_path=paper_file)
 
 
 def _check_top_level(data: dict[str, Any], fail: Any) -> None:
@@ -266,9 +284,29 @@ def _base_spec(raw: Any) -> ArchSpec:
     raise ConfigError("'base' must be a spec name or a table of spec fields")
 
 
-def _paper_rows(path: Path, rel: str) -> dict[str, dict[str, str]]:
+def builtin_papers() -> list[str]:
+    """The shipped paper tables' short names (``r50`` for ``paper/paper_roadmap_r50.csv``)."""
+    return sorted(p.stem.removeprefix("paper_roadmap_") for p in (ABLATIONS_DIR / "paper").glob("*.csv"))
+
+
+def resolve_paper(path: Path, value: str) -> Path:
+    """A roadmap's ``paper``: a shipped table by name (``r50``, or its stem ``paper_roadmap_r50``),
+    so a copied roadmap keeps pointing at the shipped numbers; anything else is a CSV path
+    relative to the roadmap file."""
+    bare = Path(value)
+    if bare.suffix == "" and bare.parent == Path("."):
+        for stem in (value, f"paper_roadmap_{value}"):
+            shipped = ABLATIONS_DIR / "paper" / f"{stem}.csv"
+            if shipped.is_file():
+                return shipped.resolve()
+        if not (path.parent / bare).is_file():
+            raise ConfigError(f"{path}: paper = {value!r}: no shipped paper table of that name and no such file "
+                              f"next to the roadmap (shipped: {', '.join(builtin_papers())}; or a path to a CSV)")
+    return (path.parent / bare).resolve()
+
+
+def _paper_rows(path: Path, csv_path: Path, rel: str) -> dict[str, dict[str, str]]:
     try:
-        csv_path = (path.parent / rel).resolve()
         check_regular_file(csv_path, "paper table")
         with csv_path.open(newline="", encoding="utf-8") as fh:
             rows = {row["row"]: row for row in csv.DictReader(fh)}

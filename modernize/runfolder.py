@@ -48,7 +48,17 @@ class NamedRecipe(TypedDict):
     values: dict[str, Any]
 
 
-class RunMeta(TypedDict):
+class RunProvenance(TypedDict, total=False):
+    """The keys of ``run.json`` that older run folders lack (readers use ``.get``)."""
+
+    code: dict[str, Any]
+    """``{"package", "commit", "dirty"}`` of the invocation that last wrote run.json
+    (``modernize.provenance``)."""
+    machine: dict[str, Any]
+    """``{"cpu", "cores", "platform", "python", "gpu"}`` of that invocation."""
+
+
+class RunMeta(RunProvenance):
     """``run.json``: the run-level record (jobs are reused by their own fingerprints, not by this)."""
 
     roadmap: Named
@@ -138,8 +148,10 @@ def job_folder(run_dir: Path, step: str, seed: int) -> Path:
 
 
 def _exact(record: Any, schema: type, what: str) -> None:
-    keys = schema.__required_keys__ | schema.__optional_keys__  # type: ignore[attr-defined]
-    if set(record) != keys:
+    """Every required key and no unknown one (a ``total=False`` key may be left out)."""
+    required = schema.__required_keys__  # type: ignore[attr-defined]
+    keys = required | schema.__optional_keys__  # type: ignore[attr-defined]
+    if not required <= set(record) <= keys:
         raise ValueError(f"{what}: keys differ from the schema (missing {sorted(keys - set(record))}, "
                          f"unknown {sorted(set(record) - keys)})")
 
@@ -283,7 +295,6 @@ def short(text: str, n: int = 300) -> str:
 
 
 __all__ = ["FINISHED", "JOB_CONFIG", "LOG", "LOG_COLUMNS", "NOT_IN_FINGERPRINT", "RESULT", "RUN_META", "STATUSES",
-           "JobConfig", "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta", "differing", "fingerprint_fields",
-           "is_finished",
-           "job_folder", "load_result", "read_job_config", "read_log", "read_result", "read_run_meta", "short",
-           "write_job_config", "write_log", "write_result", "write_run_meta"]
+           "JobConfig", "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta", "RunProvenance", "differing",
+           "fingerprint_fields", "is_finished", "job_folder", "load_result", "read_job_config", "read_log",
+           "read_result", "read_run_meta", "short", "write_job_config", "write_log", "write_result", "write_run_meta"]

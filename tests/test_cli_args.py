@@ -76,7 +76,8 @@ HEAVY = ("torch", "torchvision", "fvcore", "pandas", "matplotlib", "scipy")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["train", "--seeds", "x"], ["report", "--help"],
-                                  ["bench", "--help"], ["describe", "--help"], ["flops", "--help"]])
+                                  ["bench", "--help"], ["describe", "--help"], ["flops", "--help"],
+                                  ["compare", "--help"]])
 def test_help_and_argument_errors_import_nothing_heavy(argv: list[str]) -> None:
     """--help and argument errors are instant: building the parser imports none of the heavy packages."""
     code = ("import sys\nfrom modernize.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"

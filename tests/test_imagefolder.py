@@ -171,8 +171,8 @@ def _folder(root: Path, *, classes: tuple[str, ...] = ("a", "b"), n: int = 20, s
 
 
 def _train(root: Path, tmp: Path, capsys: pytest.CaptureFixture[str], **kw: object) -> tuple[int, str]:
-    values = dict(epochs=1, batch_size=8, resolution=32, crop="pad", precision="fp32", channels_last=False,
-                  warmup_epochs=0, precise_bn_batches=2) | kw
+    values = dict(epochs=1, batch_size=8, resolution=32, lr=4e-3, lr_batch=4096, crop="pad", precision="fp32",
+                  channels_last=False, warmup_epochs=0, precise_bn_batches=2) | kw
     tmp.mkdir(parents=True, exist_ok=True)
     recipe = tmp / "r.toml"
     recipe.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()))
@@ -225,7 +225,8 @@ def test_a_run_stops_its_loader_workers_before_it_returns(tmp_path: Path) -> Non
 
     root = _folder(tmp_path / "d", size=20)
     recipe = tmp_path / "r.toml"
-    recipe.write_text("epochs = 1\nbatch_size = 8\nresolution = 32\ncrop = \"pad\"\nwarmup_epochs = 0\n"
+    recipe.write_text("epochs = 1\nbatch_size = 8\nresolution = 32\nlr = 4e-3\nlr_batch = 4096\ncrop = \"pad\"\n"
+                      "warmup_epochs = 0\n"
                       "precise_bn_batches = 2\nchannels_last = false\n")
     if loader_workers() < 1:
         pytest.skip("this machine gives the image loader no worker processes")

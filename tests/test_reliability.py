@@ -398,7 +398,8 @@ def test_override_without_substitute_is_announced(tmp_path: Path) -> None:
                      "batch 32): the run's recipe 'bare' has no [substitute.resnet_original] table"]
     assert override_notes(load_recipe(recipe_file(tmp_path)), load_roadmap(None).steps) == []
     cfg = prepare_run(None, data="synthetic:32", recipe=path, seeds=[0], out=tmp_path / "r", device="cpu")
-    assert cfg.notes == notes
+    assert cfg.notes[0].startswith("budget: recipe 'bare': 1 epoch(s) over all training images, 16 px")
+    assert cfg.notes[1:] == notes
 
 
 # --- 7. the error boundary ---------------------------------------------------------------------------
@@ -641,12 +642,13 @@ CASES += [
         fix=_train_fix),
     Case("train-recipe-nan-substitute", lambda t: train_args(
         t, t / "out", steps=("resnet50",),
-        recipe=_w(t / "r.toml", "epochs = 1\nwarmup_epochs = 0\n[substitute.resnet_original]\nlr = -inf\n")), "lr", fix=_train_fix),
+        recipe=_w(t / "r.toml", 'base = "quick"\nepochs = 1\nwarmup_epochs = 0\n[substitute.resnet_original]\nlr = -inf\n')),
+        "'lr'", fix=_train_fix),
     Case("train-recipe-decay-inside-warmup", lambda t: train_args(  # the decay never applied, without a word
         t, t / "out", recipe=_w(t / "r.toml", 'epochs = 4\nschedule = "step"\nwarmup_epochs = 2\ndecay_epochs = [1, 3]\n')),
         "decay_epochs", fix=_train_fix),
     Case("train-recipe-substitute-typo", lambda t: train_args(  # else resnet50 would train 90 epochs at 224 px
-        t, t / "out", steps=("resnet50",), recipe=_w(t / "r.toml", "[substitute.resnet_orginal]\nepochs = 1\n")),
+        t, t / "out", steps=("resnet50",), recipe=_w(t / "r.toml", 'base = "quick"\n[substitute.resnet_orginal]\nepochs = 1\n')),
         "substitute.resnet_orginal", fix=_train_fix),
     Case("train-recipe-eval-crop-tiny", lambda t: train_args(  # evaluation would resize to 32,000 px
         t, t / "out", recipe=_w(t / "r.toml", 'crop = "rrc"\nresolution = 16\neval_crop_pct = 0.0005\n')),

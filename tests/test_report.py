@@ -224,7 +224,7 @@ def test_run_json_recipe_proxy_and_steps_are_shown(tmp_path: Path) -> None:
     build_report(tmp_path / "run", tmp_path / "out")
     md = (tmp_path / "out" / "table.md").read_text()
     assert "recipe `quick`" in md and "proxy scale width 0.25, depth 0.34, stem_stride 2, init width" in md
-    assert "layer scale init 1.0 (in place of each step's own)" in md  # not the change column's 1e-06
+    assert "layer scale init" not in md  # no step of this roadmap has a layer scale (tests/test_paper_columns.py)
 
 
 def test_bench_is_optional(tmp_path: Path) -> None:

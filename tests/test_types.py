@@ -95,6 +95,10 @@ def toml_value(v: Any) -> str:
     raise AssertionError(f"no TOML for {v!r}")
 
 
+RECIPE_BASE = {"base": "quick"}
+"""A recipe file names a base or gives every budget key (``recipe.BUDGET_KEYS``): one key on its own is refused."""
+
+
 def toml_doc(doc: dict[str, Any]) -> str:
     return "".join(f"{json.dumps(k)} = {toml_value(v)}\n" for k, v in doc.items())
 
@@ -213,11 +217,11 @@ def targets() -> list[Target]:
             out.append(Target(f"apply[{tname}]", key, hint, False, lambda v, t=tname, k=key: _roadmap_apply(t, k, v),
                               load_roadmap, lambda rm, k=key: rm.steps[-1].transforms[0][1][k], (key, tname)))
     for key, hint in typing.get_type_hints(Recipe).items():
-        out.append(Target("recipe", key, hint, False, lambda v, k=key: toml_doc({k: v}), load_recipe,
+        out.append(Target("recipe", key, hint, False, lambda v, k=key: toml_doc(RECIPE_BASE | {k: v}), load_recipe,
                           lambda r, k=key: getattr(r, k), (key,)))
     for key, hint in recipe_mod._SUB_HINTS.items():
         out.append(Target("substitute", key, hint, False,
-                          lambda v, k=key: toml_doc({"substitute": {"quick": {k: v}}}), load_recipe,
+                          lambda v, k=key: toml_doc(RECIPE_BASE | {"substitute": {"quick": {k: v}}}), load_recipe,
                           lambda r, k=key: r.substitute["quick"][k], (f"substitute.quick': key '{key}'",)))
     for fname, (schema, reader) in READERS.items():
         for key, hint in typing.get_type_hints(schema).items():

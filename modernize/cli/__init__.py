@@ -1,7 +1,7 @@
 """Command line: ``python run_ablation.py [COMMAND] ...`` (also installed as ``modernize``).
 
 The one command-line layer: one module per command (``flops``, ``train``, ``bench``,
-``report``, ``describe``, and ``main_job`` for no command), shared argument types in
+``report``, ``describe``, ``compare``, and ``main_job`` for no command), shared argument types in
 :mod:`.argtypes`. Handlers call library functions; nothing outside this package imports it.
 
 Every bad input ends in one line on stderr and exit code 2 (130 on Ctrl-C); nothing
@@ -14,6 +14,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from .bench import add_bench
+from .compare import add_compare
 from .describe import add_describe
 from .flops import add_flops
 from .report import add_report
@@ -27,7 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 # Subcommands register here; each module adds its parser and handler.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_bench, add_report, add_describe,
-                                                                    add_train]
+                                                                    add_train, add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,14 +17,18 @@ def print_report(run_dir: Path, out: Path | None = None, *, reference: Path | No
         read_reference(reference)  # a bad --reference fails before any work
     report = write_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
     table, agr = report.table, report.agreement
-    print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"]).to_string(index=False))
+    print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"], errors="ignore")
+          .to_string(index=False))
     rho = _signed(agr.spearman, 3)
     fid = report.fidelity
     final, anchor, diff, lo, hi = fid.end_to_end
     interval = f" [{_signed(lo)}, {_signed(hi)}]" if math.isfinite(lo) and math.isfinite(hi) else ""
-    print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
-          f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} fail; "
-          f"{final} - {anchor} = {_signed(diff)}{interval}")
+    if not table["paper_top1"].notna().any():
+        print(f"paper checks: none (this roadmap has no paper numbers); {final} - {anchor} = {_signed(diff)}{interval}")
+    else:
+        print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
+              f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} "
+              f"fail; {final} - {anchor} = {_signed(diff)}{interval}")
     print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, Spearman {rho}")
     if reference is not None:
         import pandas as pd

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..fidelity import fidelity_markdown
+from ..fidelity import NO_PAPER, ORDER_NA, fidelity_markdown, has_paper, proxy_rules_in_use
 from .load import Run
 from .table import NOISE_RULE, Findings
 
@@ -50,10 +50,13 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
         "within noise": [w if w == "n/a" else f"{w} (p={p:.2f})"
                          for w, p in zip(table["within_noise"], table["p_value"])],
         "paper top-1": table["paper_top1"].map(lambda x: _f(x, ".2f")),
-        "paper delta": table["paper_delta"].map(lambda x: _f(x, "+.2f")),
+        "paper delta": ["n/a" if c == ORDER_NA else _f(x, "+.2f") for x, c in zip(table["paper_delta"],
+                                                                                 table["paper_check"])],
         "paper GFLOPs": table["paper_gflops"].map(lambda x: _f(x, ".2f")),
         "paper check": table["paper_check"].fillna(""),
     })
+    if not has_paper(table):
+        shown = shown.drop(columns=["paper top-1", "paper delta", "paper GFLOPs", "paper check"])
     if table["infer_img_s"].notna().any() or table["train_img_s"].notna().any():
         shown["infer img/s"] = table["infer_img_s"].map(lambda x: _f(x, ".3g"))
         shown["train img/s"] = table["train_img_s"].map(lambda x: _f(x, ".3g"))
@@ -63,7 +66,8 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
 def _run_line(run: Run) -> str:
     m = run.meta
     return (f"Roadmap `{run.roadmap.name}`, recipe `{m['recipe']['name']}`, data `{m.get('data', '?')}`, "
-            f"seeds {', '.join(map(str, run.seeds))}{_proxy(m.get('proxy'))}. "
+            f"seeds {', '.join(map(str, run.seeds))}"
+            f"{_proxy(proxy_rules_in_use(m.get('proxy'), [s.spec for s in run.roadmap]))}. "
             f"Run folder: `{_shown_path(run.run_dir)}`.")
 
 
@@ -95,7 +99,9 @@ def to_markdown(run: Run, found: Findings) -> str:
              "- top-1: mean ± sample std (ddof=1) over the finished seeds, n = finished/total seeds.",
              "- delta: mean top-1 minus the mean of the step's parent (`from`: the previous adopted step).",
              f"- {NOISE_RULE}.",
-             "- paper columns: ImageNet-1K top-1 and GFLOPs (= multiply-accumulates, 224 px) of the paper's row.",
+             *(["- paper columns: ImageNet-1K top-1 and GFLOPs (= multiply-accumulates, 224 px) of the paper's "
+                "row; paper delta and check only where the step's parent is the paper's parent for that row."]
+               if has_paper(table) else []),
              "- GMACs and params: the model actually trained, at the training resolution.", ""]
     notes = [(s, n) for s, n in zip(table["step"], table["note"]) if n]
     if notes:
@@ -128,6 +134,8 @@ def to_latex(run: Run, table: pd.DataFrame) -> str:
 def agreement_markdown(found: Findings) -> str:
     """agreement.md (also the end of table.md): the paper checks, then the secondary figures."""
     table, agr = found.table, found.agreement
+    if not has_paper(table):
+        return "\n".join(NO_PAPER)
     rho = "n/a (needs >= 3 steps with both values)" if math.isnan(agr.spearman) else f"{agr.spearman:+.3f}"
     lines = [fidelity_markdown(found.fidelity), "## Secondary figures", "",
              f"- Sign of the delta vs the parent step matches the paper's, over every step (noise included): "

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..fidelity import Fidelity, assess
+from ..fidelity import Fidelity, assess, mark_paper_order
 from ..stats import spearman, welch_p
 from .load import Run
 
@@ -166,7 +166,7 @@ class Findings:
 
 def analyze(run: Run) -> Findings:
     """The table of :func:`summarize` with its paper checks, and the agreement figures."""
-    table = _rows(run)
+    table = mark_paper_order(_rows(run), run.roadmap.paper_path)  # paper deltas only from the paper's parents
     fid = assess(table, run.roadmap.paper_path)
     for c in fid.checks:
         table.loc[table["step"] == c.step, "paper_check"] = f"{c.kind}: {c.verdict}"

@@ -14,9 +14,9 @@ import torch
 from ..claims import DEFAULT_TIMEOUT_S
 from ..data import Data, DataSpec, check_data
 from ..errors import ConfigError
-from ..proxy import ProxyScale, proxy_preset
-from ..recipe import Recipe, builtin_recipes, load_recipe
-from ..roadmap import Roadmap, Step, check_step_name, load_roadmap
+from ..proxy import ProxyScale, proxy_label, proxy_preset
+from ..recipe import Recipe, builtin_recipes, differences, load_recipe, recipe_base
+from ..roadmap import Roadmap, Step, check_step_name, check_under_proxy, load_roadmap
 from ..runfolder import job_folder
 from ..spec import ArchSpec
 from .dist import Dist, init_distributed
@@ -120,8 +120,8 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     training or writing starts."""
     rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
     chosen = rm.select(list(steps) if steps else None)
-    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe if recipe is not None
-                                                                 else (rm.recipe or "paper"))
+    named = recipe if recipe is not None else (rm.recipe or "paper")
+    rec = named if isinstance(named, Recipe) else load_recipe(named)
     step_recipes = {s.recipe: rec.for_step(s.recipe) for s in chosen if s.recipe and s.recipe != rec.name}
     for s in rm:  # every override of the roadmap, so that --steps subsets share one run config
         if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
@@ -135,13 +135,44 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     if dev == "cuda" and d.active:
         dev = f"cuda:{d.local_rank}"
     proxy = proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
-    for s in chosen:  # a proxy that breaks a spec is a config error now, not mid-run
-        proxy.apply(s.spec)
+    check_under_proxy(rm, proxy, chosen)
+    base = None if isinstance(named, Recipe) else recipe_base(named)
     return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
                      device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
                      progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout, force=force,
                      tensorboard=tensorboard,
-                     notes=override_notes(rec, chosen))
+                     notes=[*budget_lines(rec, base, proxy, rec.batch_size * d.world), *override_notes(rec, chosen)])
+
+
+def budget_lines(recipe: Recipe, base: Recipe | None, proxy: ProxyScale, global_batch: int) -> list[str]:
+    """The resolved budget printed before training, and what differs from the recipe's base."""
+    images = f"{recipe.train_images:,} images" if recipe.train_images else "all training images"
+    lines = [f"budget: recipe '{recipe.name}': {recipe.epochs:g} epoch(s) over {images}, {recipe.resolution} px, "
+             f"global batch {global_batch}, lr {recipe.scaled_lr(global_batch):.3g} ({recipe.lr:g} per "
+             f"{recipe.lr_batch} images), proxy {proxy_label(proxy)}"]
+    if base is not None:
+        diff = differences(recipe, base)
+        said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()) or "nothing"
+        lines.append(f"budget: differs from its base '{base.name}' in: {said}")
+    return lines
+
+
+def data_size_notes(recipe: Recipe, data: Data, d: Dist) -> list[str]:
+    """One line per split that holds fewer images than the recipe asks, saying what the run does."""
+    from .batches import iters_per_epoch
+
+    notes = []
+    n_train, n_val = len(data.train), len(data.val)  # type: ignore[arg-type]
+    if recipe.train_images > n_train:
+        asked = recipe.train_images // (recipe.batch_size * d.world)
+        notes.append(f"note: data {data.spec} holds {n_train:,} training images, fewer than recipe '{recipe.name}' "
+                     f"asks (train_images = {recipe.train_images}): each epoch is one pass over all {n_train:,}, "
+                     f"{iters_per_epoch(data, recipe.batch_size, d)} optimiser steps per epoch "
+                     f"instead of {asked} (the schedule follows the steps that run)")
+    if recipe.val_images > n_val:
+        notes.append(f"note: data {data.spec} holds {n_val:,} evaluation images, fewer than recipe "
+                     f"'{recipe.name}' asks (val_images = {recipe.val_images}): every one of them is evaluated")
+    return notes
 
 
 def _check_options(*, tensorboard: bool, claim_timeout: float, seeds: Sequence[int]) -> None:

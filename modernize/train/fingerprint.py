@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..provenance import code_version, machine
 from ..recipe import Recipe, config_hash
 from ..roadmap import Step
 from ..runfolder import (
@@ -110,7 +111,8 @@ def _record_run_meta_locked(cfg: RunConfig) -> None:
         seeds=seeds, steps=steps, device=cfg.device, world_size=cfg.dist.world,
         per_process_batch=cfg.recipe.batch_size, global_batch=cfg.global_batch,
         lr=cfg.recipe.scaled_lr(cfg.global_batch),
-        torch=torch.__version__, compared=compared, config_hash=digest))
+        torch=torch.__version__, compared=compared, config_hash=digest, code=code_version(),
+        machine=machine(torch.cuda.get_device_name(cfg.device) if cfg.device.startswith("cuda") else None)))
 
 
 def _identity(compared: dict[str, Any]) -> dict[str, Any]:

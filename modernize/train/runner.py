@@ -27,7 +27,7 @@ from ..roadmap import Roadmap, Step
 from ..runfolder import FINISHED, is_finished, job_folder, read_result
 from .batches import check_batch
 from .checkpoint import Interrupt, StopRequested, check_stop
-from .config import RunConfig, data_key, job_dir, prepare_run, train_spec
+from .config import RunConfig, data_key, data_size_notes, job_dir, prepare_run, train_spec
 from .dist import Dist, any_rank, barrier
 from .fingerprint import fingerprint_parts, job_mismatch, record_run_meta
 from .job import Job, run_job
@@ -90,8 +90,11 @@ def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True) -> dict[str, 
     datas: dict[str, Data] = {}
     if load:
         for step, recipe in pending:
-            _load(cfg, datas, recipe, stop)
-            check_batch(step, recipe, datas[data_key(cfg, recipe)], d)
+            fresh = data_key(cfg, recipe) not in datas
+            data = _load(cfg, datas, recipe, stop)
+            check_batch(step, recipe, data, d)
+            for note in data_size_notes(recipe, data, d) if fresh and cfg.worker is None else []:
+                _say(cfg, note)
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         record_run_meta(cfg)

@@ -1,0 +1,34 @@
+"""``run_ablation.py compare RUN_A RUN_B [...] --out DIR``: runs side by side."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..compare import compare_runs, display_table, write_comparison  # pandas, scipy, matplotlib
+
+    run_dirs = [Path(d) for d in args.run_dirs]
+    out = Path(args.out) if args.out else run_dirs[0] / "compare"
+    cmp = compare_runs(run_dirs)
+    paths = write_comparison(cmp, out)  # files first: a closed stdout pipe must not cost them
+    for info in cmp.runs:
+        print(f"{info.label}: {info.run_dir} (recipe {info.recipe}, lr {info.lr:.3g}, proxy {info.proxy}, "
+              f"data {info.data}, code {info.code}, machine {info.machine})"
+              + (f"; differs from the baseline in: {info.differs}" if info.differs else "; baseline"))
+    print(display_table(cmp, pm="+-").to_string(index=False))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="runs side by side: per step mean, seed spread and difference from the first",
+                       description="Put run folders of one roadmap (or of roadmaps sharing step names) side by "
+                                   "side: each run's mean top-1 and seed spread per step, and every run's "
+                                   "difference from the first (the baseline) with a 95 %% Welch interval. Writes "
+                                   "compare.csv, compare.md, compare.tex and compare.png.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="folders written by `train`; the first is the baseline")
+    p.add_argument("--out", default=None, help="output folder (default: FIRST_RUN_DIR/compare/)")
+    p.set_defaults(func=cmd_compare)
