@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops.misc import Permute
 
 from .errors import ConfigError
+from .kinds import PLACES, get_kind
 from .model import build_model
 from .roadmap import Roadmap, Step
 from .spec import ArchSpec
@@ -43,7 +44,11 @@ def _conv(m: nn.Conv2d) -> str:
 
 
 def draw_module(m: nn.Module) -> str | None:
-    """One token per layer: ``3x3/2 64->64``, ``dw 7x7 96``, ``BN``, ``LN``, ``GELU`` ..."""
+    """One token per layer: ``3x3/2 64->64``, ``dw 7x7 96``, ``BN``, ``LN``, ``GELU`` ...; a
+    module of a registered kind draws as the kind's token (``SE``, ``GN``, a user's own)."""
+    kind = getattr(m, "_modernize_kind", None)
+    if kind is not None:
+        return get_kind(*kind).token
     if isinstance(m, nn.Conv2d):
         return _conv(m)
     if isinstance(m, nn.Linear):
@@ -69,7 +74,7 @@ def draw_module(m: nn.Module) -> str | None:
 
 def draw_block(block: nn.Module) -> str:
     """The residual branch in order, then the shortcut and what follows the add."""
-    tokens = [t for t in (draw_module(m) for m in block._branch) if t]
+    tokens = [t for t in (draw_module(m) for m in block.layers()) if t]
     if getattr(block, "gamma", None) is not None:
         tokens.append("x layer scale")
     if not isinstance(block.drop_path, nn.Identity):
@@ -174,11 +179,16 @@ def _seq(v: tuple[int, ...]) -> str:
 
 
 def _act(a: str) -> str:
-    return {"relu": "ReLU", "gelu": "GELU"}.get(a, a)
+    return get_kind("act", a).label
 
 
 def _norm(n: str) -> str:
-    return {"batch": "BatchNorm", "layer": "LayerNorm"}.get(n, n)
+    return get_kind("norm", n).label
+
+
+def _with_args(family: str, name: str, args: tuple[tuple[str, object], ...]) -> str:
+    """A kind's label, with its parameters when it has any ('GroupNorm (groups 32)')."""
+    return get_kind(family, name).words(args)
 
 
 def _ratio(old: tuple[int, ...], new: tuple[int, ...]) -> str:
@@ -225,7 +235,8 @@ def _kernel(old: ArchSpec, new: ArchSpec) -> str:
 
 
 def _act_kind(old: ArchSpec, new: ArchSpec) -> str:
-    return f"activation {_act(old.act)} -> {_act(new.act)} everywhere"
+    return (f"activation {_with_args('act', old.act, old.act_args)} -> "
+            f"{_with_args('act', new.act, new.act_args)} everywhere")
 
 
 def _acts(old: ArchSpec, new: ArchSpec) -> str:
@@ -236,7 +247,17 @@ def _acts(old: ArchSpec, new: ArchSpec) -> str:
 
 def _norm_kind(old: ArchSpec, new: ArchSpec) -> str:
     extra = " (over channels at each position, eps 1e-6)" if new.norm == "layer" else ""
-    return f"every {_norm(old.norm)} becomes a {_norm(new.norm)}{extra}"
+    return (f"every {_with_args('norm', old.norm, old.norm_args)} becomes a "
+            f"{_with_args('norm', new.norm, new.norm_args)}{extra}")
+
+
+def _components(old: ArchSpec, new: ArchSpec) -> str:
+    def words(c: object) -> str:
+        return f"{_with_args('component', c.kind, c.args)} {PLACES[c.at]}"  # type: ignore[attr-defined]
+    added = [words(c) for c in new.components if c not in old.components]
+    removed = [words(c) for c in old.components if c not in new.components]
+    parts = [f"every block gains a {w}" for w in added] + [f"the {w} is removed" for w in removed]
+    return "; ".join(parts) or "block components reordered: " + ", ".join(words(c) for c in new.components)
 
 
 def _norms(old: ArchSpec, new: ArchSpec) -> str:
@@ -269,7 +290,7 @@ def _drop_path(old: ArchSpec, new: ArchSpec) -> str:
 
 
 def _head_norm(old: ArchSpec, new: ArchSpec) -> str:
-    kind = "LayerNorm" if new.norm == "layer" else "BatchNorm"
+    kind = _norm(new.norm)
     return (f"a {kind} after global pooling, before the classifier" if new.head_norm
             else "the norm after global pooling is removed")
 
@@ -290,7 +311,9 @@ PHRASES: dict[str, Callable[[ArchSpec, ArchSpec], str]] = {
     "depths": _depths, "dims": _dims, "block": _block, "spatial_pos": _spatial_pos, "groups": _groups,
     "kernel_size": _kernel, "act": _act_kind, "acts": _acts, "norm": _norm_kind, "norms": _norms,
     "conv_bias": _bias, "downsample": _downsample, "layer_scale": _layer_scale, "drop_path": _drop_path,
-    "head_norm": _head_norm,
+    "head_norm": _head_norm, "components": _components,
+    "act_args": lambda old, new: _act_kind(old, new).replace(" everywhere", " (parameters)"),
+    "norm_args": lambda old, new: _norm_kind(old, new).split(" (over")[0] + " (parameters)",
 }
 """One phrase generator per spec field; the stem fields share one (the stem drawn before/after)."""
 
@@ -306,6 +329,8 @@ def change_phrases(old: ArchSpec, new: ArchSpec) -> list[str]:
             continue
         if name == "expansion" and "block" in diff:
             continue  # the block phrase states the ratio
+        if name in ("act_args", "norm_args") and name.removesuffix("_args") in diff:
+            continue  # the kind's phrase states its parameters
         phrases.append(PHRASES.get(name, _generic(name))(old, new))
     return phrases
 

@@ -8,7 +8,12 @@ piece of the paper in ``model.named_modules()``::
     stages.N.blocks.M.{conv_pw1,conv_dw|conv_kxk,conv_pw2}  (the three convs, in order)
     stages.N.blocks.M.norm_<conv>, act_<conv>, act_out      (norm/act after that conv)
     stages.N.blocks.M.shortcut.{conv,norm}, gamma, drop_path
+    stages.N.blocks.M.<kind>_<place>                        (block components, e.g. se_end)
     head.pool, head.norm, head.fc
+
+Activations, norms and block components come from the registries of ``modernize.kinds``.
+The forward has no Python control flow on tensors, so ``torch.fx.symbolic_trace`` and
+torchvision's ``create_feature_extractor`` accept every model (see ``modernize.fx``).
 """
 
 from __future__ import annotations
@@ -16,33 +21,50 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.fx
 from torch import Tensor, nn
-from torchvision.models.convnext import LayerNorm2d
 from torchvision.ops import StochasticDepth
-from torchvision.ops.misc import Permute
 
+from .errors import SpecError
+from .kinds import LN_EPS, get_kind
 from .spec import ArchSpec
 
-LN_EPS = 1e-6  # ConvNeXt's LayerNorm eps; BatchNorm keeps PyTorch's 1e-5 (torchvision ResNet).
+__all__ = ["LN_EPS", "Block", "ModernNet", "build_model", "make_act", "make_norm", "make_stem"]
+
+_NHWC, _NCHW = ":nhwc", ":nchw"
+"""Branch entries that permute (not modules, so module names stay those of the paper's steps)."""
 
 
-def make_norm(kind: str, channels: int, *, channels_last: bool = False) -> nn.Module:
-    """BatchNorm2d, or a LayerNorm over channels at every position.
-
-    Two equivalent LayerNorm forms exist; like torchvision we use ``nn.LayerNorm`` on an
-    NHWC tensor inside a block (one permute serves the norm and both 1x1 convs), and
-    torchvision's ``LayerNorm2d`` (permute -> ``F.layer_norm`` -> permute) on NCHW tensors
-    elsewhere (stem, downsampling layers, shortcut). Measured on CPU (1 thread, 8x96x56x56,
-    median of 7 interleaved repeats): ``F.layer_norm`` on the permuted tensor 16.6 ms vs the
-    official ConvNeXt "channels_first" form (mean/var over dim 1 by hand) 140.8 ms.
-    """
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    return nn.LayerNorm(channels, eps=LN_EPS) if channels_last else LayerNorm2d(channels, eps=LN_EPS)
+def make_norm(spec: ArchSpec, channels: int, *, layout: str = "NCHW") -> nn.Module:
+    """The spec's norm kind for a ``layout`` tensor ("NCHW", "NHWC" in a channels-last block,
+    "NC" in the head). Like torchvision, LayerNorm is ``nn.LayerNorm`` on NHWC tensors inside a
+    block (one permute serves the norm and both 1x1 convs) and ``LayerNorm2d`` elsewhere."""
+    return get_kind("norm", spec.norm).build(channels, layout=layout, **dict(spec.norm_args))
 
 
-def make_act(kind: str) -> nn.Module:
-    return nn.ReLU(inplace=True) if kind == "relu" else nn.GELU()
+def make_act(spec: ArchSpec) -> nn.Module:
+    return get_kind("act", spec.act).build(**dict(spec.act_args))
+
+
+def channels_last_block(spec: ArchSpec) -> bool:
+    """ConvNeXt form: kxk conv on top and a norm kind registered ``channels_last`` (LayerNorm)."""
+    return spec.spatial_pos == "top" and get_kind("norm", spec.norm).channels_last
+
+
+def _residual_add(x: Tensor, shortcut: Tensor) -> Tensor:
+    """``x + shortcut``, in place as torchvision does where that is safe (same ATen ops and
+    counts under torch.profiler; one activation-sized buffer per block never allocated; no
+    backward needs the branch output). Out of place where x is a view (autograd would add a
+    CopySlices copy in backward) or where the dtypes differ (bf16 autocast: the sum must not be
+    rounded to the narrower type). A leaf of FX graphs (``torch.fx.wrap``): the test is on a
+    tensor's properties, which a symbolic trace cannot see."""
+    if x.dtype == shortcut.dtype and not x._is_view():
+        x += shortcut
+        return x
+    return x + shortcut
+
+
+torch.fx.wrap("_residual_add")
 
 
 class Block(nn.Module):
@@ -65,7 +87,7 @@ class Block(nn.Module):
         k = spec.kernel_size
         spatial = "conv_dw"
         top = spec.spatial_pos == "top"
-        channels_last = top and spec.norm == "layer"
+        channels_last = channels_last_block(spec)
         # (name, in, out, kernel, stride); the kxk conv is named conv_dw when depthwise.
         if top:
             convs = [("spatial", in_dim, in_dim, k, stride), ("conv_pw1", in_dim, hidden, 1, 1),
@@ -74,8 +96,11 @@ class Block(nn.Module):
             convs = [("conv_pw1", in_dim, hidden, 1, 1), ("spatial", hidden, hidden, k, stride),
                      ("conv_pw2", hidden, out_dim, 1, 1)]
         groups_of = (lambda c: c) if spec.groups == "depthwise" else (lambda c: spec.groups)
-        branch: list[nn.Module] = []
+        branch: list[str] = []
+        layout = "NCHW"
         for i, (name, cin, cout, ksize, s) in enumerate(convs):
+            if i == len(convs) - 1:
+                layout = self._components(spec, "before_last", cin, branch, layout)
             if name == "spatial":
                 g = groups_of(cin)
                 name = "conv_dw" if g == cin and cin > 1 else "conv_kxk"
@@ -86,49 +111,68 @@ class Block(nn.Module):
             else:
                 conv = nn.Conv2d(cin, cout, 1, bias=spec.conv_bias)
             self.add_module(name, conv)
-            branch.append(conv)
+            branch.append(name)
             if channels_last and i == 0:
-                branch.append(Permute([0, 2, 3, 1]))
+                branch.append(_NHWC)
+                layout = "NHWC"
             suffix = name.removeprefix("conv_")
             if spec.norms == "every_conv" or name == spatial:
-                norm = make_norm(spec.norm, cout, channels_last=channels_last)
-                self.add_module(f"norm_{suffix}", norm)
-                branch.append(norm)
+                self.add_module(f"norm_{suffix}", make_norm(spec, cout, layout=layout))
+                branch.append(f"norm_{suffix}")
             last = i == len(convs) - 1
             if (spec.acts == "every_conv" and not last) or (spec.acts == "one" and name == "conv_pw1"):
-                act = make_act(spec.act)
-                self.add_module(f"act_{suffix}", act)
-                branch.append(act)
-        if channels_last:
-            branch.append(Permute([0, 3, 1, 2]))
-        self._branch = branch  # plain list: the modules are registered above under their names
+                self.add_module(f"act_{suffix}", make_act(spec))
+                branch.append(f"act_{suffix}")
+            if name == spatial:
+                layout = self._components(spec, "after_spatial", cout, branch, layout)
+        if layout == "NHWC":
+            branch.append(_NCHW)
+        self._components(spec, "end", out_dim, branch, "NCHW")
+        self._branch = tuple(branch)  # names of registered modules, in order, and permutes
         self.gamma = nn.Parameter(torch.full((out_dim,), spec.layer_scale)) if spec.layer_scale > 0 else None
         self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
         if stride != 1 or in_dim != out_dim:
             self.shortcut: nn.Module = nn.Sequential(OrderedDict(
                 conv=nn.Conv2d(in_dim, out_dim, 1, stride, bias=spec.conv_bias),
-                norm=make_norm(spec.norm, out_dim)))
+                norm=make_norm(spec, out_dim)))
         else:
             self.shortcut = nn.Identity()
-        self.act_out = make_act(spec.act) if spec.acts == "every_conv" else nn.Identity()
+        self.act_out = make_act(spec) if spec.acts == "every_conv" else nn.Identity()
+
+    def _components(self, spec: ArchSpec, place: str, channels: int, branch: list[str], layout: str) -> str:
+        """Add the spec's components at ``place``; an NCHW-only kind in a channels-last block gets
+        permutes around it. Returns the layout after them (the one before)."""
+        before = layout
+        for comp in spec.components:
+            if comp.at != place:
+                continue
+            kind = get_kind("component", comp.kind)
+            if layout == "NHWC" and not kind.channels_last:
+                branch.append(_NCHW)
+                layout = "NCHW"
+            self.add_module(comp.module_name, kind.build(channels, layout=layout, **dict(comp.args)))
+            branch.append(comp.module_name)
+        if layout != before:
+            branch.append(_NHWC)  # back to channels-last for the rest of the block
+        return before
+
+    def layers(self) -> list[nn.Module]:
+        """The residual branch's modules in order (what ``describe`` draws)."""
+        return [getattr(self, name) for name in self._branch if not name.startswith(":")]
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = self.shortcut(x)
-        for layer in self._branch:
-            x = layer(x)
+        for name in self._branch:
+            if name == _NHWC:
+                x = x.permute(0, 2, 3, 1)
+            elif name == _NCHW:
+                x = x.permute(0, 3, 1, 2)
+            else:
+                x = getattr(self, name)(x)
         if self.gamma is not None:
             x = x * self.gamma.view(-1, 1, 1)
         x = self.drop_path(x)
-        # In place, as torchvision does, so that our op sequence is torchvision's (same ATen
-        # ops and counts under torch.profiler) and one activation-sized buffer per block is
-        # never allocated. No backward needs the branch output. Out of place where x is a
-        # view (autograd would add a CopySlices copy in backward) or where the dtypes differ
-        # (bf16 autocast: the sum must not be rounded to the narrower type).
-        if x.dtype == shortcut.dtype and not x._is_view():
-            x += shortcut
-        else:
-            x = x + shortcut
-        return self.act_out(x)
+        return self.act_out(_residual_add(x, shortcut))
 
 
 class Stage(nn.Module):
@@ -149,7 +193,7 @@ class Head(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         if spec.head_norm:
-            self.norm: nn.Module = nn.LayerNorm(dim, eps=LN_EPS) if spec.norm == "layer" else nn.BatchNorm1d(dim)
+            self.norm: nn.Module = make_norm(spec, dim, layout="NC")
         else:
             self.norm = nn.Identity()
         self.fc = nn.Linear(dim, spec.num_classes)
@@ -164,14 +208,14 @@ def make_stem(spec: ArchSpec) -> nn.Sequential:
     if spec.stem == "conv_pool":
         layers["conv"] = nn.Conv2d(spec.in_chans, w, k, s, k // 2, bias=False)
         if spec.stem_norm:
-            layers["norm"] = make_norm(spec.norm, w)
-        layers["act"] = make_act(spec.act)
+            layers["norm"] = make_norm(spec, w)
+        layers["act"] = make_act(spec)
         if spec.stem_pool:
             layers["pool"] = nn.MaxPool2d(3, 2, 1)
     else:  # patchify: non-overlapping kxk patches when kernel == stride
         layers["conv"] = nn.Conv2d(spec.in_chans, w, k, s, bias=True)
         if spec.stem_norm:
-            layers["norm"] = make_norm(spec.norm, w)
+            layers["norm"] = make_norm(spec, w)
     return nn.Sequential(layers)
 
 
@@ -188,7 +232,7 @@ class ModernNet(nn.Module):
         for i, (depth, dim) in enumerate(zip(spec.depths, spec.dims)):
             if spec.downsample == "separate" and i > 0:
                 downsample: nn.Module = nn.Sequential(OrderedDict(
-                    norm=make_norm(spec.norm, prev), conv=nn.Conv2d(prev, dim, 2, 2, bias=True)))
+                    norm=make_norm(spec, prev), conv=nn.Conv2d(prev, dim, 2, 2, bias=True)))
                 prev, first_stride = dim, 1
             else:
                 downsample, first_stride = nn.Identity(), (2 if (i > 0 and spec.downsample == "in_block") else 1)
@@ -217,8 +261,16 @@ class ModernNet(nn.Module):
                 nn.init.zeros_(m.bias)
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.reset_running_stats()
-            elif isinstance(m, Block) and m.gamma is not None:
-                nn.init.constant_(m.gamma, self.spec.layer_scale)
+            elif isinstance(m, Block):
+                if m.gamma is not None:
+                    nn.init.constant_(m.gamma, self.spec.layer_scale)
+            elif any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False)):
+                # A registered kind's own tensors (GroupNorm, GRN, a user module): its reset_parameters.
+                reset = getattr(m, "reset_parameters", None)
+                if not callable(reset):
+                    raise SpecError(f"{type(m).__name__} has parameters or buffers of its own but no "
+                                    "reset_parameters(); a registered kind's module needs one (modernize.kinds)")
+                reset()
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.stages(self.stem(x))

@@ -25,15 +25,67 @@ from typing import Any, Literal
 
 from ._typing import coerce
 from .errors import SpecError
+from .kinds import PLACES, get_kind
 
 StemKind = Literal["conv_pool", "patchify"]
 BlockKind = Literal["bottleneck", "inverted"]
 SpatialPos = Literal["middle", "top"]
-ActKind = Literal["relu", "gelu"]
-NormKind = Literal["batch", "layer"]
+KindArgs = tuple[tuple[str, Any], ...]
+"""A kind's parameters as sorted ``(name, value)`` pairs (hashable; a TOML table in files)."""
 Placement = Literal["every_conv", "one"]
 DownsampleKind = Literal["in_block", "separate"]
 Groups = int | Literal["depthwise"]
+
+
+@dataclass(frozen=True)
+class Component:
+    """A block component of ``ArchSpec.components``: a registered kind (``modernize.kinds``) at a
+    place of the residual branch, with the kind's parameters. Written ``"se"``, ``"se@end"``
+    or ``{kind = "se", at = "after_spatial", reduction = 8}``."""
+
+    kind: str
+    at: str
+    args: KindArgs = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "at": self.at, **dict(self.args)}
+
+    @property
+    def module_name(self) -> str:
+        """Its name in the block's modules (``se_end``): unique, since a kind appears once per place."""
+        return f"{self.kind}_{self.at}"
+
+
+def _args(value: Any, field: str) -> Any:
+    """A TOML table (or pairs) of kind parameters -> sorted, hashable pairs."""
+    if isinstance(value, dict):
+        value = list(value.items())
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and isinstance(p[0], str) for p in value):
+        raise SpecError(f"spec field '{field}': expected a table of parameters, got {value!r}")
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in value))
+
+
+def _component(value: Any) -> Component:
+    if isinstance(value, Component):
+        return value
+    if isinstance(value, str):
+        kind, _, at = value.partition("@")
+        value = {"kind": kind} | ({"at": at} if at else {})
+    if not isinstance(value, dict) or not isinstance(value.get("kind"), str):
+        raise SpecError(f"spec field 'components': expected \"kind\", \"kind@place\" or a table with a 'kind', "
+                        f"got {value!r}")
+    args = {k: v for k, v in value.items() if k not in ("kind", "at")}
+    kind = get_kind("component", value["kind"], "components")
+    at = value.get("at", kind.place)
+    if at not in PLACES:
+        raise SpecError(f"spec field 'components': place {at!r} of '{kind.name}' is not one of {', '.join(PLACES)}")
+    return Component(kind.name, at, _args(kind.check_args(args, "components"), "components"))
+
+
+_NEW_FIELDS = ("act_args", "norm_args", "components")
+"""Fields that ``to_dict`` leaves out at their default: the paper's specs (their records and
+job fingerprints) read exactly as before these fields existed."""
 
 
 MAX_STAGES, MAX_DEPTH, MAX_WIDTH, MAX_SMALL = 16, 1024, 65536, 255
@@ -66,12 +118,18 @@ class ArchSpec:
     groups: Groups = 1
     """Groups of the kxk conv; 'depthwise' means one group per channel."""
     kernel_size: int = 3
-    act: ActKind = "relu"
+    act: str = "relu"
+    """A registered activation kind (``modernize.kinds``): 'relu', 'gelu', 'silu', 'hardswish', ..."""
+    act_args: KindArgs = ()
+    """Parameters of the activation kind (a TOML table)."""
     acts: Placement = "every_conv"
     """'every_conv': after the first two convs and after the residual add (ResNet).
     'one': a single activation between the two 1x1 convs (needs spatial_pos='top')."""
-    norm: NormKind = "batch"
-    """'batch': BatchNorm. 'layer': LayerNorm over channels at each position, eps 1e-6."""
+    norm: str = "batch"
+    """A registered norm kind: 'batch': BatchNorm. 'layer': LayerNorm over channels at each
+    position, eps 1e-6. 'group': GroupNorm (``norm_args = {groups = 32}``, the default)."""
+    norm_args: KindArgs = ()
+    """Parameters of the norm kind (a TOML table)."""
     norms: Placement = "every_conv"
     """'every_conv': a norm after each conv. 'one': only after the kxk conv (needs 'top')."""
     conv_bias: bool = False
@@ -81,6 +139,9 @@ class ArchSpec:
     """Init value of the per-channel residual scale; 0 disables it (no parameter)."""
     drop_path: float = 0.0
     """Stochastic-depth rate of the last block; linear from 0 over the blocks."""
+    components: tuple[Component, ...] = ()
+    """Block components (``modernize.kinds.PLACES``), in order; e.g. ``["se"]`` adds SE-ResNet's
+    squeeze-and-excitation at the end of every residual branch."""
     init_std: float = 0.02
     """Std of the truncated-normal init of every conv and linear weight (ConvNeXt's 0.02).
     Proxy scales may change it by a rule applied to every step (``ProxyScale.init``)."""
@@ -92,12 +153,40 @@ class ArchSpec:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name in ("act_args", "norm_args"):
+                value = _args(value, f.name)
+            elif f.name == "components" and isinstance(value, (list, tuple)):
+                value = tuple(_component(c) for c in value)
             try:
                 value = coerce(value, _HINTS[f.name])
             except TypeError as exc:
                 raise SpecError(f"spec field '{f.name}': {exc}") from None
             object.__setattr__(self, f.name, value)
         self._validate()
+        self._check_kinds()
+
+    def _check_kinds(self) -> None:
+        """Every kind is registered, takes these parameters, and fits every width it sees."""
+        act = get_kind("act", self.act, "act")
+        object.__setattr__(self, "act_args", _args(act.check_args(dict(self.act_args), "act_args"), "act_args"))
+        norm = get_kind("norm", self.norm, "norm")
+        object.__setattr__(self, "norm_args", _args(norm.check_args(dict(self.norm_args), "norm_args"), "norm_args"))
+        widths = {self.stem_width, *self.dims} | (set(self.hidden_dims) if self.norms == "every_conv" else set())
+        for c in sorted(widths):
+            why = norm.why_not(c, dict(self.norm_args))
+            if why:
+                raise SpecError(f"spec field 'norm_args': norm '{self.norm}': {why} (every norm width: "
+                                f"{', '.join(map(str, sorted(widths)))})")
+        seen = set()
+        for comp in self.components:
+            if comp.module_name in seen:
+                raise SpecError(f"spec field 'components': '{comp.kind}' appears twice at '{comp.at}'")
+            seen.add(comp.module_name)
+            kind = get_kind("component", comp.kind, "components")
+            for c in sorted(self.place_widths(comp.at)):
+                why = kind.why_not(c, dict(comp.args))
+                if why:
+                    raise SpecError(f"spec field 'components': '{comp.kind}' at '{comp.at}': {why}")
 
     def _validate(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -159,6 +248,14 @@ class ArchSpec:
         middle position, the block dim at the top (a stage's first block sees its input dim)."""
         return self.hidden_dims if self.spatial_pos == "middle" else self.dims
 
+    def place_widths(self, place: str) -> set[int]:
+        """The channel counts a block component at ``place`` sees (``modernize.kinds.PLACES``)."""
+        if place == "end":
+            return set(self.dims)
+        if place == "before_last" or self.spatial_pos == "middle":
+            return set(self.hidden_dims)
+        return {self.stem_width, *self.dims}  # kxk conv on top: a stage's first block sees its input
+
     @property
     def stem_total_stride(self) -> int:
         pool = 2 if (self.stem == "conv_pool" and self.stem_pool) else 1
@@ -176,8 +273,15 @@ class ArchSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in _NEW_FIELDS:
+                if v != f.default:
+                    out[f.name] = [c.to_dict() for c in v] if f.name == "components" else dict(v)
+            else:
+                out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ArchSpec:
@@ -229,4 +333,4 @@ def base_spec(name: str) -> ArchSpec:
         raise SpecError(f"unknown base spec {name!r}; valid: {', '.join(BASE_SPECS)}") from None
 
 
-__all__ = ["ArchSpec", "BASE_SPECS", "FIELDS", "base_spec"]
+__all__ = ["ArchSpec", "BASE_SPECS", "Component", "FIELDS", "base_spec"]

@@ -32,7 +32,8 @@ def test_round_trip_dict() -> None:
     ({"kernel_size": -3}, "kernel_size"),
     ({"depths": (3, 4, 6)}, "depths"),
     ({"act": "swish"}, "act"),
-    ({"norm": "group"}, "norm"),
+    ({"norm": "rms"}, "norm"),  # not registered
+    ({"norm": "group", "norm_args": {"groups": 3}}, "norm_args"),
     ({"groups": 0}, "groups"),
     ({"groups": 3}, "groups"),
     ({"drop_path": 1.5}, "drop_path"),
