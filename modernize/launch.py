@@ -46,8 +46,11 @@ class JobTask:
     def __call__(self) -> dict[str, Any]:
         import submitit
 
+        from .roadmap import Roadmap, import_user_modules
         from .train import train_roadmap
 
+        if isinstance(self.train_kwargs.get("roadmap"), Roadmap):  # a new process: register its kinds
+            import_user_modules(self.train_kwargs["roadmap"])
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:  # one process per GPU, joined through env:// (RANK, WORLD_SIZE, MASTER_*)
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)

@@ -107,6 +107,9 @@ class Roadmap:
     description: str = ""
     paper_path: Path | None = None
     """The paper's per-row CSV this roadmap is compared with, if any."""
+    imports: tuple[tuple[str, str], ...] = ()
+    """The user modules it imports, as ``(module, folder)``: every process that builds its
+    models imports them again (``import_user_modules``) to register their kinds."""
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps)
@@ -170,7 +173,8 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
         return ConfigError(f"{where}: {msg}")
 
     _check_top_level(data, fail)
-    _import_user_modules(path, data, fail)
+    imports = tuple((m, str(path.parent.resolve())) for m in data.get("imports", []))
+    _import_modules(imports, fail)
     try:
         base = _base_spec(data.get("base", "resnet50"))
     except (ModernizeError, TypeError) as exc:
@@ -190,7 +194,7 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
             last_adopted = step
     return Roadmap(name=str(data.get("name", path.stem)), path=path, base=base, steps=tuple(by_name.values()),
                    recipe=data.get("recipe"), description=str(data.get("description", "")),
-                   paper_path=paper_file)
+                   paper_path=paper_file, imports=imports)
 
 
 def _check_top_level(data: dict[str, Any], fail: Any) -> None:
@@ -200,10 +204,17 @@ def _check_top_level(data: dict[str, Any], fail: Any) -> None:
         raise fail(f"'imports' must be a list of module names, got {data['imports']!r}")
 
 
-def _import_user_modules(path: Path, data: dict[str, Any], fail: Any) -> None:
-    """The roadmap's ``imports``: user transforms, registered on import (from the roadmap's folder)."""
-    for module in data.get("imports", []):
-        sys.path.insert(0, str(path.parent))
+def import_user_modules(roadmap: Roadmap) -> None:
+    """Import the roadmap's user modules in this process (a spawned worker, a Slurm task): their
+    kinds and transforms register on import, and models name kinds only by name."""
+    _import_modules(roadmap.imports, lambda msg: ConfigError(f"{roadmap.path}: {msg}"))
+
+
+def _import_modules(imports: tuple[tuple[str, str], ...], fail: Any) -> None:
+    """The roadmap's ``imports``: user transforms and kinds, registered on import (from the
+    roadmap's folder)."""
+    for module, folder in imports:
+        sys.path.insert(0, folder)
         try:
             importlib.import_module(module)
         except ImportError as exc:

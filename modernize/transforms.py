@@ -66,7 +66,9 @@ def register_transform(name: str, *, label: str) -> Callable[[Callable[..., Arch
     """Register ``fn(spec, *, **params) -> spec`` as transform ``name`` (paper label ``label``)."""
 
     def deco(fn: Callable[..., ArchSpec]) -> Callable[..., ArchSpec]:
-        if name in TRANSFORMS and TRANSFORMS[name].fn is not fn:
+        old = TRANSFORMS.get(name)
+        # The same definition imported again (a reloaded user module) replaces the old one.
+        if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
             raise ValueError(f"transform {name!r} is already registered")
         TRANSFORMS[name] = Transform(name, fn, label)
         return fn
@@ -200,7 +202,7 @@ def bn_to_ln(spec: ArchSpec) -> ArchSpec:
     """Substituting BN with LN: every BatchNorm becomes a LayerNorm over channels (eps 1e-6).
     Convs that fed a BN had no bias; they get one now."""
     _require(spec.norm != "layer", "bn_to_ln", "changes nothing: the norms are already LayerNorm")
-    return spec.replace(norm="layer", conv_bias=True)
+    return spec.replace(norm="layer", norm_args=(), conv_bias=True)
 
 
 @register_transform("separate_downsampling", label="separate d.s. conv")
@@ -222,6 +224,41 @@ def layer_scale(spec: ArchSpec, *, init: float = 1e-6) -> ArchSpec:
     Official ConvNeXt uses it; the authors' intermediate steps did not (0 turns it off)."""
     _require(init != spec.layer_scale, "layer_scale", f"changes nothing: layer scale is already {init}")
     return spec.replace(layer_scale=init)
+
+
+# --- The open design space (modernize.kinds) -------------------------------------------------
+
+@register_transform("act", label="activation")
+def act(spec: ArchSpec, *, kind: str, args: dict | None = None) -> ArchSpec:
+    """Every activation becomes a registered activation kind (``silu``, ``hardswish``, a user's
+    own), with the kind's parameters in ``args``."""
+    new = spec.replace(act=kind, act_args=args or {})
+    _require(new != spec, "act", f"changes nothing: the activation is already {kind!r}")
+    return new
+
+
+@register_transform("norm", label="norm")
+def norm(spec: ArchSpec, *, kind: str, args: dict | None = None) -> ArchSpec:
+    """Every norm becomes a registered norm kind (``group``, a user's own), with the kind's
+    parameters in ``args`` (e.g. ``{groups = 8}``). Conv biases stay as they are."""
+    new = spec.replace(norm=kind, norm_args=args or {})
+    _require(new != spec, "norm", f"changes nothing: the norm is already {kind!r}")
+    return new
+
+
+@register_transform("add_block_component", label="block component")
+def add_block_component(spec: ArchSpec, *, kind: str, at: str = "", args: dict | None = None) -> ArchSpec:
+    """Insert a registered block component (``se``, ``grn``, a user's own) in every block, at
+    ``at`` (``after_spatial``, ``before_last`` or ``end``; default: the kind's own place)."""
+    return spec.replace(components=(*spec.components, {"kind": kind, **({"at": at} if at else {}), **(args or {})}))
+
+
+@register_transform("remove_block_component", label="remove block component")
+def remove_block_component(spec: ArchSpec, *, kind: str, at: str = "") -> ArchSpec:
+    """Remove a block component (every place, or only ``at``)."""
+    kept = tuple(c for c in spec.components if not (c.kind == kind and (not at or c.at == at)))
+    _require(kept != spec.components, "remove_block_component", f"changes nothing: no '{kind}' component")
+    return spec.replace(components=kept)
 
 
 __all__ = ["TRANSFORMS", "Transform", "get_transform", "register_transform"]

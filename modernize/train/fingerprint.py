@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from ..kinds import get_kind
 from ..provenance import code_version, machine
 from ..recipe import Recipe, config_hash
 from ..roadmap import Step
@@ -26,6 +27,7 @@ from ..runfolder import (
     short,
     write_run_meta,
 )
+from ..spec import ArchSpec
 from .config import RunConfig
 
 
@@ -34,9 +36,21 @@ def fingerprint_parts(cfg: RunConfig, step: Step, recipe: Recipe, seed: int) -> 
     to it), the resolved recipe values, the data spec, the seed, the global batch and the torch
     version (major.minor). Not included: the device and the number of threads (same numbers up
     to floating-point order), the contents of a data folder (only its spec string)."""
-    return fingerprint_fields(step_spec=step.spec.to_dict(), proxy=cfg.proxy.to_dict(), recipe=recipe.to_dict(),
+    parts = fingerprint_fields(step_spec=step.spec.to_dict(), proxy=cfg.proxy.to_dict(), recipe=recipe.to_dict(),
                               data=str(cfg.data), seed=seed, global_batch=recipe.batch_size * cfg.dist.world,
                               torch_version=torch.__version__)
+    kinds = user_kind_hashes(step.spec)
+    if kinds:  # only then: the paper's steps keep the fingerprints they always had
+        parts["kinds"] = kinds
+    return parts
+
+
+def user_kind_hashes(spec: ArchSpec) -> dict[str, str]:
+    """``{"family:name": hash}`` of the kinds a spec uses that a user module registered: the
+    hash of that module's source, so an edited module is not silently reused."""
+    used = [("act", spec.act), ("norm", spec.norm), *(("component", c.kind) for c in spec.components)]
+    kinds = [get_kind(family, name) for family, name in used]
+    return {f"{k.family}:{k.name}": k.source_hash for k in kinds if not k.builtin}
 
 
 def _pre_fingerprint_parts(old: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from ..data import Data, close_loaders, load_data, loader_workers
 from ..errors import ConfigError, ModernizeError
 from ..proxy import ProxyScale
 from ..recipe import Recipe
-from ..roadmap import Roadmap, Step
+from ..roadmap import Roadmap, Step, import_user_modules
 from ..runfolder import FINISHED, is_finished, job_folder, read_result
 from .batches import check_batch
 from .checkpoint import Interrupt, StopRequested, check_stop
@@ -242,6 +242,11 @@ def _worker_main(cfg: RunConfig, index: int, threads: int, workers: int) -> None
     # that; the parent forwards Ctrl-C / SIGTERM as SIGINT, so restore Python's handler here.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     torch.set_num_threads(threads)
+    try:
+        import_user_modules(cfg.roadmap)  # a spawned process: register the roadmap's kinds again
+    except ModernizeError as exc:
+        print(f"[w{index}] error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     share = loader_workers(processes=workers) if cfg.loader_workers is None else cfg.loader_workers
     cfg = dataclasses.replace(cfg, worker=index, progress=False, loader_workers=share,
                               device=f"cuda:{index}" if cfg.device.startswith("cuda") else cfg.device)
