@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from modernize import SpecError, base_spec, build_model, count, load_roadmap
+from modernize.bench import bench_roadmap
 from modernize.cli import main as cli_main
 from modernize.describe import describe, drawing, stage_counts
 from modernize.kinds import REGISTRIES
@@ -269,6 +270,8 @@ def test_user_kinds_through_builder_counting_and_describe(user: tuple[Path, str]
     assert "every BatchNorm becomes a RMSNorm (eps 1e-06)" in text
     assert "every block gains a channel gate at the end of the residual branch" in text
     assert "RMS | SwishB" in text and "RMS | Gate" in text
+    row = bench_roadmap(rm, batch=2, resolution=32, repeats=1, warmup=0, steps=["mine"]).iloc[0]
+    assert row["step"] == "mine" and row["infer_img_s"] > 0
 
 
 def test_user_kinds_from_the_command_line(user: tuple[Path, str], tmp_path: Path,
