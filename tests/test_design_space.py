@@ -4,6 +4,7 @@ training) working for them without editing the package."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -309,7 +310,7 @@ def test_unknown_user_kind_names_how_to_register(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_user_kinds_train_under_two_workers(user: tuple[Path, str], tmp_path: Path) -> None:
     """Spawned workers import the roadmap's user modules themselves (kinds are looked up by name)."""
-    path, _ = user
+    path, p = user
     recipe = tmp_path / "tiny.toml"
     recipe.write_text('epochs = 1\nbatch_size = 16\nlr = 2e-3\nlr_batch = 16\nwarmup_epochs = 0\nresolution = 16\n'
                       'crop = "none"\nhflip = false\ndrop_path = 0.0\nlabel_smoothing = 0.0\nprecision = "fp32"\n'
@@ -326,5 +327,14 @@ def test_user_kinds_train_under_two_workers(user: tuple[Path, str], tmp_path: Pa
     """))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for seed in (0, 1):
-        assert (tmp_path / "run" / "mine" / f"seed{seed}" / "result.json").is_file()
+    results = [(tmp_path / "run" / "mine" / f"seed{seed}" / "result.json") for seed in (0, 1)]
+    first = [r.read_text() for r in results]
+    config = json.loads((results[0].parent / "config.json").read_text())
+    assert set(config["fingerprint_parts"]["kinds"]) == {f"act:{p}swish", f"norm:{p}rms", f"component:{p}gate"}
+    # the same module again: the jobs are reused, not retrained
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [r.read_text() for r in results] == first
+    proc = subprocess.run([sys.executable, str(ROOT / "run_ablation.py"), "report", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
