@@ -78,7 +78,7 @@ def _component(value: Any) -> Component:
     args = {k: v for k, v in value.items() if k not in ("kind", "at")}
     kind = get_kind("component", value["kind"], "components")
     at = value.get("at", kind.place)
-    if at not in PLACES:
+    if not isinstance(at, str) or at not in PLACES:
         raise SpecError(f"spec field 'components': place {at!r} of '{kind.name}' is not one of {', '.join(PLACES)}")
     return Component(kind.name, at, _args(kind.check_args(args, "components"), "components"))
 
