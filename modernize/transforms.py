@@ -44,6 +44,10 @@ class Transform:
             if key not in known:
                 valid = ", ".join(known) or "none"
                 raise ConfigError(f"transform '{self.name}' has no parameter '{key}' (valid: {valid})")
+        missing = [k for k, (_, default) in known.items() if default is inspect.Parameter.empty and k not in params]
+        if missing:
+            raise ConfigError(f"apply: transform '{self.name}' needs parameter(s) {', '.join(map(repr, missing))} "
+                              f"(given: {', '.join(params) or 'none'})")
         checked = {}
         for key, value in params.items():
             try:

@@ -31,7 +31,7 @@ from modernize import ConfigError, load_roadmap, runfolder
 from modernize import recipe as recipe_mod
 from modernize.recipe import Recipe, load_recipe
 from modernize.roadmap import RoadmapFile, StepFile
-from modernize.spec import ArchSpec
+from modernize.spec import ArchSpec, KindArgs
 from modernize.transforms import TRANSFORMS
 
 from .conftest import ROOT
@@ -57,6 +57,8 @@ def matches(value: Any, hint: Any, *, loaded: bool = False) -> bool:
         return type(value) is hint
     if hint is float:
         return type(value) is float or (type(value) is int and not loaded)
+    if hint == KindArgs and isinstance(value, dict):  # a kind's parameters: a table in files, pairs in a spec
+        return all(isinstance(k, str) for k in value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             return False
