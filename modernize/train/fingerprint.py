@@ -25,16 +25,18 @@ from ..runfolder import (
     short,
     write_run_meta,
 )
+from .batches import batching
 from .config import RunConfig
 
 
 def fingerprint_parts(cfg: RunConfig, step: Step, recipe: Recipe, seed: int) -> dict[str, Any]:
     """Everything that determines a job's result: the step's paper spec (the proxy is applied
-    to it), the resolved recipe values, the data spec, the seed, the global batch and the torch
-    version (major.minor). Not included: the device and the number of threads (same numbers up
-    to floating-point order), the contents of a data folder (only its spec string)."""
+    to it), the resolved recipe values, the data spec, the seed, the effective global batch
+    (batch x processes x accumulation: a run may resume on another process count that keeps
+    it) and the torch version (major.minor). Not included: the device and the number of threads
+    (same numbers up to floating-point order), the contents of a data folder (only its spec string)."""
     return fingerprint_fields(step_spec=step.spec.to_dict(), proxy=cfg.proxy.to_dict(), recipe=recipe.to_dict(),
-                              data=str(cfg.data), seed=seed, global_batch=recipe.batch_size * cfg.dist.world,
+                              data=str(cfg.data), seed=seed, global_batch=batching(recipe, cfg.dist.world).global_batch,
                               torch_version=torch.__version__)
 
 

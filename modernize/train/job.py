@@ -20,7 +20,7 @@ from ..recipe import Recipe, config_hash
 from ..roadmap import Step
 from ..runfolder import JobConfig, JobResult, write_job_config, write_log, write_result
 from ..spec import ArchSpec
-from .batches import check_batch, iters_per_epoch
+from .batches import batching, check_batch, iters_per_epoch
 from .checkpoint import LAST, PREV, Checkpointer, Interrupt, StopRequested, resume
 from .config import RunConfig
 from .fingerprint import fingerprint_parts
@@ -97,9 +97,10 @@ def build_trainer(job: Job, cfg: RunConfig, data: Data) -> Trainer:
     model = build_model(job.spec).to(device)
     if recipe.channels_last:  # also on CPU: oneDNN's NHWC kernels are faster here, depthwise above all
         model = model.to(memory_format=torch.channels_last)
-    lr = recipe.scaled_lr(recipe.batch_size * d.world)
+    b = batching(recipe, d.world)
+    lr = recipe.scaled_lr(b.global_batch)
     check_batch(job.step, recipe, data, d)
-    ipe = iters_per_epoch(data, recipe.batch_size, d)
+    ipe = iters_per_epoch(data, b.per_process, d)
     opt = make_optimizer(model, recipe, lr)
     sched = make_scheduler(opt, recipe, ipe)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and recipe.precision == "fp16")
@@ -110,7 +111,7 @@ def build_trainer(job: Job, cfg: RunConfig, data: Data) -> Trainer:
                        resolution=recipe.resolution, per_sample=data.in_memory)
     return Trainer(model=model, opt=opt, sched=sched, scaler=scaler, ema=ema, criterion=criterion, aug=aug,
                    autocast=_autocast(device, recipe.precision), recipe=recipe, d=d, device=device, ipe=ipe,
-                   train_model=_wrap(model, cfg, recipe))
+                   accum=b.accum, train_model=_wrap(model, cfg, recipe))
 
 
 def _autocast(device: str, precision: str) -> Callable[[], Any]:
@@ -159,7 +160,7 @@ class _Results:
                      "gmacs": round(cx.gmacs, 6), "params_m": round(cx.params_m, 6), "epochs": recipe.epochs,
                      "fingerprint": config_hash(parts)}
         if d.main:
-            gb = recipe.batch_size * d.world
+            gb = batching(recipe, d.world).global_batch
             write_job_config(job.dir, JobConfig(
                 step=job.step.name, seed=job.seed, change=job.step.change, paper_row=job.step.paper_row,
                 adopted=job.step.adopted, parent=job.step.parent, spec=job.spec.to_dict(),

@@ -3,6 +3,7 @@ evaluation (``validate``). A job (``job.py``) calls these once per epoch."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -97,7 +98,9 @@ class Trainer:
     d: Dist
     device: str
     ipe: int
-    """Iterations per epoch."""
+    """Iterations (optimizer steps) per epoch."""
+    accum: int
+    """Micro-batches per optimizer step (gradient accumulation; 1 = none)."""
     train_model: nn.Module
     """The model as trained: wrapped in DDP / torch.compile where those apply."""
 
@@ -126,8 +129,8 @@ def train_epoch(t: Trainer, state: TrainState, data: Data, *, job_seed: int, sto
     if state.iter == 0:
         seed_everything(epoch_seed(job_seed, state.epoch, d.rank))
         state.sums = EpochSums()
-    batches = epoch_batches(data, batch=recipe.batch_size, d=d, epoch_seed=data_order_seed(job_seed, state.epoch),
-                            skip=state.iter, device=t.device)
+    batches = epoch_batches(data, batch=recipe.batch_size * t.accum, d=d,
+                            epoch_seed=data_order_seed(job_seed, state.epoch), skip=state.iter, device=t.device)
     pbar = progress_bar(t.ipe, bar, True) if bar is not None else None
     if pbar is not None:
         pbar.update(state.iter)
@@ -161,14 +164,25 @@ def train_epoch(t: Trainer, state: TrainState, data: Data, *, job_seed: int, sto
 
 
 def _step(t: Trainer, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
-    """One optimizer step on one batch; returns the loss and the batch size."""
+    """One optimizer step on this process's share of an effective batch; returns the loss (the
+    mean over the share) and the share's size. The share is augmented as one batch (the same
+    draws as without accumulation), then forward and backward run in ``t.accum`` micro-batches
+    whose gradients add up (each loss divided by ``t.accum``: a mean over the share); under DDP
+    only the last micro-batch all-reduces the gradients."""
     x, y = t.aug(x, y)
-    if t.recipe.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with t.autocast():
-        loss = t.criterion(t.train_model(x), y)
     t.opt.zero_grad(set_to_none=True)
-    t.scaler.scale(loss).backward()
+    total: Tensor | None = None
+    for i, (xm, ym) in enumerate(zip(x.chunk(t.accum), y.chunk(t.accum), strict=True)):
+        if t.recipe.channels_last:
+            xm = xm.contiguous(memory_format=torch.channels_last)
+        with _no_sync(t) if i < t.accum - 1 else contextlib.nullcontext():
+            with t.autocast():
+                loss = t.criterion(t.train_model(xm), ym)
+                if t.accum > 1:
+                    loss = loss / t.accum
+            t.scaler.scale(loss).backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    assert total is not None
     if t.recipe.grad_clip > 0:
         t.scaler.unscale_(t.opt)
         nn.utils.clip_grad_norm_(t.model.parameters(), t.recipe.grad_clip)
@@ -177,7 +191,13 @@ def _step(t: Trainer, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
     t.sched.step()
     if t.ema is not None:
         t.ema.update_parameters(t.model)
-    return loss, len(y)
+    return total, len(y)
+
+
+def _no_sync(t: Trainer) -> contextlib.AbstractContextManager[Any]:
+    """DDP's ``no_sync`` (gradients stay local) for a micro-batch that is not an update's last."""
+    ddp = getattr(t.train_model, "_orig_mod", t.train_model)  # under torch.compile
+    return ddp.no_sync() if isinstance(ddp, nn.parallel.DistributedDataParallel) else contextlib.nullcontext()
 
 
 def _reduce(loss: Tensor, stop_here: bool, d: Dist, device: str) -> tuple[float, bool]:
