@@ -28,6 +28,15 @@ STEP = "separate_downsampling"  # a LayerNorm step: no BatchNorm, so micro-batch
 JOB = Path(STEP) / "seed0"
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    """One torch thread: on a shared 2-core machine two OpenMP threads wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / JOB / "last.pt", weights_only=False)["model"]
 
