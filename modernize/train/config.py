@@ -116,8 +116,9 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
                 claim_timeout: float = DEFAULT_TIMEOUT_S, tensorboard: bool = False,
                 force: bool = False, accum_steps: int | None = None) -> RunConfig:
     """Resolve and validate everything (roadmap, steps, recipes, data path, device) before any
-    training or writing starts. ``accum_steps`` (``--accum-steps``) replaces every recipe's
-    accumulation (and its ``global_batch``)."""
+    training or writing starts. ``accum_steps`` (``--accum-steps``) replaces the run recipe's
+    accumulation (and its ``global_batch``); a step's override recipe keeps its own (the
+    original ResNet recipe's batch is 256, not the paper's 4,096)."""
     rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
     chosen = rm.select(list(steps) if steps else None)
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe if recipe is not None
@@ -130,7 +131,6 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
         if isinstance(accum_steps, bool) or not isinstance(accum_steps, int) or accum_steps < 1:
             raise ConfigError(f"--accum-steps: a whole number >= 1, got {accum_steps!r}")
         rec = rec.replace(accum_steps=accum_steps, global_batch=0)
-        step_recipes = {k: v.replace(accum_steps=accum_steps, global_batch=0) for k, v in step_recipes.items()}
     _check_substitutes(rec, rm)
     _check_options(tensorboard=tensorboard, claim_timeout=claim_timeout, seeds=seeds)
     spec = DataSpec.parse(data)
