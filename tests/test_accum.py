@@ -80,37 +80,35 @@ def test_batch_8_accum_4_equals_batch_32(tmp_path: Path) -> None:
     """LayerNorm step, drop path 0, no mixup: the same images per update with the same per-image
     augmentation (pad-crop, flip, erasing drawn for the update's share at once), the gradient of
     four micro-batches each scaled by 1/4 equals that of the 32 images; only float order differs."""
-    aug = dict(epochs=2, crop="pad", hflip=True, random_erasing=0.25, lr_batch=32)
+    aug = dict(crop="pad", hflip=True, random_erasing=0.25, lr_batch=32)
     big = _run(tmp_path, "big", batch_size=32, **aug)
     acc = _run(tmp_path, "acc", batch_size=8, accum_steps=4, **aug)
     diff = _max_diff(_weights(big), _weights(acc))
-    print(f"batch 8 x accum 4 vs batch 32, 8 updates: max |weight diff| = {diff:.2e}")
+    print(f"batch 8 x accum 4 vs batch 32, 4 updates: max |weight diff| = {diff:.2e}")
     assert diff < 1e-5
-    moved = _max_diff(_weights(big), _weights(_run(tmp_path, "small", batch_size=8, **aug)))
-    assert moved > 1e-3  # batch 8 without accumulation trains differently: the check can fail
     ck = torch.load(acc / JOB / "last.pt", weights_only=False)
-    assert ck["scheduler"]["last_epoch"] == 2 * 128 // 32  # one scheduler step per update
+    assert ck["scheduler"]["last_epoch"] == 128 // 32  # one scheduler step per update
     cfg = json.loads((acc / JOB / "config.json").read_text())
     assert (cfg["per_process_batch"], cfg["global_batch"]) == (8, 32)
     assert cfg["fingerprint_parts"]["global_batch"] == 32
-    la, lb = ((o / JOB / "log.csv").read_text().splitlines() for o in (big, acc))
-    assert [r.split(",")[0] for r in la] == [r.split(",")[0] for r in lb]
-    assert abs(float(la[-1].split(",")[1]) - float(lb[-1].split(",")[1])) < 1e-4  # train loss: the same mean
+    la, lb = ((o / JOB / "log.csv").read_text().splitlines()[1].split(",") for o in (big, acc))
+    assert abs(float(la[1]) - float(lb[1])) < 1e-4  # the logged train loss: the same mean
 
 
 def test_accum_flag_and_global_batch_key_train_the_same_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--accum-steps 2`` and ``global_batch = 32`` at batch 16 are one configuration: the second
     run finds the first's finished job and skips it (same fingerprint)."""
     recipe = write_recipe(tmp_path, "acc", batch_size=16)
-    code = cli_main(["train", "--data", "synthetic:64", "--recipe", str(recipe), "--steps", STEP, "--out",
-                     str(tmp_path / "run"), "--device", "cpu", "--accum-steps", "2", "--width", "0.125",
-                     "--depth", "0.34", "--low-res", "2"])
-    assert code == 0
+    assert cli_main(["train", "--plan", "--data", "synthetic:64", "--recipe", str(recipe), "--steps", STEP,
+                     "--out", str(tmp_path / "run"), "--device", "cpu", "--accum-steps", "2", "--width", "0.125",
+                     "--depth", "0.34", "--low-res", "2"]) == 0
+    assert f"{STEP} seed 0: 1 process(es) x batch 16 x accum 2 = 32, 2 steps, 64 images" in capsys.readouterr().out
+    _run(tmp_path, "run", n=64, batch_size=16, accum_steps=2)
     out = capsys.readouterr().out
-    assert "1 process(es) x batch 16 x accum 2 = global batch 32" in out
+    assert "1 process(es) x batch 16 x accum 2 = global batch 32" in out  # the start line
+    assert f"{STEP} seed 0: 1 process(es) x batch 16 x accum 2 = 32, 2 steps, 64 images" in out  # its plan
     assert result(tmp_path / "run", STEP)["status"] == "done"
-    again = _run(tmp_path, "run", n=64, batch_size=16, global_batch=32)
-    assert again == tmp_path / "run"
+    _run(tmp_path, "run", n=64, batch_size=16, global_batch=32)
     assert "done already, skipped" in capsys.readouterr().out
 
 
@@ -260,3 +258,21 @@ def test_plan_prints_per_job_lines_and_total_writes_nothing_keeps_rng(
     # 64 images, effective batch 16: 4 updates per epoch, 2 epochs
     assert "batch 8 x accum 2 = 16" in job and "8 steps" in job and "128 images" in job and "MMACs" in job, job
     assert "total: 4 job(s)" in text and "est." in text, text
+
+
+def test_a_cpu_run_of_hours_warns_in_one_line(tmp_path: Path) -> None:
+    from modernize.roadmap import load_roadmap
+    from modernize.train.batches import Batching
+    from modernize.train.plan import PlannedStep, hours_warning, plan_lines
+
+    cfg = prepare_run(None, data="synthetic:64", recipe=write_recipe(tmp_path), seeds=[0, 1], out=tmp_path / "r",
+                      device="cpu")
+    step = load_roadmap()[STEP]
+    plans = [PlannedStep(step, cfg.recipe, [0, 1], Batching(8, 1, 4), updates=1000, gmacs=4.5, secs=2000.0)]
+    lines, wall = plan_lines(cfg, plans, workers=2)
+    assert wall == 2000.0
+    assert lines[-1].endswith("est. 66.7 min one after another, 33.3 min with 2 workers side by side")
+    assert "32,000 images" in lines[1] and "4,500.0 MMACs/image" in lines[1]
+    assert hours_warning(cfg, wall) is None
+    warning = hours_warning(cfg, 5 * 3600.0)
+    assert warning is not None and "5.0 h on the CPU" in warning and "\n" not in warning

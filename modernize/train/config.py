@@ -139,8 +139,8 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     d = init_distributed(dev)
     if dev == "cuda" and d.active:
         dev = f"cuda:{d.local_rank}"
-    for r in (rec, *step_recipes.values()):  # a global_batch this process count cannot make: refused now
-        batching(r, d.world)
+    for s in chosen:  # a global_batch this process count cannot make: refused now
+        batching(step_recipes.get(s.recipe or "", rec), d.world)
     proxy = proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
     for s in chosen:  # a proxy that breaks a spec is a config error now, not mid-run
         proxy.apply(s.spec)
