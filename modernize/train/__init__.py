@@ -28,6 +28,8 @@ from (seed, epoch, rank) when an epoch starts and saved in every checkpoint; the
 an epoch comes from its own generator (``seeds.py``). A run killed anywhere and resumed from
 its last checkpoint (end of an epoch, every ``ckpt_every`` iterations, or on Ctrl-C) therefore
 ends with the same weights and metrics as an uninterrupted one (on CPU; in-memory data).
+With gradient accumulation an iteration is one optimizer step over ``accum_steps``
+micro-batches, and checkpoints and stops fall only between iterations.
 """
 
 from __future__ import annotations

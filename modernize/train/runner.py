@@ -68,7 +68,7 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
 
 
 def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True, workers: int = 1,
-               threads: int | None = None) -> dict[str, Data]:
+               threads: int | None = None, plan: bool = True) -> dict[str, Data]:
     """Everything that can refuse a run, before anything is written to RUN_DIR: job folders
     inside RUN_DIR, job fingerprints (a job trained differently is refused unless ``force``),
     the data of every job still to train and its batch check; the plan (``plan.py``). Then
@@ -94,7 +94,7 @@ def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True, workers: int 
         for step, recipe, _ in pending:
             _load(cfg, datas, recipe, stop)
             check_batch(step, recipe, datas[data_key(cfg, recipe)], d)
-        if cfg.worker is None and d.main:
+        if plan and cfg.worker is None and d.main:
             _print_plan(cfg, datas, pending, workers, threads, stop)
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
@@ -359,9 +359,10 @@ def pending_jobs(cfg: RunConfig) -> list[tuple[str, int]]:
 
 def record_run(cfg: RunConfig) -> None:
     """Check the run (fingerprints of its jobs, data, batch), then create the run folder and its
-    run.json (or check it), as ``run`` does before training."""
+    run.json (or check it), as ``run`` does before training (without the plan: a Slurm
+    submission checks on a login node, not on the tasks' devices)."""
     with Interrupt() as stop:
-        _preflight(cfg, stop)
+        _preflight(cfg, stop, plan=False)
 
 
 def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
