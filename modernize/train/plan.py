@@ -27,9 +27,10 @@ from .checkpoint import rng_state, set_rng_state
 from .config import RunConfig, train_spec
 from .optim import make_optimizer
 
-CPU_TIMING_BATCH = 8
-"""On a CPU the timed iterations use at most this many images (time per image hardly depends
-on the batch there); on a GPU the micro-batch itself."""
+CPU_TIMING_BATCH = 4
+"""On a CPU the timed iterations use at most this many images and one timed iteration (time
+per image hardly depends on the batch there, and a 224-px ResNet-50 iteration takes seconds);
+on a GPU the micro-batch itself and three."""
 HOURS_WARNING_S = 3600.0
 """A CPU run estimated at this many seconds or more gets a one-line warning before it starts."""
 
@@ -69,12 +70,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str, reps: int = 2) -> tuple[float, float]:
+def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str) -> tuple[float, float]:
     """Seconds per image of a training iteration (forward, backward, optimizer step) and of an
-    evaluation forward pass, from ``reps`` timed iterations after one warm-up; the generators
-    are left as they were."""
+    evaluation forward pass, from timed iterations after one warm-up; the generators are left
+    as they were."""
     cuda = device.startswith("cuda")
-    n = micro if cuda else min(micro, CPU_TIMING_BATCH)
+    n, reps = (micro, 3) if cuda else (min(micro, CPU_TIMING_BATCH), 1)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.precision)
     fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
     if cuda:
