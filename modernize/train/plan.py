@@ -27,10 +27,10 @@ from .checkpoint import rng_state, set_rng_state
 from .config import RunConfig, train_spec
 from .optim import make_optimizer
 
-CPU_TIMING_BATCH = 4
-"""On a CPU the timed iterations use at most this many images and one timed iteration (time
-per image hardly depends on the batch there, and a 224-px ResNet-50 iteration takes seconds);
-on a GPU the micro-batch itself and three."""
+CPU_TIMING_GMACS = 16.0
+"""On a CPU a timed iteration holds the micro-batch, cut to about this many GMACs of forward
+pass (4 images of a 224-px ResNet-50; a small proxy model's whole batch, whose time per image
+depends on the batch); on a GPU the micro-batch itself."""
 HOURS_WARNING_S = 3600.0
 """A CPU run estimated at this many seconds or more gets a one-line warning before it starts."""
 
@@ -70,12 +70,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str) -> tuple[float, float]:
+def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str, gmacs: float) -> tuple[float, float]:
     """Seconds per image of a training iteration (forward, backward, optimizer step) and of an
     evaluation forward pass, from timed iterations after one warm-up; the generators are left
     as they were."""
     cuda = device.startswith("cuda")
-    n, reps = (micro, 3) if cuda else (min(micro, CPU_TIMING_BATCH), 1)
+    n = micro if cuda else max(1, min(micro, int(CPU_TIMING_GMACS / max(gmacs, 1e-9))))
+    reps = 3 if cuda else 2
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.precision)
     fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
     if cuda:
@@ -127,7 +128,7 @@ def plan_steps(cfg: RunConfig, pending: Sequence[tuple[Step, Recipe, list[int]]]
         ipe = iters_per_epoch(data, b.per_process, d)
         with kept_rng():
             gmacs = count(spec, recipe.resolution).gmacs
-        train_s, eval_s = time_per_image(spec, recipe, b.micro, cfg.device)
+        train_s, eval_s = time_per_image(spec, recipe, b.micro, cfg.device, gmacs)
         evaluated = math.ceil(len(data.val) / d.world) + recipe.precise_bn_batches * b.micro  # type: ignore[arg-type]
         secs = recipe.epochs * (ipe * b.per_process * train_s + evaluated * eval_s)
         out.append(PlannedStep(step, recipe, seeds, b, ipe * recipe.epochs, gmacs, secs))
