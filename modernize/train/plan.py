@@ -117,11 +117,14 @@ def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str, gmac
 
 
 def plan_steps(cfg: RunConfig, pending: Sequence[tuple[Step, Recipe, list[int]]], datas: dict[str, Data],
-               data_of: Any) -> list[PlannedStep]:
-    """The plan of every step with jobs to train; ``data_of(recipe)`` is the step's data set."""
+               data_of: Any, stop: Any = None) -> list[PlannedStep]:
+    """The plan of every step with jobs to train; ``data_of(recipe)`` is the step's data set.
+    A ``stop()`` that turns true ends the timing at the next step (Ctrl-C does not wait)."""
     d = cfg.dist
     out = []
     for step, recipe, seeds in pending:
+        if stop is not None and stop():
+            break
         data: Data = data_of(recipe)
         b = batching(recipe, d.world)
         spec = train_spec(step, cfg, data, recipe)

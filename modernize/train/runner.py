@@ -166,7 +166,7 @@ def _print_plan(cfg: RunConfig, datas: dict[str, Data], pending: list[tuple[Step
     if threads:
         torch.set_num_threads(threads)
     try:
-        plans = plan_steps(cfg, pending, datas, lambda r: datas[data_key(cfg, r)])
+        plans = plan_steps(cfg, pending, datas, lambda r: datas[data_key(cfg, r)], stop=stop)
     finally:
         torch.set_num_threads(before)
     check_stop(stop, "while timing the plan")
