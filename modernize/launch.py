@@ -90,18 +90,18 @@ def submit_roadmap(roadmap: Roadmap | str | Path | None = None, *, slurm: SlurmO
                    recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
                    steps: Sequence[str] | None = None, device: str = "cuda", proxy: ProxyScale | None = None,
                    ckpt_every: int = 0, compile: bool | None = None, claim_timeout: float = 300.0,
-                   tensorboard: bool = False) -> list[Any]:
+                   tensorboard: bool = False, accum_steps: int | None = None) -> list[Any]:
     """Submit every pending (step, seed) job as one Slurm array task (``launch.py``).
     Validated here first (on a login node without a GPU: the device is checked by the tasks)."""
     from .train import pending_jobs, prepare_run, record_run
 
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device="cpu",
-                      proxy=proxy, claim_timeout=claim_timeout, tensorboard=tensorboard)
+                      proxy=proxy, claim_timeout=claim_timeout, tensorboard=tensorboard, accum_steps=accum_steps)
     record_run(cfg)
     pending = pending_jobs(cfg)
     kwargs = dict(roadmap=cfg.roadmap, data=str(cfg.data), recipe=cfg.recipe, out=cfg.out, device=device,
                   proxy=cfg.proxy, ckpt_every=ckpt_every, compile=compile, claim_timeout=claim_timeout,
-                  tensorboard=tensorboard)
+                  tensorboard=tensorboard, accum_steps=accum_steps)
     return submit(pending, kwargs, cfg.out, slurm)
 
 

@@ -61,7 +61,13 @@ class Recipe:
     """False: no weight decay on parameters with ndim <= 1 (norms, biases, layer scale)."""
     epochs: int = 300
     batch_size: int = 128
-    """Per process; the global batch is batch_size x processes."""
+    """Per process and per forward pass (a micro-batch when ``accum_steps`` > 1)."""
+    accum_steps: int = 1
+    """Gradient accumulation: micro-batches summed into one optimizer step, per process. The
+    effective global batch is batch_size x processes x accum_steps; BatchNorm sees micro-batches."""
+    global_batch: int = 0
+    """0: the effective global batch is batch_size x processes x accum_steps. Else the engine
+    derives accum_steps from the processes it has (refused when it does not divide)."""
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     warmup_epochs: float = 20.0
     warmup_start_factor: float = 1e-3
@@ -147,12 +153,16 @@ class Recipe:
                     "warmup_epochs", "momentum"):
             need(getattr(self, key) >= 0, key, "must be >= 0")
         need(self.lr > 0, "lr", "must be > 0")
-        for key in ("lr_batch", "epochs", "batch_size", "resolution"):
+        for key in ("lr_batch", "epochs", "batch_size", "resolution", "accum_steps"):
             need(getattr(self, key) >= 1, key, "must be >= 1")
         need(self.resolution <= MAX_RESOLUTION, "resolution", f"must be at most {MAX_RESOLUTION} px")
         need(self.resize <= MAX_RESOLUTION, "resize", f"must be at most {MAX_RESOLUTION} px")
-        for key in ("train_images", "val_images", "randaugment_ops", "precise_bn_batches"):
+        for key in ("train_images", "val_images", "randaugment_ops", "precise_bn_batches", "global_batch"):
             need(getattr(self, key) >= 0, key, "must be >= 0")
+        need(self.global_batch % self.batch_size == 0, "global_batch",
+             f"must be a multiple of batch_size ({self.batch_size}), or 0")
+        need(not (self.global_batch and self.accum_steps != 1), "global_batch",
+             f"give global_batch or accum_steps (= {self.accum_steps}), not both")
         need(self.warmup_epochs <= self.epochs, "warmup_epochs", f"must be <= epochs ({self.epochs})")
         need(0 < self.warmup_start_factor <= 1, "warmup_start_factor", "must be in (0, 1]")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")

@@ -34,8 +34,10 @@ RUN_META, JOB_CONFIG, RESULT, LOG = "run.json", "config.json", "result.json", "l
 STATUSES = ("done", "failed", "running")
 FINISHED = ("done", "failed")
 """A job with one of these statuses is never trained again."""
-NOT_IN_FINGERPRINT = ("name", "description", "substitute")
-"""Recipe fields that do not change a job's result (a substitute table is already applied)."""
+NOT_IN_FINGERPRINT = ("name", "description", "substitute", "accum_steps", "global_batch")
+"""Recipe fields left out of the recipe part of a fingerprint: they do not change a job's
+result (a substitute table is already applied), or only through the effective global batch,
+which is a part of its own (so a run may resume on another process count that keeps it)."""
 
 
 class Named(TypedDict):

@@ -51,7 +51,7 @@ def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
                           steps=step_names(args.steps), device="cuda" if args.device == "auto" else args.device,
                           proxy=proxy_from_args(args), ckpt_every=args.ckpt_every,
                           compile=True if args.compile else None, claim_timeout=args.claim_timeout,
-                          tensorboard=args.tensorboard)
+                          tensorboard=args.tensorboard, accum_steps=args.accum_steps)
     ids = ", ".join(str(j.job_id) for j in jobs) or "none (every job is finished)"
     print(f"submitted {len(jobs)} job(s) to Slurm: {ids}; logs under {out / 'slurm'}; "
           f"when they end: run_ablation.py report {out}")
@@ -66,6 +66,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.steps is not None and not steps:
         raise ConfigError("--steps: give step names, e.g. --steps resnet50 kernel_7 (or resnet50,kernel_7)")
     check_out_path(out)
+    if args.plan:
+        from ..train import plan_roadmap
+
+        plan_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out, steps=steps,
+                     device=args.device, proxy=proxy_from_args(args), accum_steps=args.accum_steps,
+                     workers=args.workers, threads=args.threads or None)
+        return 0
     if args.launcher == "slurm":
         return _submit_slurm(args, out)
     train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
@@ -73,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   device=args.device, proxy=proxy_from_args(args), download=args.download,
                   ckpt_every=args.ckpt_every, compile=True if args.compile else None,
                   workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout,
-                  tensorboard=args.tensorboard, force=getattr(args, "force", False))
+                  tensorboard=args.tensorboard, force=getattr(args, "force", False), accum_steps=args.accum_steps)
     if int(os.environ.get("RANK", "0")) == 0:  # the report once, from the first process
         print_report(out)
     return 0
@@ -83,7 +90,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train every step of a roadmap under one recipe (resumable)",
                        description="Train every step (or --steps) of a roadmap for each seed into RUN_DIR. "
                                    "Rerunning the same command skips finished jobs and resumes an interrupted "
-                                   "one. Under torchrun: DDP, global batch = per-process batch x processes.")
+                                   "one. Under torchrun: DDP, global batch = per-process batch x processes "
+                                   "x accumulation steps.")
     add_roadmap_argument(p)
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist[:DIR] | cifar10[:ROOT] | cifar100[:ROOT] | imagefolder:PATH | synthetic[:N]")
@@ -125,6 +133,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads for torch, per worker (default: torch's choice; with --workers N: "
                         "cores / N)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA only)")
+    p.add_argument("--accum-steps", type=positive_int, default=None, metavar="N",
+                   help="gradient accumulation: N micro-batches per optimizer step; global batch = batch x "
+                        "processes x N (default: the recipe's accum_steps / global_batch)")
+    p.add_argument("--plan", action="store_true",
+                   help="print each job's batch, optimizer steps, images, MACs and estimated time, then exit "
+                        "without training (writes nothing)")
     add_force(p)
     p.set_defaults(func=cmd_train)
 

@@ -14,12 +14,13 @@ Where things are (one module per concern; read them in this order)::
     batches.py      the data order of an epoch (and the rank's share of it)
     optim.py        optimizer, weight-decay groups, learning-rate schedule
     fingerprint.py  job fingerprints (what decides reuse) and the run.json check
+    plan.py         the plan printed before a run (``train --plan``): steps, images, MACs, time
     dist.py         the process group (torchrun); progress.py: bar, epoch line, TensorBoard
 
 The run folder's files and fields are defined in ``modernize.runfolder`` (also read by the
 report). A job is reused (skipped or resumed) only when its fingerprint (the step's spec, the
-proxy, the resolved recipe values, the data spec, the seed, the global batch, torch
-major.minor), stored in its config.json and result.json, matches this command's. Nothing is
+proxy, the resolved recipe values, the data spec, the seed, the effective global batch,
+torch major.minor), stored in its config.json and result.json, matches this command's. Nothing is
 written to RUN_DIR before the fingerprints, the data and the batch checks have passed.
 
 Determinism: all randomness of an epoch comes from the global generators, which are seeded
@@ -27,6 +28,8 @@ from (seed, epoch, rank) when an epoch starts and saved in every checkpoint; the
 an epoch comes from its own generator (``seeds.py``). A run killed anywhere and resumed from
 its last checkpoint (end of an epoch, every ``ckpt_every`` iterations, or on Ctrl-C) therefore
 ends with the same weights and metrics as an uninterrupted one (on CPU; in-memory data).
+With gradient accumulation an iteration is one optimizer step over ``accum_steps``
+micro-batches, and checkpoints and stops fall only between iterations.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from .fingerprint import fingerprint_parts, job_mismatch
 from .job import Job, run_job
 from .loop import evaluate
 from .optim import make_optimizer, make_scheduler, param_groups
-from .runner import pending_jobs, record_run, run, run_workers, train_roadmap
+from .runner import pending_jobs, plan_roadmap, record_run, run, run_workers, train_roadmap
 
 __all__ = ["LOG_COLUMNS", "Dist", "Job", "RunConfig", "evaluate", "fingerprint_parts", "init_distributed",
            "job_mismatch", "make_optimizer", "make_scheduler", "override_notes", "param_groups", "pending_jobs",
-           "prepare_run", "record_run", "resolve_device", "run", "run_job", "run_workers", "train_roadmap"]
+           "plan_roadmap", "prepare_run", "record_run", "resolve_device", "run", "run_job", "run_workers",
+           "train_roadmap"]

@@ -1,10 +1,13 @@
 """The order of an epoch's training images: one fixed permutation per epoch (from
 ``seeds.data_order_seed``), cut into global batches, each rank taking its slice; a resumed
-epoch skips the global batches already trained."""
+epoch skips the global batches already trained. With gradient accumulation the unit is the
+effective batch (one optimizer step): each rank's slice of it is augmented as one batch and
+only the forward and backward passes are cut into micro-batches (``loop.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -14,6 +17,43 @@ from ..errors import ConfigError
 from ..recipe import Recipe
 from ..roadmap import Step
 from .dist import Dist
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a job's batch is made: ``micro`` images per forward pass on each of ``world``
+    processes, ``accum`` passes per optimizer step."""
+
+    micro: int
+    world: int
+    accum: int
+
+    @property
+    def per_process(self) -> int:
+        """Images per optimizer step on one process (the unit of data order and augmentation)."""
+        return self.micro * self.accum
+
+    @property
+    def global_batch(self) -> int:
+        """The effective global batch: what the lr scaling rule, the schedule and the fingerprint follow."""
+        return self.micro * self.world * self.accum
+
+    def describe(self) -> str:
+        acc = f" x accum {self.accum}" if self.accum > 1 else ""
+        return f"{self.world} process(es) x batch {self.micro}{acc} = global batch {self.global_batch}"
+
+
+def batching(recipe: Recipe, world: int) -> Batching:
+    """The recipe's batch on ``world`` processes; a ``global_batch`` that batch_size x processes
+    does not divide is refused (one line)."""
+    if not recipe.global_batch:
+        return Batching(recipe.batch_size, world, recipe.accum_steps)
+    per_step = recipe.batch_size * world
+    if recipe.global_batch % per_step:
+        raise ConfigError(f"recipe '{recipe.name}': global_batch {recipe.global_batch} is not a multiple of "
+                          f"batch_size {recipe.batch_size} x {world} process(es) = {per_step}; use a process count "
+                          f"that divides {recipe.global_batch // recipe.batch_size}, or set accum_steps instead")
+    return Batching(recipe.batch_size, world, recipe.global_batch // per_step)
 
 
 def batches_in_memory(split: InMemory, *, batch: int, d: Dist, epoch_seed: int, skip: int,
@@ -71,7 +111,8 @@ def iters_per_epoch(data: Data, batch: int, d: Dist) -> int:
 
 
 def check_batch(step: Step, recipe: Recipe, data: Data, d: Dist) -> None:
-    gb = recipe.batch_size * d.world
-    if iters_per_epoch(data, recipe.batch_size, d) < 1:
+    b = batching(recipe, d.world)
+    if iters_per_epoch(data, b.per_process, d) < 1:
+        what = "batch_size" if b.accum == 1 else "batch_size x accum_steps"
         raise ConfigError(f"step '{step.name}': {len(data.train)} training images are fewer than "  # type: ignore[arg-type]
-                          f"one global batch of {gb} (recipe '{recipe.name}' batch_size)")
+                          f"one global batch of {b.global_batch} (recipe '{recipe.name}' {what})")

@@ -12,6 +12,7 @@ import random
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch.distributed as dist
 
 from ..files import atomic_torch_save
 from ..runfolder import short
-from .loop import Trainer, TrainState
+from .loop import EpochSums, Stopwatch, Trainer, TrainState
 
 LAST, PREV = "last.pt", "prev.pt"
 _REQUIRED = {"model", "optimizer", "scheduler", "epoch", "iter", "rng"}
@@ -54,6 +55,10 @@ class Interrupt:
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
+    def __call__(self) -> bool:
+        """Whether a stop was requested (the loop's ``stop`` callable)."""
+        return self.flag
+
 
 def check_stop(stop: Interrupt, where: str) -> None:
     """Between jobs and while loading or waiting: a stop request ends the run here."""
@@ -77,10 +82,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(t: Trainer, job_dir: Path, state: TrainState, *, epoch: int, it: int, partial: dict[str, Any],
-                    wall_s: float, extra: dict[str, Any]) -> None:
-    """``last.pt`` at (``epoch``, ``it``), the old one kept as ``prev.pt``; every rank's
-    generator state is gathered (rank 0 writes)."""
+def save_checkpoint(t: Trainer, job_dir: Path, state: TrainState, *, extra: dict[str, Any]) -> None:
+    """``last.pt`` at (``state.epoch``, ``state.iter``), the old one kept as ``prev.pt``; every
+    rank's generator state is gathered (rank 0 writes)."""
     rng = [rng_state()]
     if t.d.active:
         gathered: list[Any] = [None] * t.d.world
@@ -90,8 +94,21 @@ def save_checkpoint(t: Trainer, job_dir: Path, state: TrainState, *, epoch: int,
         atomic_torch_save(job_dir / LAST, keep_previous=job_dir / PREV, obj={
             "model": t.model.state_dict(), "optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(),
             "scaler": t.scaler.state_dict(), "ema": t.ema.state_dict() if t.ema is not None else None,
-            "rng": rng, "epoch": epoch, "iter": it, "best_top1": state.best_top1, "log": state.log,
-            "partial": partial, "wall_s": wall_s} | extra)
+            "rng": rng, "epoch": state.epoch, "iter": state.iter, "best_top1": state.best_top1, "log": state.log,
+            "partial": state.sums.to_dict(), "wall_s": state.clock.secs()} | extra)
+
+
+@dataclass(frozen=True)
+class Checkpointer:
+    """Where and with what a job's checkpoints are written; ``save`` is the loop's ``save``."""
+
+    t: Trainer
+    job_dir: Path
+    extra: dict[str, Any]
+    """Stored beside the state for a reader of the file (the spec and recipe trained)."""
+
+    def save(self, state: TrainState) -> None:
+        save_checkpoint(self.t, self.job_dir, state, extra=self.extra)
 
 
 def _move_aside(path: Path, why: str) -> None:
@@ -135,8 +152,8 @@ def _position(ck: dict[str, Any]) -> TrainState:
     epoch, it, log, partial = int(ck["epoch"]), int(ck["iter"]), ck["log"], ck["partial"]
     if epoch < 0 or it < 0 or not isinstance(log, list) or not isinstance(partial, dict):
         raise ValueError("its epoch, iteration, log or partial sums are out of range or of the wrong type")
-    return TrainState(epoch=epoch, iter=it, best_top1=float(ck["best_top1"]), log=log, partial=partial,
-                      wall_s=float(ck["wall_s"]))
+    return TrainState(epoch=epoch, iter=it, best_top1=float(ck["best_top1"]), log=log,
+                      sums=EpochSums.from_dict(partial), clock=Stopwatch(float(ck["wall_s"])))
 
 
 def _restore(t: Trainer, ck: dict[str, Any]) -> TrainState:

@@ -19,6 +19,7 @@ from ..recipe import Recipe, builtin_recipes, differences, load_recipe, recipe_b
 from ..roadmap import Roadmap, Step, check_step_name, check_under_proxy, load_roadmap
 from ..runfolder import job_folder
 from ..spec import ArchSpec
+from .batches import batching
 from .dist import Dist, init_distributed
 
 
@@ -55,7 +56,8 @@ class RunConfig:
 
     @property
     def global_batch(self) -> int:
-        return self.recipe.batch_size * self.dist.world
+        """The effective global batch of the run's recipe (batch x processes x accumulation)."""
+        return batching(self.recipe, self.dist.world).global_batch
 
     def compared(self) -> dict[str, Any]:
         """What must match for two invocations to share a run directory."""
@@ -115,9 +117,11 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
                 proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
                 compile: bool | None = None, progress: bool = True,
                 claim_timeout: float = DEFAULT_TIMEOUT_S, tensorboard: bool = False,
-                force: bool = False) -> RunConfig:
+                force: bool = False, accum_steps: int | None = None) -> RunConfig:
     """Resolve and validate everything (roadmap, steps, recipes, data path, device) before any
-    training or writing starts."""
+    training or writing starts. ``accum_steps`` (``--accum-steps``) replaces the run recipe's
+    accumulation (and its ``global_batch``); a step's override recipe keeps its own (the
+    original ResNet recipe's batch is 256, not the paper's 4,096)."""
     rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
     chosen = rm.select(list(steps) if steps else None)
     named = recipe if recipe is not None else (rm.recipe or "paper")
@@ -126,6 +130,10 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     for s in rm:  # every override of the roadmap, so that --steps subsets share one run config
         if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
             step_recipes[s.recipe] = rec.for_step(s.recipe)
+    if accum_steps is not None:
+        if isinstance(accum_steps, bool) or not isinstance(accum_steps, int) or accum_steps < 1:
+            raise ConfigError(f"--accum-steps: a whole number >= 1, got {accum_steps!r}")
+        rec = rec.replace(accum_steps=accum_steps, global_batch=0)
     _check_substitutes(rec, rm)
     _check_options(tensorboard=tensorboard, claim_timeout=claim_timeout, seeds=seeds)
     spec = DataSpec.parse(data)
@@ -134,6 +142,8 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     d = init_distributed(dev)
     if dev == "cuda" and d.active:
         dev = f"cuda:{d.local_rank}"
+    for s in chosen:  # a global_batch this process count cannot make: refused now
+        batching(step_recipes.get(s.recipe or "", rec), d.world)
     proxy = proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
     check_under_proxy(rm, proxy, chosen)
     base = None if isinstance(named, Recipe) else recipe_base(named)

@@ -28,17 +28,21 @@ from ..runfolder import (
     write_run_meta,
 )
 from ..spec import ArchSpec
+from .batches import batching
 from .config import RunConfig
 
 
 def fingerprint_parts(cfg: RunConfig, step: Step, recipe: Recipe, seed: int) -> dict[str, Any]:
     """Everything that determines a job's result: the step's paper spec (the proxy is applied
-    to it), the resolved recipe values, the data spec, the seed, the global batch and the torch
-    version (major.minor). Not included: the device and the number of threads (same numbers up
+    to it), the resolved recipe values, the data spec, the seed, the effective global batch
+    (batch x processes x accumulation: a run may resume on another process count that keeps
+    it), the torch version (major.minor) and, for kinds a user module registered, the hash of
+    that module's source. Not included: the device and the number of threads (same numbers up
     to floating-point order), the contents of a data folder (only its spec string)."""
+    global_batch = batching(recipe, cfg.dist.world).global_batch
     parts = fingerprint_fields(step_spec=step.spec.to_dict(), proxy=cfg.proxy.to_dict(), recipe=recipe.to_dict(),
-                              data=str(cfg.data), seed=seed, global_batch=recipe.batch_size * cfg.dist.world,
-                              torch_version=torch.__version__)
+                               data=str(cfg.data), seed=seed, global_batch=global_batch,
+                               torch_version=torch.__version__)
     kinds = user_kind_hashes(step.spec)
     if kinds:  # only then: the paper's steps keep the fingerprints they always had
         parts["kinds"] = kinds

@@ -4,7 +4,6 @@ checkpoint, into its job folder (``RUN_DIR/<step>/seed<k>``)."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,11 @@ from ..recipe import Recipe, config_hash
 from ..roadmap import Step
 from ..runfolder import JobConfig, JobResult, write_job_config, write_log, write_result
 from ..spec import ArchSpec
-from .batches import check_batch, iters_per_epoch
-from .checkpoint import LAST, PREV, Interrupt, StopRequested, resume, save_checkpoint
+from .batches import batching, check_batch, iters_per_epoch
+from .checkpoint import LAST, PREV, Checkpointer, Interrupt, StopRequested, resume
 from .config import RunConfig
 from .fingerprint import fingerprint_parts
-from .loop import StopInEval, Trainer, TrainState, fresh_partial, log_row, train_epoch, validate
+from .loop import EpochSums, StopInEval, Trainer, TrainState, log_row, train_epoch, validate
 from .optim import make_optimizer, make_scheduler
 from .progress import epoch_line, tensorboard
 from .seeds import model_init_seed, seed_everything
@@ -53,16 +52,14 @@ def _run_job(job: Job, cfg: RunConfig, data: Data, stop: Interrupt) -> dict[str,
     seed_everything(model_init_seed(job.seed))
     t = build_trainer(job, cfg, data)
     state = resume(t, job.dir, f"{job.step.name}/seed{job.seed}")
-    t.train_model = _wrap(t.model, cfg, recipe)
-    results.start(state)
-    save = _saver(t, job, results)
+    state.clock.start()  # the job's clock runs from here (setup and resume not counted)
+    ckpt = Checkpointer(t, job.dir, extra={"spec": job.spec.to_dict(), "recipe": job.recipe.to_dict()})
     if state.epoch >= recipe.epochs:
         return results.finished("done", state)
     results.write("running", state)
     for epoch in range(state.epoch, recipe.epochs):
         state.epoch = epoch
-        end = train_epoch(t, state, data, job_seed=job.seed, stop=lambda: stop.flag, ckpt_every=cfg.ckpt_every,
-                          save=lambda it, part: save(state, state.epoch, it, part),
+        end = train_epoch(t, state, data, job_seed=job.seed, stop=stop, ckpt_every=cfg.ckpt_every, save=ckpt.save,
                           bar=f"{job.step.name} s{job.seed} ep{epoch + 1}/{recipe.epochs}"
                           if cfg.progress and d.main else None)
         if end.status == "failed":
@@ -75,17 +72,18 @@ def _run_job(job: Job, cfg: RunConfig, data: Data, stop: Interrupt) -> dict[str,
             results.write("running", state)
             raise StopRequested(f"{job.step.name}/seed{job.seed}: stopped at epoch {epoch + 1}, "
                                 f"iteration {end.it}; checkpoint saved, rerun the same command to resume")
-        state.iter = 0
         try:
-            val = validate(t, data, stop=lambda: stop.flag)
+            val = validate(t, data, stop=stop)
         except StopInEval:  # the epoch's training is done: resume re-runs only BN + evaluation
-            save(state, epoch, t.ipe, state.partial | {"secs": end.secs})
+            state.iter = t.ipe
+            ckpt.save(state)
             results.write("running", state)
             raise StopRequested(f"{job.step.name}/seed{job.seed}: stopped in the evaluation of epoch "
                                 f"{epoch + 1}; checkpoint saved, rerun the same command to resume") from None
         state.best_top1 = max(state.best_top1, val[1])
-        state.log.append(log_row(epoch, state.partial, end.secs, val, t.opt.param_groups[0]["lr"]))
-        save(state, epoch + 1, 0, fresh_partial())
+        state.log.append(log_row(epoch, state.sums, end.secs, val, t.opt.param_groups[0]["lr"]))
+        state.epoch, state.iter, state.sums = epoch + 1, 0, EpochSums()
+        ckpt.save(state)
         _epoch_done(job, cfg, state, epoch, end.secs, t.ipe, val)
         results.write("running", state)
     return results.finished("done", state)
@@ -99,9 +97,10 @@ def build_trainer(job: Job, cfg: RunConfig, data: Data) -> Trainer:
     model = build_model(job.spec).to(device)
     if recipe.channels_last:  # also on CPU: oneDNN's NHWC kernels are faster here, depthwise above all
         model = model.to(memory_format=torch.channels_last)
-    lr = recipe.scaled_lr(recipe.batch_size * d.world)
+    b = batching(recipe, d.world)
+    lr = recipe.scaled_lr(b.global_batch)
     check_batch(job.step, recipe, data, d)
-    ipe = iters_per_epoch(data, recipe.batch_size, d)
+    ipe = iters_per_epoch(data, b.per_process, d)
     opt = make_optimizer(model, recipe, lr)
     sched = make_scheduler(opt, recipe, ipe)
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and recipe.precision == "fp16")
@@ -111,7 +110,8 @@ def build_trainer(job: Job, cfg: RunConfig, data: Data) -> Trainer:
     aug = BatchAugment(recipe, num_classes=data.num_classes, mean=data.mean, std=data.std,
                        resolution=recipe.resolution, per_sample=data.in_memory)
     return Trainer(model=model, opt=opt, sched=sched, scaler=scaler, ema=ema, criterion=criterion, aug=aug,
-                   autocast=_autocast(device, recipe.precision), recipe=recipe, d=d, device=device, ipe=ipe)
+                   autocast=_autocast(device, recipe.precision), recipe=recipe, d=d, device=device, ipe=ipe,
+                   accum=b.accum, train_model=_wrap(model, cfg, recipe))
 
 
 def _autocast(device: str, precision: str) -> Callable[[], Any]:
@@ -133,15 +133,6 @@ def _wrap(model: nn.Module, cfg: RunConfig, recipe: Recipe) -> nn.Module:
     if (cfg.compile if cfg.compile is not None else recipe.compile) and cuda:
         train_model = torch.compile(train_model)  # type: ignore[assignment]
     return train_model
-
-
-def _saver(t: Trainer, job: Job, results: _Results) -> Callable[[TrainState, int, int, dict[str, Any]], None]:
-    extra = {"spec": job.spec.to_dict(), "recipe": job.recipe.to_dict()}
-
-    def save(state: TrainState, epoch: int, it: int, partial: dict[str, Any]) -> None:
-        save_checkpoint(t, job.dir, state, epoch=epoch, it=it, partial=partial, wall_s=results.wall_s(), extra=extra)
-
-    return save
 
 
 def _epoch_done(job: Job, cfg: RunConfig, state: TrainState, epoch: int, secs: float, ipe: int,
@@ -168,9 +159,8 @@ class _Results:
         self.base = {"step": job.step.name, "seed": job.seed, "recipe": recipe.name, "resolution": res,
                      "gmacs": round(cx.gmacs, 6), "params_m": round(cx.params_m, 6), "epochs": recipe.epochs,
                      "fingerprint": config_hash(parts)}
-        self.t0, self.before = time.perf_counter(), 0.0
         if d.main:
-            gb = recipe.batch_size * d.world
+            gb = batching(recipe, d.world).global_batch
             write_job_config(job.dir, JobConfig(
                 step=job.step.name, seed=job.seed, change=job.step.change, paper_row=job.step.paper_row,
                 adopted=job.step.adopted, parent=job.step.parent, spec=job.spec.to_dict(),
@@ -179,19 +169,12 @@ class _Results:
                 global_batch=gb, lr=recipe.scaled_lr(gb), resolution=res, fingerprint=config_hash(parts),
                 fingerprint_parts=parts, torch=torch.__version__))
 
-    def start(self, state: TrainState) -> None:
-        """The job's clock starts (after setup and resume); earlier processes' time is added."""
-        self.t0, self.before = time.perf_counter(), state.wall_s
-
-    def wall_s(self) -> float:
-        return self.before + time.perf_counter() - self.t0
-
     def write(self, status: str, state: TrainState, failed_epoch: int | None = None,
               reason: str | None = None) -> dict[str, Any]:
         last: dict[str, Any] = dict(state.log[-1]) if state.log else {}
         rec = JobResult(**self.base, status=status, top1=last.get("top1"), top5=last.get("top5"),
                         best_top1=state.best_top1 if state.best_top1 >= 0 else None, epochs_done=len(state.log),
-                        wall_s=round(self.wall_s(), 3), failed_epoch=failed_epoch, reason=reason)
+                        wall_s=round(state.clock.secs(), 3), failed_epoch=failed_epoch, reason=reason)
         if self.main:
             write_result(self.job.dir, rec)
         return dict(rec)

@@ -3,6 +3,7 @@ evaluation (``validate``). A job (``job.py``) calls these once per epoch."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -27,9 +28,42 @@ class StopInEval(Exception):
     """A stop request during precise BN or evaluation."""
 
 
-def fresh_partial() -> dict[str, Any]:
-    """The running sums of an epoch in progress (what a mid-epoch checkpoint carries)."""
-    return {"loss": 0.0, "n": 0, "seen": 0, "secs": 0.0}
+@dataclass
+class Stopwatch:
+    """Seconds spent so far: those of earlier processes (from a checkpoint) plus this one's
+    since ``start``. The one record of an elapsed time, so it is never carried twice."""
+
+    before: float = 0.0
+    t0: float | None = None
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        self.before, self.t0 = self.secs(), None
+
+    def secs(self) -> float:
+        return self.before + (time.perf_counter() - self.t0 if self.t0 is not None else 0.0)
+
+
+@dataclass
+class EpochSums:
+    """The running sums of the epoch in progress (what a mid-epoch checkpoint carries)."""
+
+    loss: float = 0.0
+    n: int = 0
+    """Optimizer steps summed into ``loss``."""
+    seen: int = 0
+    """Training images, over all ranks."""
+    clock: Stopwatch = field(default_factory=Stopwatch)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The checkpoint's ``partial`` record."""
+        return {"loss": self.loss, "n": self.n, "seen": self.seen, "secs": self.clock.secs()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpochSums:
+        return cls(loss=float(d["loss"]), n=int(d["n"]), seen=int(d["seen"]), clock=Stopwatch(float(d["secs"])))
 
 
 @dataclass
@@ -37,14 +71,14 @@ class TrainState:
     """Where a job is: what a checkpoint restores besides the modules."""
 
     epoch: int = 0
-    """Epochs finished; training goes on with this (0-based) epoch."""
+    """The (0-based) epoch being trained; ``epochs`` when the job's training is done."""
     iter: int = 0
-    """Iterations of that epoch already trained (a mid-epoch checkpoint); 0 at an epoch start."""
+    """Iterations (optimizer steps) of that epoch already trained; 0 at an epoch start."""
     best_top1: float = -1.0
     log: list[LogRow] = field(default_factory=list)
-    partial: dict[str, Any] = field(default_factory=fresh_partial)
-    wall_s: float = 0.0
-    """Seconds trained by earlier processes (before this resume)."""
+    sums: EpochSums = field(default_factory=EpochSums)
+    clock: Stopwatch = field(default_factory=Stopwatch)
+    """The job's training time, over every process that trained it."""
 
 
 @dataclass
@@ -64,9 +98,11 @@ class Trainer:
     d: Dist
     device: str
     ipe: int
-    """Iterations per epoch."""
-    train_model: nn.Module | None = None
-    """The model as trained: wrapped in DDP / torch.compile where those apply (set after resume)."""
+    """Iterations (optimizer steps) per epoch."""
+    accum: int
+    """Micro-batches per optimizer step (gradient accumulation; 1 = none)."""
+    train_model: nn.Module
+    """The model as trained: wrapped in DDP / torch.compile where those apply."""
 
     @property
     def eval_model(self) -> nn.Module:
@@ -84,60 +120,69 @@ class EpochEnd:
 
 
 def train_epoch(t: Trainer, state: TrainState, data: Data, *, job_seed: int, stop: Callable[[], bool],
-                ckpt_every: int, save: Callable[[int, dict[str, Any]], None], bar: str | None) -> EpochEnd:
-    """Train epoch ``state.epoch`` from iteration ``state.iter``. ``save(it, partial)`` writes a
+                ckpt_every: int, save: Callable[[TrainState], None], bar: str | None) -> EpochEnd:
+    """Train epoch ``state.epoch`` from iteration ``state.iter``. ``save(state)`` writes a
     mid-epoch checkpoint (every ``ckpt_every`` iterations, and when a stop is requested);
     ``bar`` is the progress bar's label, None for no bar."""
     d, recipe = t.d, t.recipe
-    assert t.train_model is not None
     t.train_model.train()
     if state.iter == 0:
         seed_everything(epoch_seed(job_seed, state.epoch, d.rank))
-        state.partial = fresh_partial()
-    batches = epoch_batches(data, batch=recipe.batch_size, d=d, epoch_seed=data_order_seed(job_seed, state.epoch),
-                            skip=state.iter, device=t.device)
+        state.sums = EpochSums()
+    batches = epoch_batches(data, batch=recipe.batch_size * t.accum, d=d,
+                            epoch_seed=data_order_seed(job_seed, state.epoch), skip=state.iter, device=t.device)
     pbar = progress_bar(t.ipe, bar, True) if bar is not None else None
     if pbar is not None:
         pbar.update(state.iter)
-    t0 = time.perf_counter()
-    it, partial = state.iter, state.partial
+    sums = state.sums
+    sums.clock.start()
     for x, y in batches:
         loss, n = _step(t, x, y)
-        it += 1
+        state.iter += 1
         loss_value, stop_all = _reduce(loss, stop(), d, t.device)
         if not math.isfinite(loss_value):
             if pbar is not None:
                 pbar.close()
-            return EpochEnd("failed", it, loss=loss_value)
-        partial["loss"] += loss_value
-        partial["n"] += 1
-        partial["seen"] += n * d.world
+            return EpochEnd("failed", state.iter, loss=loss_value)
+        sums.loss += loss_value
+        sums.n += 1
+        sums.seen += n * d.world
         if pbar is not None:
-            secs = partial["secs"] + time.perf_counter() - t0
-            pbar.set_postfix(loss=f"{partial['loss'] / partial['n']:.3f}",
-                             img_s=f"{partial['seen'] / max(secs, 1e-9):.0f}", refresh=False)
+            pbar.set_postfix(loss=f"{sums.loss / sums.n:.3f}",
+                             img_s=f"{sums.seen / max(sums.clock.secs(), 1e-9):.0f}", refresh=False)
             pbar.update(1)
-        if stop_all or (ckpt_every and it % ckpt_every == 0 and it < t.ipe):
-            save(it, partial | {"secs": partial["secs"] + time.perf_counter() - t0})
+        if stop_all or (ckpt_every and state.iter % ckpt_every == 0 and state.iter < t.ipe):
+            save(state)
             if stop_all:
                 if pbar is not None:
                     pbar.close()
-                return EpochEnd("stopped", it)
+                return EpochEnd("stopped", state.iter)
     if pbar is not None:
         pbar.close()
-    return EpochEnd("trained", it, secs=partial["secs"] + time.perf_counter() - t0)
+    sums.clock.stop()
+    return EpochEnd("trained", state.iter, secs=sums.clock.secs())
 
 
 def _step(t: Trainer, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
-    """One optimizer step on one batch; returns the loss and the batch size."""
+    """One optimizer step on this process's share of an effective batch; returns the loss (the
+    mean over the share) and the share's size. The share is augmented as one batch (the same
+    draws as without accumulation), then forward and backward run in ``t.accum`` micro-batches
+    whose gradients add up (each loss divided by ``t.accum``: a mean over the share); under DDP
+    only the last micro-batch all-reduces the gradients."""
     x, y = t.aug(x, y)
-    if t.recipe.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    assert t.train_model is not None
-    with t.autocast():
-        loss = t.criterion(t.train_model(x), y)
     t.opt.zero_grad(set_to_none=True)
-    t.scaler.scale(loss).backward()
+    total: Tensor | None = None
+    for i, (xm, ym) in enumerate(zip(x.chunk(t.accum), y.chunk(t.accum), strict=True)):
+        if t.recipe.channels_last:
+            xm = xm.contiguous(memory_format=torch.channels_last)
+        with _no_sync(t) if i < t.accum - 1 else contextlib.nullcontext():
+            with t.autocast():
+                loss = t.criterion(t.train_model(xm), ym)
+                if t.accum > 1:
+                    loss = loss / t.accum
+            t.scaler.scale(loss).backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    assert total is not None
     if t.recipe.grad_clip > 0:
         t.scaler.unscale_(t.opt)
         nn.utils.clip_grad_norm_(t.model.parameters(), t.recipe.grad_clip)
@@ -146,7 +191,13 @@ def _step(t: Trainer, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
     t.sched.step()
     if t.ema is not None:
         t.ema.update_parameters(t.model)
-    return loss, len(y)
+    return total, len(y)
+
+
+def _no_sync(t: Trainer) -> contextlib.AbstractContextManager[Any]:
+    """DDP's ``no_sync`` (gradients stay local) for a micro-batch that is not an update's last."""
+    ddp = getattr(t.train_model, "_orig_mod", t.train_model)  # under torch.compile
+    return ddp.no_sync() if isinstance(ddp, nn.parallel.DistributedDataParallel) else contextlib.nullcontext()
 
 
 def _reduce(loss: Tensor, stop_here: bool, d: Dist, device: str) -> tuple[float, bool]:
@@ -164,12 +215,12 @@ def _reduce(loss: Tensor, stop_here: bool, d: Dist, device: str) -> tuple[float,
     return stats[0].item(), stats[1].item() > 0
 
 
-def log_row(epoch: int, partial: dict[str, Any], secs: float, val: tuple[float, float, float], lr: float) -> LogRow:
+def log_row(epoch: int, sums: EpochSums, secs: float, val: tuple[float, float, float], lr: float) -> LogRow:
     """The log.csv row of a finished epoch (``epoch`` 0-based)."""
     val_loss, top1, top5 = val
-    return LogRow(epoch=epoch + 1, train_loss=_fmt(partial["loss"] / max(1, partial["n"])),
+    return LogRow(epoch=epoch + 1, train_loss=_fmt(sums.loss / max(1, sums.n)),
                   val_loss=_fmt(val_loss), top1=_fmt(top1), top5=_fmt(top5), lr=_fmt(lr),
-                  img_per_s=round(partial["seen"] / max(secs, 1e-9), 1), seconds=round(secs, 3))
+                  img_per_s=round(sums.seen / max(secs, 1e-9), 1), seconds=round(secs, 3))
 
 
 def _fmt(v: Any) -> Any:

@@ -25,12 +25,13 @@ from ..proxy import ProxyScale
 from ..recipe import Recipe
 from ..roadmap import Roadmap, Step, import_user_modules
 from ..runfolder import FINISHED, is_finished, job_folder, read_result
-from .batches import check_batch
+from .batches import batching, check_batch
 from .checkpoint import Interrupt, StopRequested, check_stop
 from .config import RunConfig, data_key, data_size_notes, job_dir, prepare_run, train_spec
 from .dist import Dist, any_rank, barrier
 from .fingerprint import fingerprint_parts, job_mismatch, record_run_meta
 from .job import Job, run_job
+from .plan import hours_warning, plan_lines, plan_steps
 
 
 def _say(cfg: RunConfig, text: str, **kw: Any) -> None:
@@ -66,11 +67,12 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
                 close_loaders(data)
 
 
-def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True) -> dict[str, Data]:
+def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True, workers: int = 1,
+               threads: int | None = None, plan: bool = True) -> dict[str, Data]:
     """Everything that can refuse a run, before anything is written to RUN_DIR: job folders
     inside RUN_DIR, job fingerprints (a job trained differently is refused unless ``force``),
-    the data of every job still to train and its batch check. Then run.json, and with
-    ``force`` the differing jobs are moved to ``RUN_DIR/.replaced/<time>/``."""
+    the data of every job still to train and its batch check; the plan (``plan.py``). Then
+    run.json, and with ``force`` the differing jobs are moved to ``RUN_DIR/.replaced/<time>/``."""
     d = cfg.dist
     if cfg.worker is None:
         for note in cfg.notes:
@@ -89,12 +91,14 @@ def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True) -> dict[str, 
                               "in training: stop that run (or let it finish), then rerun")
     datas: dict[str, Data] = {}
     if load:
-        for step, recipe in pending:
+        for step, recipe, _ in pending:
             fresh = data_key(cfg, recipe) not in datas
             data = _load(cfg, datas, recipe, stop)
             check_batch(step, recipe, data, d)
             for note in data_size_notes(recipe, data, d) if fresh and cfg.worker is None else []:
                 _say(cfg, note)
+        if plan and cfg.worker is None and d.main:
+            _print_plan(cfg, datas, pending, workers, threads, stop)
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         record_run_meta(cfg)
@@ -103,23 +107,24 @@ def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True) -> dict[str, 
     return datas
 
 
-def _stale_and_pending(cfg: RunConfig) -> tuple[list[tuple[Path, str]], list[tuple[Step, Recipe]]]:
-    """The job folders trained differently (with what differs), and the steps with a job to train."""
+def _stale_and_pending(cfg: RunConfig) -> tuple[list[tuple[Path, str]], list[tuple[Step, Recipe, list[int]]]]:
+    """The job folders trained differently (with what differs), and the steps with a job to
+    train (with the seeds of those jobs)."""
     stale: list[tuple[Path, str]] = []
-    pending: list[tuple[Step, Recipe]] = []
+    pending: list[tuple[Step, Recipe, list[int]]] = []
     for step in cfg.steps:
         recipe = cfg.recipe_of(step)
-        todo = False
+        todo = []
         for seed in cfg.seeds:
             folder = job_dir(cfg, step, seed)
             why = job_mismatch(folder, fingerprint_parts(cfg, step, recipe, seed))
             if why:
                 stale.append((folder, why))
-                todo = True
+                todo.append(seed)
             elif not is_finished(folder):
-                todo = True
+                todo.append(seed)
         if todo:
-            pending.append((step, recipe))
+            pending.append((step, recipe, todo))
     if cfg.force:
         stale += _stale_outside(cfg)
     return stale, pending
@@ -156,6 +161,49 @@ def _move_aside(cfg: RunConfig, stale: list[tuple[Path, str]]) -> None:
         _say(cfg, f"--force: {folder} differed ({why}); moved to {target}")
 
 
+def _print_plan(cfg: RunConfig, datas: dict[str, Data], pending: list[tuple[Step, Recipe, list[int]]], workers: int,
+                threads: int | None, stop: Interrupt) -> None:
+    """The plan of the jobs still to train, timed with the threads the jobs will have; a CPU
+    run of an hour or more gets a warning line."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        plans = plan_steps(cfg, pending, datas, lambda r: datas[data_key(cfg, r)], stop=stop)
+    finally:
+        torch.set_num_threads(before)
+    check_stop(stop, "while timing the plan")
+    lines, wall = plan_lines(cfg, plans, workers)
+    for line in lines:
+        _say(cfg, line)
+    warning = hours_warning(cfg, wall)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
+def plan_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
+                 recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
+                 steps: Sequence[str] | None = None, device: str | None = "auto", proxy: ProxyScale | None = None,
+                 accum_steps: int | None = None, workers: int = 1, threads: int | None = None) -> None:
+    """``train --plan``: the checks and the plan of a run, without training or writing anything."""
+    cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
+                      proxy=proxy, accum_steps=accum_steps)
+    with Interrupt() as stop:
+        _, pending = _stale_and_pending(cfg)
+        datas: dict[str, Data] = {}
+        try:
+            for step, rec, _ in pending:
+                _load(cfg, datas, rec, stop)
+                check_batch(step, rec, datas[data_key(cfg, rec)], cfg.dist)
+            if not pending:
+                _say(cfg, f"plan: every job of {cfg.out} is finished; nothing to train")
+            elif cfg.dist.main:
+                _print_plan(cfg, datas, pending, workers, threads, stop)
+        finally:
+            for d in datas.values():
+                close_loaders(d)
+
+
 def _load(cfg: RunConfig, datas: dict[str, Data], recipe: Recipe, stop: Interrupt) -> Data:
     """The data set of a recipe, loaded once per ``data_key``."""
     key = data_key(cfg, recipe)
@@ -169,8 +217,8 @@ def _load(cfg: RunConfig, datas: dict[str, Data], recipe: Recipe, stop: Interrup
 def _run(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, *, wait: bool, poll_s: float) -> Path:
     d = cfg.dist
     _say(cfg, f"run {cfg.out}: roadmap {cfg.roadmap.name}, recipe {cfg.recipe.name}, data {cfg.data}, "
-              f"device {cfg.device}, {d.world} process(es) x batch {cfg.recipe.batch_size} = global batch "
-              f"{cfg.global_batch}, lr {cfg.recipe.scaled_lr(cfg.global_batch):.3g}, proxy {cfg.proxy.to_dict()}, "
+              f"device {cfg.device}, {batching(cfg.recipe, d.world).describe()}, "
+              f"lr {cfg.recipe.scaled_lr(cfg.global_batch):.3g}, proxy {cfg.proxy.to_dict()}, "
               f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s), {torch.get_num_threads()} thread(s)")
     t_run = time.perf_counter()
     first_pass, waiting_said = True, False
@@ -276,7 +324,7 @@ def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> 
             raise ConfigError(f"--workers {workers}: only {torch.cuda.device_count()} GPU(s) visible (one per worker)")
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     with Interrupt() as stop:
-        _preflight(cfg, stop)
+        _preflight(cfg, stop, workers=workers, threads=threads)
     cfg = dataclasses.replace(cfg, force=False)  # what differed is moved aside; workers must not move more
     print(f"run {cfg.out}: {workers} local workers x {threads} thread(s), "
           f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s)", flush=True)
@@ -323,9 +371,10 @@ def pending_jobs(cfg: RunConfig) -> list[tuple[str, int]]:
 
 def record_run(cfg: RunConfig) -> None:
     """Check the run (fingerprints of its jobs, data, batch), then create the run folder and its
-    run.json (or check it), as ``run`` does before training."""
+    run.json (or check it), as ``run`` does before training (without the plan: a Slurm
+    submission checks on a login node, not on the tasks' devices)."""
     with Interrupt() as stop:
-        _preflight(cfg, stop)
+        _preflight(cfg, stop, plan=False)
 
 
 def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
@@ -334,7 +383,7 @@ def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "f
                   proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
                   compile: bool | None = None, progress: bool = True, workers: int = 1,
                   threads: int | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S,
-                  tensorboard: bool = False, force: bool = False) -> Path:
+                  tensorboard: bool = False, force: bool = False, accum_steps: int | None = None) -> Path:
     """Train every step (or ``steps``) of a roadmap for each seed into ``out``; rerunning the
     same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay).
     ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each);
@@ -344,7 +393,7 @@ def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "f
         raise ConfigError(f"workers: a whole number >= 1, got {workers!r}")
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
                       proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress,
-                      claim_timeout=claim_timeout, tensorboard=tensorboard, force=force)
+                      claim_timeout=claim_timeout, tensorboard=tensorboard, force=force, accum_steps=accum_steps)
     if workers > 1:
         return run_workers(cfg, workers=workers, threads=threads)
     if threads:
