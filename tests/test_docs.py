@@ -19,9 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 REPORT_READMES = sorted((ROOT / "reports").glob("*/README.md"))
-LINKED = [README, *DOCS]
-"""Files whose relative links must resolve (report READMEs link into the checkout too, but their
-figures are checked by the report tests)."""
+LINKED = [README, *DOCS, *REPORT_READMES]
+"""Files whose relative links must resolve."""
 
 PAGES_OF_OTHER_BRANCHES = {"recipes.md", "compare.md", "paper-recipe.md", "scale-out.md", "design-space.md",
                            "diagrams-and-html.md"}
