@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modernize.proxy import PROXIES
-from modernize.recipe import load_recipe
+from modernize.recipe import builtin_recipes, load_recipe
 from modernize.roadmap import load_roadmap
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +148,10 @@ def test_the_recipes_quoted_in_docs_are_the_codes() -> None:
         assert int(row["batch"]) == recipe.batch_size
         assert int(row["epochs"]) == recipe.epochs
         assert int(row["optimiser steps"]) == math.ceil(recipe.train_images * recipe.epochs / recipe.batch_size)
+
+
+def test_the_recipes_overview_lists_every_built_in_recipe() -> None:
+    assert sorted(r["recipe"] for r in table(TRAINING, "recipe", "what it is")) == sorted(builtin_recipes())
 
 
 @pytest.mark.slow
