@@ -166,6 +166,24 @@ def test_the_recipes_overview_lists_every_built_in_recipe() -> None:
     assert sorted(r["recipe"] for r in table(TRAINING, "recipe", "what it is")) == sorted(builtin_recipes())
 
 
+def test_the_readme_quotes_the_committed_reference() -> None:
+    """The main job's result in the README: every decimal in it is one the committed report prints,
+    and the robust-step counts are agreement.md's (updating the reference means updating this text)."""
+    text = README.read_text(encoding="utf-8")
+    result = re.search(r"^The committed reference .*?(?=\n\n)", text, re.S | re.M)
+    assert result, "README.md: no paragraph on the committed reference's result"
+    ref = ROOT / "reports" / "resnet50_to_convnext_t"
+    printed = (ref / "agreement.md").read_text(encoding="utf-8") + (ref / "table.md").read_text(encoding="utf-8")
+    decimals = re.findall(r"\d+\.\d+", result.group(0))
+    assert decimals and all(d in printed for d in decimals), [d for d in decimals if d not in printed]
+    counts = re.search(r"Robust steps: \*\*(\d) of (\d) agree\*\* \(.*?\), (\d) disagree, (\d) inconclusive", printed)
+    assert counts
+    agree, total, disagree, inconclusive = counts.groups()
+    words = {"0": "none"}
+    assert f"{agree} of the paper's {total} robust steps" in result.group(0)
+    assert f"{words.get(disagree, disagree)} disagree and {inconclusive} inconclusive" in result.group(0)
+
+
 @pytest.mark.slow
 def test_the_readme_python_example_runs() -> None:
     block = re.search(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
