@@ -6,10 +6,10 @@ its files are defined: ``run.json``, ``<step>/seed<k>/result.json`` and ``log.cs
 optional ``bench.csv`` (step, infer_img_s, train_img_s, ...).
 
 Output (default ``RUN_DIR/report/``, so a report always sits beside the run it describes;
-the main job passes ``reports/<roadmap>/`` to publish it): ``table.md``, ``table.csv``,
-``table.tex``, ``seeds.csv``, ``agreement.md``, ``roadmap.png``, ``roadmap.svg``, ``acc_vs_gmacs.png``,
-``curves.png``. Every step of the roadmap gets a row, in roadmap order; failed, running
-and missing steps say so instead of disappearing.
+a committed reference under ``reports/<roadmap>/`` is written only by an explicit ``--out``):
+``table.md``, ``table.csv``, ``table.tex``, ``seeds.csv``, ``agreement.md``, ``roadmap.png``,
+``roadmap.svg``, ``acc_vs_gmacs.png``, ``curves.png``. Every step of the roadmap gets a row, in
+roadmap order; failed, running and missing steps say so instead of disappearing.
 
 Noise rule: a step's delta (its mean top-1 minus its parent's) is *within seed noise* when
 Welch's two-sided t-test on the two steps' seed results gives p > 0.05. It needs at least
