@@ -26,7 +26,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="runs side by side: per step mean, seed spread and difference from the first",
                        description="Put run folders of one roadmap (or of roadmaps sharing step names) side by "
                                    "side: each run's mean top-1 and seed spread per step, and every run's "
-                                   "difference from the first (the baseline) with a 95 %% Welch interval. Writes "
+                                   "difference from the first (the baseline) with a 95 % Welch interval. Writes "
                                    "compare.csv, compare.md, compare.tex and compare.png.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="folders written by `train`; the first is the baseline")
