@@ -6,13 +6,24 @@ DDP across its ``gpus_per_job`` GPUs x ``nodes_per_job`` nodes through torch.dis
 ``env://`` variables, which ``submitit.helpers.TorchDistributedEnvironment`` exports. The job
 claims (``claims.py``) still apply, so a task and a local ``train`` on the same run folder
 never train the same job twice; a preempted or timed-out task is requeued and resumes from
-its checkpoint.
+its checkpoint, and a cancelled one (``scancel``: SIGTERM) saves a checkpoint and stops, so
+submitting the command again resumes it.
+
+The defaults fit the cluster found: GPU tasks where the partition has GPU gres (``sinfo -o
+%G``), CPU tasks (``--device cpu``) where it has none. ``wait_jobs`` follows the tasks with
+``squeue`` (which needs no accounting database, unlike ``sacct``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
+import os
+import shutil
+import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,17 +35,70 @@ if TYPE_CHECKING:
     from .recipe import Recipe
     from .roadmap import Roadmap
 
+ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+          "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "PREEMPTED"}
+"""Slurm job states of a task that has not ended (``squeue -o %T``)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class SlurmOptions:
     partition: str | None = None
-    gpus_per_job: int = 1
+    gpus_per_job: int | None = None
+    """None: 1 where the partition has GPU gres (``sinfo -o %G``), else 0 (CPU tasks)."""
     nodes_per_job: int = 1
     array_parallelism: int = 64
     time_min: int = 4320
     cpus_per_gpu: int = 10
     cluster: str | None = None
     """submitit's cluster: None = auto (Slurm when ``sbatch`` exists), 'local' for tests."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOutcome:
+    """How one submitted task ended: ``state`` is done, failed (the job's own NaN status), error
+    (an exception in the task) or the Slurm state of a task that ended without a result."""
+
+    job_id: str
+    step: str
+    seed: int
+    state: str
+    detail: str
+    log: Path
+
+
+def cluster_has_gpus(partition: str | None, cluster: str | None = None) -> bool | None:
+    """Whether the partition (or any, if None) offers GPU gres; None when Slurm cannot be asked."""
+    if cluster == "local":
+        import torch
+
+        return torch.cuda.is_available()
+    if shutil.which("sinfo") is None:
+        return None
+    cmd = ["sinfo", "-h", "-o", "%G"] + (["-p", partition] if partition else [])
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return any("gpu" in line for line in proc.stdout.split())
+
+
+def resolve_options(opts: SlurmOptions, device: str) -> tuple[SlurmOptions, str]:
+    """Fill in ``gpus_per_job`` from the cluster and ``device`` from the GPUs: CPU tasks run
+    ``--device cpu``, GPU tasks ``cuda``; a CUDA device without GPUs is refused here, not in
+    every task's log."""
+    gpus = opts.gpus_per_job
+    if gpus is None:
+        gpus = 0 if cluster_has_gpus(opts.partition, opts.cluster) is False else 1
+    if device in ("auto", None):
+        device = "cuda" if gpus else "cpu"
+    if device.startswith("cuda") and not gpus:
+        raise ConfigError(f"--device {device} with --gpus-per-job 0: the tasks would have no GPU "
+                          "(use --device cpu, or --gpus-per-job N on a partition with GPUs)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"--device '{device}': expected cpu, cuda or auto")
+    return dataclasses.replace(opts, gpus_per_job=gpus), device
 
 
 class JobTask:
@@ -54,13 +118,28 @@ class JobTask:
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:  # one process per GPU, joined through env:// (RANK, WORLD_SIZE, MASTER_*)
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        out = train_roadmap(steps=[self.step], seeds=[self.seed], progress=False, **self.train_kwargs)
+        threads = int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0) or None  # torch's own choice: every core
+        out = train_roadmap(steps=[self.step], seeds=[self.seed], progress=False, threads=threads,
+                            **self.train_kwargs)
         return json.loads((Path(out) / self.step / f"seed{self.seed}" / "result.json").read_text())
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         import submitit
 
         return submitit.helpers.DelayedSubmission(JobTask(self.train_kwargs, self.step, self.seed))
+
+
+def _refusal(exc: BaseException, opts: SlurmOptions) -> ConfigError:
+    """sbatch's error lines as one line, with a hint for the refusals a flag causes."""
+    lines = [ln.strip().removeprefix("sbatch: error: ") for ln in str(exc).splitlines() if ln.strip()]
+    msg = "; ".join(lines) or type(exc).__name__
+    hint = ""
+    if "gres" in msg.lower():
+        hint = (f" (--gpus-per-job {opts.gpus_per_job}: partition {opts.partition or '(default)'} has no such GPUs;"
+                " `sinfo -o '%P %G'` lists them; --gpus-per-job 0 runs CPU tasks)")
+    elif "partition" in msg.lower():
+        hint = " (`sinfo -s` lists the partitions)"
+    return ConfigError(f"sbatch refused the jobs: {msg}{hint}")
 
 
 def submit(pending: list[tuple[str, int]], train_kwargs: dict[str, Any], out: Path, opts: SlurmOptions) -> list[Any]:
@@ -72,7 +151,7 @@ def submit(pending: list[tuple[str, int]], train_kwargs: dict[str, Any], out: Pa
     if not pending:
         return []
     executor = submitit.AutoExecutor(folder=str(Path(out) / "slurm" / "%j"), cluster=opts.cluster)
-    gpus = opts.gpus_per_job
+    gpus = opts.gpus_per_job or 0
     params: dict[str, Any] = dict(timeout_min=opts.time_min, nodes=opts.nodes_per_job,
                                   tasks_per_node=max(1, gpus), gpus_per_node=gpus,
                                   cpus_per_task=opts.cpus_per_gpu if gpus else 1, name="modernize")
@@ -81,20 +160,25 @@ def submit(pending: list[tuple[str, int]], train_kwargs: dict[str, Any], out: Pa
         if opts.partition:
             params["slurm_partition"] = opts.partition
     executor.update_parameters(**params)
-    with executor.batch():
-        jobs = [executor.submit(JobTask(train_kwargs, step, seed)) for step, seed in pending]
+    try:  # submitit echoes sbatch's stderr before raising: the one-line error below says it
+        with contextlib.redirect_stderr(io.StringIO()), executor.batch():
+            jobs = [executor.submit(JobTask(train_kwargs, step, seed)) for step, seed in pending]
+    except submitit.core.utils.FailedJobError as exc:
+        raise _refusal(exc, opts) from None
     return jobs
 
 
 def submit_roadmap(roadmap: Roadmap | str | Path | None = None, *, slurm: SlurmOptions, data: str = "fashion-mnist",
                    recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
-                   steps: Sequence[str] | None = None, device: str = "cuda", proxy: ProxyScale | None = None,
+                   steps: Sequence[str] | None = None, device: str = "auto", proxy: ProxyScale | None = None,
                    ckpt_every: int = 0, compile: bool | None = None, claim_timeout: float = 300.0,
                    tensorboard: bool = False, accum_steps: int | None = None) -> list[Any]:
     """Submit every pending (step, seed) job as one Slurm array task (``launch.py``).
-    Validated here first (on a login node without a GPU: the device is checked by the tasks)."""
+    Validated here first (on a login node without a GPU: the device is checked by the tasks);
+    ``device='auto'`` follows the GPUs per job (``resolve_options``)."""
     from .train import pending_jobs, prepare_run, record_run
 
+    slurm, device = resolve_options(slurm, device)
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device="cpu",
                       proxy=proxy, claim_timeout=claim_timeout, tensorboard=tensorboard, accum_steps=accum_steps)
     record_run(cfg)
@@ -105,4 +189,52 @@ def submit_roadmap(roadmap: Roadmap | str | Path | None = None, *, slurm: SlurmO
     return submit(pending, kwargs, cfg.out, slurm)
 
 
-__all__ = ["JobTask", "SlurmOptions", "submit", "submit_roadmap"]
+def _squeue_states(jobs: list[Any]) -> dict[str, str] | None:
+    """``{task id: state}`` of the tasks Slurm still lists; None where squeue cannot be asked."""
+    arrays = sorted({str(j.job_id).split("_")[0] for j in jobs})
+    try:
+        proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(arrays)], capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return {} if "invalid job id" in proc.stderr.lower() else None
+    return dict(line.split()[:2] for line in proc.stdout.splitlines() if len(line.split()) >= 2)
+
+
+def _outcome(job: Any, state: str | None) -> TaskOutcome:
+    task: JobTask = job.submission().function
+    base = dict(job_id=str(job.job_id), step=task.step, seed=task.seed, log=Path(job.paths.stderr))
+    if not job.paths.result_pickle.exists():
+        ended = state or "ended"
+        return TaskOutcome(state=ended, detail=f"no result ({ended}: cancelled, killed or out of time)", **base)
+    try:
+        result = job.result()
+    except Exception as exc:  # the task's own exception, as submitit re-raises it
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        return TaskOutcome(state="error", detail=lines[-1] if lines else type(exc).__name__, **base)
+    status = str(result.get("status", "done"))
+    return TaskOutcome(state=status, detail=f"top-1 {result.get('top1')}", **base)
+
+
+def wait_jobs(jobs: list[Any], *, poll_s: float = 5.0) -> list[TaskOutcome]:
+    """Wait until every task has ended (a result file, or gone from ``squeue``, or submitit's own
+    state for the local executor); one outcome per task, in submission order."""
+    outcomes: dict[int, TaskOutcome] = {}
+    while len(outcomes) < len(jobs):
+        left = [j for i, j in enumerate(jobs) if i not in outcomes]
+        queued = _squeue_states(left) if jobs and jobs[0].__class__.__name__ == "SlurmJob" else None
+        for i, job in enumerate(jobs):
+            if i in outcomes:
+                continue
+            state = (queued or {}).get(str(job.job_id))
+            gone = queued is not None and (state is None or state not in ACTIVE)
+            if job.paths.result_pickle.exists() or gone or (queued is None and job.done()):
+                outcomes[i] = _outcome(job, state)
+        if len(outcomes) < len(jobs):
+            time.sleep(poll_s)
+    return [outcomes[i] for i in range(len(jobs))]
+
+
+__all__ = ["JobTask", "SlurmOptions", "TaskOutcome", "cluster_has_gpus", "resolve_options", "submit",
+           "submit_roadmap", "wait_jobs"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -40,21 +41,43 @@ def proxy_from_args(args: argparse.Namespace) -> ProxyScale | None:
 
 
 def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
-    from ..launch import SlurmOptions, submit_roadmap
+    from ..launch import SlurmOptions, resolve_options, submit_roadmap, wait_jobs
 
     if args.workers != 1:
         raise ConfigError("--workers is for local runs; with --launcher slurm each job is its own array task")
     opts = SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job, nodes_per_job=args.nodes_per_job,
                         array_parallelism=args.array_parallelism, time_min=args.time,
                         cluster="local" if os.environ.get("MODERNIZE_SUBMITIT_LOCAL") else None)
+    opts, device = resolve_options(opts, args.device)
     jobs = submit_roadmap(args.roadmap, slurm=opts, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
-                          steps=step_names(args.steps), device="cuda" if args.device == "auto" else args.device,
-                          proxy=proxy_from_args(args), ckpt_every=args.ckpt_every,
-                          compile=True if args.compile else None, claim_timeout=args.claim_timeout,
-                          tensorboard=args.tensorboard, accum_steps=args.accum_steps)
-    ids = ", ".join(str(j.job_id) for j in jobs) or "none (every job is finished)"
-    print(f"submitted {len(jobs)} job(s) to Slurm: {ids}; logs under {out / 'slurm'}; "
-          f"when they end: run_ablation.py report {out}")
+                          steps=step_names(args.steps), device=device, proxy=proxy_from_args(args),
+                          ckpt_every=args.ckpt_every, compile=True if args.compile else None,
+                          claim_timeout=args.claim_timeout, tensorboard=args.tensorboard,
+                          accum_steps=args.accum_steps)
+    if not jobs:
+        print(f"submitted nothing: every job of {out} is finished; run_ablation.py report {out}")
+        return 0
+    ids = " ".join(str(j.job_id) for j in jobs)
+    arrays = ",".join(sorted({str(j.job_id).split("_")[0] for j in jobs}))
+    print(f"submitted {len(jobs)} job(s) to Slurm ({opts.gpus_per_job} GPU(s) per job, --device {device}): {ids}",
+          flush=True)
+    if not args.wait:
+        print(f"follow them: squeue -j {arrays} (sacct -j {arrays} where accounting is on); a task's log: "
+              f"{jobs[0].paths.stderr}; once they have ended, rerunning this command resubmits unfinished jobs "
+              f"from their checkpoints; "
+              f"when they end: run_ablation.py report {out}")
+        return 0
+    print(f"waiting for them (Ctrl-C stops waiting, not the jobs: scancel {arrays} does)", flush=True)
+    outcomes = wait_jobs(jobs)
+    bad = [o for o in outcomes if o.state != "done"]
+    for o in bad:
+        print(f"task {o.job_id} ({o.step} seed {o.seed}) {o.state}: {o.detail}; log: {o.log}", file=sys.stderr)
+    print(f"{len(outcomes) - len(bad)} of {len(outcomes)} job(s) done", flush=True)
+    print_report(out)
+    if bad:
+        print(f"error: {len(bad)} job(s) did not finish; rerunning this command resubmits them from their "
+              "checkpoints", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -122,7 +145,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--launcher", choices=["local", "slurm"], default="local",
                    help="local (default) or slurm: one array task per pending job, through submitit")
     p.add_argument("--partition", default=None, help="Slurm partition (--launcher slurm)")
-    p.add_argument("--gpus-per-job", type=nonneg_int, default=1, help="GPUs per Slurm job, DDP inside (default 1)")
+    p.add_argument("--gpus-per-job", type=nonneg_int, default=None,
+                   help="GPUs per Slurm job, DDP inside (default: 1 where the partition has GPU gres, else 0: "
+                        "CPU tasks with --device cpu)")
+    p.add_argument("--wait", action="store_true",
+                   help="with --launcher slurm: wait for the tasks, name each failed one with its log, then report")
     p.add_argument("--nodes-per-job", type=positive_int, default=1, help="nodes per Slurm job (default 1)")
     p.add_argument("--array-parallelism", type=positive_int, default=64,
                    help="at most this many array tasks at once (default 64)")
