@@ -85,3 +85,17 @@ def write_golden() -> None:
 if ACCEPT:
     write_golden()
 GOLDEN: dict[str, dict[str, dict[str, int]]] = json.loads(GOLDEN_PATH.read_text())
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real single-node Slurm cluster (``tests/slurm_cluster.py``) for the session: installed
+    where missing and possible (root, apt-get), else the test skips saying why; stopped at the
+    end of the session even when its tests fail."""
+    from tests import slurm_cluster as sc
+
+    why = sc.install_or_why_not()
+    if why:
+        pytest.skip(why)
+    with sc.running(tmp_path_factory.mktemp("slurm")) as cluster:
+        yield cluster

@@ -34,6 +34,21 @@ def missing_programs() -> list[str]:
     return [p for p in PROGRAMS if _which(p) is None]
 
 
+def install_or_why_not() -> str | None:
+    """Install the programs where they are missing and we may (root, apt-get: the CI machine);
+    None when they are there, else why not (the reason a test skips). A failed install raises."""
+    if not missing_programs():
+        return None
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return (f"Slurm is not installed ({', '.join(missing_programs())} missing) and cannot be here "
+                "(installing slurm-wlm and munge needs root and apt-get: scripts/ci_services.sh)")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "ci_services.sh"
+    subprocess.run(["bash", str(script)], check=True, timeout=900)
+    if missing_programs():
+        raise RuntimeError(f"scripts/ci_services.sh ran, and {missing_programs()} are still missing")
+    return None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -89,7 +104,16 @@ class Cluster:
                          for p in sorted(self.root.glob("*.log")))
 
     def stop(self) -> None:
-        """Stop the daemons (slurmd first), each by its own pid; kill what does not stop."""
+        """Cancel what is left in the queue (a job step outlives slurmd), then stop the daemons
+        (slurmd first), each by its own pid; kill what does not stop."""
+        if all(p.poll() is None for p in self.procs[:2]):
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                left = self.run("squeue", "-h", "-o", "%A", check=False).stdout.split()
+                if left:
+                    self.run("scancel", *sorted(set(left)), check=False)
+                    deadline = time.monotonic() + 45  # KillWait (30 s), then SIGKILL
+                    while self.run("squeue", "-h", check=False).stdout.strip() and time.monotonic() < deadline:
+                        time.sleep(0.5)
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -73,7 +73,8 @@ def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
     for o in bad:
         print(f"task {o.job_id} ({o.step} seed {o.seed}) {o.state}: {o.detail}; log: {o.log}", file=sys.stderr)
     print(f"{len(outcomes) - len(bad)} of {len(outcomes)} job(s) done", flush=True)
-    print_report(out)
+    if len(bad) < len(outcomes):
+        print_report(out)
     if bad:
         print(f"error: {len(bad)} job(s) did not finish; rerunning this command resubmits them from their "
               "checkpoints", file=sys.stderr)
