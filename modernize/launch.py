@@ -206,8 +206,8 @@ def _outcome(job: Any, state: str | None) -> TaskOutcome:
     task: JobTask = job.submission().function
     base = dict(job_id=str(job.job_id), step=task.step, seed=task.seed, log=Path(job.paths.stderr))
     if not job.paths.result_pickle.exists():
-        ended = state or "ended"
-        return TaskOutcome(state=ended, detail=f"no result ({ended}: cancelled, killed or out of time)", **base)
+        return TaskOutcome(state=(state or "ended").lower(), detail="no result: cancelled, killed or out of time "
+                           f"(sacct -j {job.job_id} tells which, where accounting is on)", **base)
     try:
         result = job.result()
     except Exception as exc:  # the task's own exception, as submitit re-raises it
