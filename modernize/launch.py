@@ -214,16 +214,18 @@ def _outcome(job: Any, state: str | None) -> TaskOutcome:
         lines = [ln for ln in str(exc).splitlines() if ln.strip()]
         return TaskOutcome(state="error", detail=lines[-1] if lines else type(exc).__name__, **base)
     status = str(result.get("status", "done"))
-    return TaskOutcome(state=status, detail=f"top-1 {result.get('top1')}", **base)
+    return TaskOutcome(state=status, detail=str(result.get("reason") or f"top-1 {result.get('top1')}"), **base)
 
 
 def wait_jobs(jobs: list[Any], *, poll_s: float = 5.0) -> list[TaskOutcome]:
     """Wait until every task has ended (a result file, or gone from ``squeue``, or submitit's own
     state for the local executor); one outcome per task, in submission order."""
+    import submitit
+
     outcomes: dict[int, TaskOutcome] = {}
     while len(outcomes) < len(jobs):
         left = [j for i, j in enumerate(jobs) if i not in outcomes]
-        queued = _squeue_states(left) if jobs and jobs[0].__class__.__name__ == "SlurmJob" else None
+        queued = _squeue_states(left) if isinstance(left[0], submitit.SlurmJob) else None
         for i, job in enumerate(jobs):
             if i in outcomes:
                 continue
