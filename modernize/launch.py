@@ -24,7 +24,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
           "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "PREEMPTED"}
 """Slurm job states of a task that has not ended (``squeue -o %T``)."""
+NEVER_STARTS = {"PartitionNodeLimit", "PartitionTimeLimit", "PartitionConfig", "BadConstraints", "PartitionDown",
+                "InvalidAccount", "InvalidQOS", "QOSMaxNodePerJobLimit", "QOSMaxWallDurationPerJobLimit"}
+"""Pending reasons (``squeue -o %r``) that waiting does not clear."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,17 +192,18 @@ def submit_roadmap(roadmap: Roadmap | str | Path | None = None, *, slurm: SlurmO
     return submit(pending, kwargs, cfg.out, slurm)
 
 
-def _squeue_states(jobs: list[Any]) -> dict[str, str] | None:
-    """``{task id: state}`` of the tasks Slurm still lists; None where squeue cannot be asked."""
+def _squeue_states(jobs: list[Any]) -> dict[str, tuple[str, str]] | None:
+    """``{task id: (state, reason)}`` of the tasks Slurm still lists; None where squeue cannot be asked."""
     arrays = sorted({str(j.job_id).split("_")[0] for j in jobs})
     try:
-        proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(arrays)], capture_output=True,
+        proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T %r", "-j", ",".join(arrays)], capture_output=True,
                               text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0:
         return {} if "invalid job id" in proc.stderr.lower() else None
-    return dict(line.split()[:2] for line in proc.stdout.splitlines() if len(line.split()) >= 2)
+    rows = [line.split(maxsplit=2) for line in proc.stdout.splitlines()]
+    return {r[0]: (r[1], r[2] if len(r) > 2 else "") for r in rows if len(r) >= 2}
 
 
 def _outcome(job: Any, state: str | None) -> TaskOutcome:
@@ -217,19 +221,25 @@ def _outcome(job: Any, state: str | None) -> TaskOutcome:
     return TaskOutcome(state=status, detail=str(result.get("reason") or f"top-1 {result.get('top1')}"), **base)
 
 
-def wait_jobs(jobs: list[Any], *, poll_s: float = 5.0) -> list[TaskOutcome]:
+def wait_jobs(jobs: list[Any], *, poll_s: float = 5.0, note: Callable[[str], None] = print) -> list[TaskOutcome]:
     """Wait until every task has ended (a result file, or gone from ``squeue``, or submitit's own
-    state for the local executor); one outcome per task, in submission order."""
+    state for the local executor); one outcome per task, in submission order. A task pending for
+    a reason that no wait removes (more nodes than the partition has, ...) is noted once."""
     import submitit
 
     outcomes: dict[int, TaskOutcome] = {}
+    noted: set[str] = set()
     while len(outcomes) < len(jobs):
         left = [j for i, j in enumerate(jobs) if i not in outcomes]
         queued = _squeue_states(left) if isinstance(left[0], submitit.SlurmJob) else None
         for i, job in enumerate(jobs):
             if i in outcomes:
                 continue
-            state = (queued or {}).get(str(job.job_id))
+            state, reason = (queued or {}).get(str(job.job_id), (None, ""))
+            if state == "PENDING" and reason in NEVER_STARTS and str(job.job_id) not in noted:
+                noted.add(str(job.job_id))
+                note(f"warning: task {job.job_id} cannot start as submitted (Slurm: {reason}; see "
+                     f"`scontrol show partition`); scancel it and submit with other flags")
             gone = queued is not None and (state is None or state not in ACTIVE)
             if job.paths.result_pickle.exists() or gone or (queued is None and job.done()):
                 outcomes[i] = _outcome(job, state)

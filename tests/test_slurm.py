@@ -170,3 +170,28 @@ def test_wait_names_a_failed_task_and_its_log(slurm_cluster: object, tmp_path: P
     line = next(ln for ln in err.splitlines() if ln.startswith("task "))
     assert "(gelu seed 0) error:" in line and "_log.err" in line, err
     assert "0 of 1 job(s) done" in out
+
+
+@pytest.mark.slow
+def test_wait_notes_a_task_that_cannot_start_and_its_cancellation(slurm_cluster: object, tmp_path: Path) -> None:
+    """Two nodes per job on a one-node cluster: sbatch accepts it and the task would pend
+    forever. --wait says so once; once it is cancelled, the task is named as ended without a
+    result, and the command exits 1."""
+    cmd = ["train", "--data", "synthetic:64", "--recipe", str(write_recipe(tmp_path)), "--steps", "gelu",
+           "--launcher", "slurm", "--nodes-per-job", "2", "--out", str(tmp_path / "run"), "--wait"]
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_ablation.py"), *cmd], cwd=REPO,
+                            env=dict(slurm_cluster.env, OMP_NUM_THREADS="1"),  # type: ignore[attr-defined]
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and proc.stdout is not None
+    try:
+        warning = proc.stderr.readline()  # blocks until the note (or the end)
+        assert warning.startswith("warning: task ") and "cannot start as submitted" in warning, warning
+        job_id = warning.split()[2]
+        slurm_cluster.run("scancel", job_id)  # type: ignore[attr-defined]
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, out + err
+    assert f"task {job_id} (gelu seed 0) ended: no result: cancelled" in err and "0 of 1 job(s) done" in out, err

@@ -68,7 +68,7 @@ def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
               f"when they end: run_ablation.py report {out}")
         return 0
     print(f"waiting for them (Ctrl-C stops waiting, not the jobs: scancel {arrays} does)", flush=True)
-    outcomes = wait_jobs(jobs)
+    outcomes = wait_jobs(jobs, note=lambda line: print(line, file=sys.stderr, flush=True))
     bad = [o for o in outcomes if o.state != "done"]
     for o in bad:
         print(f"task {o.job_id} ({o.step} seed {o.seed}) {o.state}: {o.detail}; log: {o.log}", file=sys.stderr)
