@@ -186,6 +186,7 @@ def running(root: Path, **kw: object) -> Iterator[Cluster]:
 if __name__ == "__main__":
     import sys
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout`, `kill`: stop the daemons too
     with running(Path(sys.argv[1]).resolve()) as c:
         print(f"export SLURM_CONF={c.env['SLURM_CONF']}   # Ctrl-C stops the cluster", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
