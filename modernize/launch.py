@@ -214,8 +214,9 @@ def _outcome(job: Any, state: str | None) -> TaskOutcome:
                            f"(sacct -j {job.job_id} tells which, where accounting is on)", **base)
     try:
         result = job.result()
-    except Exception as exc:  # the task's own exception, as submitit re-raises it
-        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+    except Exception as exc:  # the task's exception, its traceback between two rules in submitit's message
+        parts = str(exc).split("-" * 22)
+        lines = [ln.strip() for ln in (parts[1] if len(parts) >= 3 else str(exc)).splitlines() if ln.strip()]
         return TaskOutcome(state="error", detail=lines[-1] if lines else type(exc).__name__, **base)
     status = str(result.get("status", "done"))
     return TaskOutcome(state=status, detail=str(result.get("reason") or f"top-1 {result.get('top1')}"), **base)

@@ -168,7 +168,8 @@ def test_wait_names_a_failed_task_and_its_log(slurm_cluster: object, tmp_path: P
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out + err
     line = next(ln for ln in err.splitlines() if ln.startswith("task "))
-    assert "(gelu seed 0) error:" in line and "_log.err" in line, err
+    assert "(gelu seed 0) error: modernize.errors.ConfigError: " in line and str(data) in line, err
+    assert line.endswith("_log.err") and "Traceback" not in err, err
     assert "0 of 1 job(s) done" in out
 
 
