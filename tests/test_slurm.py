@@ -50,6 +50,15 @@ def test_sbatch_refusal_is_one_line_with_a_hint() -> None:
     assert msg.startswith("sbatch refused the jobs: Invalid generic resource") and "--gpus-per-job 0" in msg
 
 
+def test_without_slurm_and_without_root_the_cluster_tests_skip_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests import slurm_cluster as sc
+
+    monkeypatch.setattr(sc, "_which", lambda name: None)
+    monkeypatch.setattr(sc.os, "geteuid", lambda: 1000)
+    why = sc.install_or_why_not()
+    assert why is not None and "munged" in why and "needs root and apt-get" in why
+
+
 # --- a real cluster ----------------------------------------------------------------------------------
 
 def _cli(cluster: object, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
