@@ -160,8 +160,8 @@ def test_wait_names_a_failed_task_and_its_log(slurm_cluster: object, tmp_path: P
            "--width", "0.125", "--depth", "0.34", "--low-res", "2", "--launcher", "slurm", "--out",
            str(tmp_path / "run"), "--wait"]
     # Hold the node, so the task cannot start before the folder is gone.
-    hold = slurm_cluster.run("sbatch", "--parsable", "-c", str(os.cpu_count() or 1), "--wrap",  # type: ignore[attr-defined]
-                             "sleep 600").stdout.strip()
+    hold = slurm_cluster.run("sbatch", "--parsable", "-c", str(os.cpu_count() or 1), "-D", str(tmp_path),  # type: ignore[attr-defined]
+                             "-o", "/dev/null", "--wrap", "sleep 600").stdout.strip()
     try:
         proc = subprocess.Popen([sys.executable, str(REPO / "run_ablation.py"), *cmd], cwd=REPO,
                                 env=dict(slurm_cluster.env, OMP_NUM_THREADS="1"),  # type: ignore[attr-defined]
