@@ -100,15 +100,15 @@ def test_slurm_end_to_end_scancel_then_resume_equals_a_straight_run(slurm_cluste
     saves its checkpoint and stops; the same command again (--wait) resumes it and ends with the
     straight run's weights and scores; report reads both."""
     recipe = write_recipe(tmp_path, epochs=4)
-    base = ["train", "--data", "synthetic:128", "--recipe", str(recipe), "--width", "0.125", "--depth", "0.34",
-            "--low-res", "2", "--ckpt-every", "1", "--launcher", "slurm", "--partition", "debug", "--time", "30"]
+    base = ["train", "--data", "synthetic:1024", "--recipe", str(recipe), "--width", "0.125", "--depth", "0.34",
+            "--low-res", "2", "--ckpt-every", "4", "--launcher", "slurm", "--partition", "debug", "--time", "30"]
     straight = _cli(slurm_cluster, *base, "--steps", "gelu", "kernel_7", "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
     assert "(0 GPU(s) per job, --device cpu)" in straight.stdout and "squeue -j" in straight.stdout, straight.stdout
     cancelled = [*base, "--steps", "gelu", "--out", str(tmp_path / "cancelled")]
     first = _cli(slurm_cluster, *cancelled)
     assert first.returncode == 0, first.stderr
-    job_id = first.stdout.splitlines()[0].rsplit(" ", 1)[1]
+    job_id = next(ln for ln in first.stdout.splitlines() if ln.startswith("submitted ")).rsplit(" ", 1)[1]
     job = tmp_path / "cancelled" / "gelu" / "seed0"
     _until(lambda: (job / "last.pt").is_file(), 240, "the first checkpoint", slurm_cluster)
     slurm_cluster.run("scancel", job_id)  # type: ignore[attr-defined]
@@ -120,10 +120,12 @@ def test_slurm_end_to_end_scancel_then_resume_equals_a_straight_run(slurm_cluste
         return all((tmp_path / "straight" / s / "seed0" / "result.json").is_file()
                    and result(tmp_path / "straight", s)["status"] == "done" for s in ("gelu", "kernel_7"))
 
-    _until(gone, 120, f"job {job_id} to end after scancel", slurm_cluster)
+    # squeue drops a cancelled job at once; its process still saves its checkpoint and lets go of the claim
+    _until(lambda: gone() and not (job / "claim.json").exists(), 120, f"job {job_id} to end after scancel",
+           slurm_cluster)
     mid = result(tmp_path / "cancelled", "gelu")
     assert mid["status"] == "running" and mid["epochs_done"] < 4, mid  # stopped mid-job
-    assert (job / "last.pt").is_file() and not (job / "claim.json").exists()
+    assert (job / "last.pt").is_file()
     log = next((tmp_path / "cancelled" / "slurm").glob(f"{job_id}/*_log.err")).read_text()
     assert "interrupted" in log, log[-2000:]
 
