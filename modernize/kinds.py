@@ -36,15 +36,16 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor, nn
-from torchvision.models.convnext import LayerNorm2d
-from torchvision.ops import SqueezeExcitation
+from typing import TYPE_CHECKING, Any
 
 from ._typing import coerce
 from .errors import SpecError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# torch is imported by the factories, not here: specs validate kind names without it, so
+# building the command line (and --help) stays fast.
 
 FAMILIES = ("act", "norm", "component")
 PLACES: dict[str, str] = {
@@ -81,8 +82,13 @@ class Kind:
     @property
     def params(self) -> dict[str, tuple[Any, Any]]:
         """The kind's parameters: ``{name: (type hint, default)}``."""
-        hints = typing.get_type_hints(self.factory) if not inspect.isclass(self.factory) else \
-            typing.get_type_hints(self.factory.__init__)
+        fn = self.factory.__init__ if inspect.isclass(self.factory) else self.factory
+        try:
+            hints = typing.get_type_hints(fn)
+        except NameError:  # a return hint naming what the module imports lazily (nn.Module): the parameters only
+            glb = getattr(fn, "__globals__", {})
+            hints = {k: eval(v, glb) if isinstance(v, str) else v  # noqa: S307 (the kind's own annotation)
+                     for k, v in getattr(fn, "__annotations__", {}).items() if k != "return"}
         sig = inspect.signature(self.factory)
         return {p.name: (hints.get(p.name, Any), p.default) for p in sig.parameters.values()
                 if p.name not in _FIXED and p.kind is p.KEYWORD_ONLY}
@@ -109,6 +115,8 @@ class Kind:
         return self.check(channels, **(defaults | args))
 
     def build(self, *a: Any, **kw: Any) -> nn.Module:
+        from torch import nn
+
         module = self.factory(*a, **kw)
         if not isinstance(module, nn.Module):
             raise SpecError(f"{self.family} kind '{self.name}' returned {type(module).__name__}, not an nn.Module")
@@ -195,21 +203,29 @@ def get_kind(family: str, name: str, field: str | None = None) -> Kind:
 
 @register_act("relu", label="ReLU")
 def _relu() -> nn.Module:
+    from torch import nn
+
     return nn.ReLU(inplace=True)
 
 
 @register_act("gelu", label="GELU")
 def _gelu() -> nn.Module:
+    from torch import nn
+
     return nn.GELU()
 
 
 @register_act("silu", label="SiLU")
 def _silu() -> nn.Module:
+    from torch import nn
+
     return nn.SiLU()
 
 
 @register_act("hardswish", label="Hardswish")
 def _hardswish() -> nn.Module:
+    from torch import nn
+
     return nn.Hardswish()
 
 
@@ -217,6 +233,8 @@ def _hardswish() -> nn.Module:
 
 @register_norm("batch", label="BatchNorm", token="BN")
 def _batch_norm(channels: int, *, layout: str) -> nn.Module:
+    from torch import nn
+
     return nn.BatchNorm1d(channels) if layout == "NC" else nn.BatchNorm2d(channels)
 
 
@@ -225,6 +243,9 @@ def _layer_norm(channels: int, *, layout: str) -> nn.Module:
     """``nn.LayerNorm`` on NHWC / NC tensors, torchvision's ``LayerNorm2d`` on NCHW ones (it
     permutes around ``F.layer_norm``; measured 8x faster on CPU than the official ConvNeXt
     "channels_first" form that takes mean and variance over dim 1 by hand)."""
+    from torch import nn
+    from torchvision.models.convnext import LayerNorm2d
+
     return LayerNorm2d(channels, eps=LN_EPS) if layout == "NCHW" else nn.LayerNorm(channels, eps=LN_EPS)
 
 
@@ -237,6 +258,8 @@ def _groups_divide(channels: int, *, groups: int) -> str | None:
 @register_norm("group", label="GroupNorm", token="GN", check=_groups_divide)
 def _group_norm(channels: int, *, layout: str, groups: int = 32) -> nn.Module:
     """GroupNorm (Wu & He 2018), 32 groups by default as in the paper; batch-independent."""
+    from torch import nn
+
     return nn.GroupNorm(groups, channels)
 
 
@@ -251,37 +274,26 @@ def _squeeze_excitation(channels: int, *, layout: str, reduction: int = 16) -> n
     """Squeeze-and-excitation (Hu et al. 2018) as torchvision ships it: global average pool,
     1x1 conv to ``max(1, channels // reduction)``, ReLU, 1x1 conv back, sigmoid, scale. At
     ``end`` it is SE-ResNet's placement (after the last norm, before the add)."""
+    from torchvision.ops import SqueezeExcitation
+
     return SqueezeExcitation(channels, max(1, channels // reduction))
-
-
-class GlobalResponseNorm(nn.Module):
-    """ConvNeXt V2's global response normalization: each channel's spatial L2 norm, divided by
-    the mean over channels, rescales the input; zero-initialized gamma and beta make it start
-    as the identity."""
-
-    def __init__(self, channels: int, *, channels_last: bool, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.channels_last, self.eps = channels_last, eps
-        shape = (1, 1, 1, channels) if channels_last else (1, channels, 1, 1)
-        self.gamma = nn.Parameter(torch.zeros(shape))
-        self.beta = nn.Parameter(torch.zeros(shape))
-
-    def reset_parameters(self) -> None:
-        nn.init.zeros_(self.gamma)
-        nn.init.zeros_(self.beta)
-
-    def forward(self, x: Tensor) -> Tensor:
-        space, chan = ((1, 2), -1) if self.channels_last else ((2, 3), 1)
-        gx = torch.linalg.vector_norm(x, dim=space, keepdim=True)
-        nx = gx / (gx.mean(dim=chan, keepdim=True) + self.eps)
-        return self.gamma * (x * nx) + self.beta + x
 
 
 @register_component("grn", label="global response norm", token="GRN", place="before_last", channels_last=True)
 def _grn(channels: int, *, layout: str) -> nn.Module:
     """At ``before_last`` it is ConvNeXt V2's placement (after the GELU, before the last 1x1)."""
+    from .layers import GlobalResponseNorm
+
     return GlobalResponseNorm(channels, channels_last=layout == "NHWC")
 
 
-__all__ = ["FAMILIES", "PLACES", "REGISTRIES", "GlobalResponseNorm", "Kind", "get_kind", "register_act",
+def __getattr__(name: str) -> Any:  # the built-in kinds' own modules, imported on first use
+    if name == "GlobalResponseNorm":
+        from .layers import GlobalResponseNorm
+
+        return GlobalResponseNorm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["FAMILIES", "PLACES", "REGISTRIES", "Kind", "get_kind", "register_act",
            "register_component", "register_norm"]
