@@ -28,6 +28,7 @@ measured from another parent gets ``ORDER_NA`` instead: the paper never measured
 from __future__ import annotations
 
 import functools
+import io
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -126,18 +127,23 @@ ORDER_NA = "n/a (order differs from the paper)"
 """The paper delta and check of a step whose parent is not the paper's parent for its row."""
 
 
-@functools.lru_cache(maxsize=16)
 def paper_parents(csv: Path) -> dict[str, str | None]:
     """row -> the row the paper measured it from: the built-in roadmap's parents when one uses
     this table (it encodes the paper's branches, e.g. kernel 5/9/11 from kernel 3), else the
-    table's order (each row after the last adopted row before it)."""
+    table's order (each row after the last adopted row before it). The table is recognised by
+    its contents, so a copy (another checkout, a run folder moved between machines) reads the same."""
+    return _paper_parents(Path(csv).read_bytes())
+
+
+@functools.lru_cache(maxsize=16)
+def _paper_parents(content: bytes) -> dict[str, str | None]:
     from .roadmap import builtin_roadmaps, load_roadmap
 
     for name in builtin_roadmaps():
         rm = load_roadmap(name)
-        if rm.paper_path is not None and rm.paper_path.resolve() == Path(csv).resolve():
+        if rm.paper_path is not None and rm.paper_path.is_file() and rm.paper_path.read_bytes() == content:
             return {s.paper_row: (rm[s.parent].paper_row if s.parent else None) for s in rm if s.paper_row}
-    rows = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    rows = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False)
     out: dict[str, str | None] = {}
     last: str | None = None
     for _, r in rows.iterrows():

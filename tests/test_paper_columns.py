@@ -162,3 +162,17 @@ def test_flops_under_a_proxy_counts_the_proxy_models(tmp_path: Path, capsys: pyt
     full = (tmp_path / "full" / "flops.csv").read_text().splitlines()[1].split(",")
     small = (tmp_path / "cpu" / "flops.csv").read_text().splitlines()[1].split(",")
     assert float(small[4]) < float(full[4]) / 4  # gmacs: a quarter of the width, a third of the depth
+
+
+def test_a_copy_of_the_paper_table_keeps_the_paper_branches(tmp_path: Path) -> None:
+    """A roadmap in another checkout (or a run folder moved between machines) names a copy of the
+    paper table: the kernel branches must still be measured from the paper's parent, not be n/a."""
+    from modernize.fidelity import paper_parents
+    from modernize.paths import ablations_dir
+
+    shipped = ablations_dir() / "paper" / "paper_roadmap_r50.csv"
+    copy = tmp_path / "elsewhere" / "paper_roadmap_r50.csv"
+    copy.parent.mkdir()
+    copy.write_bytes(shipped.read_bytes())
+    assert paper_parents(copy) == paper_parents(shipped)
+    assert paper_parents(copy)["kernel_9"] == "move_up_dwconv"
