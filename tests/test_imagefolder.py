@@ -298,7 +298,8 @@ def test_local_workers_train_an_image_folder_like_a_serial_run(tmp_path: Path) -
     serial run's log and scores."""
     root = _folder(tmp_path / "d", n=8, size=20)
     recipe = tmp_path / "r.toml"
-    recipe.write_text("epochs = 1\nbatch_size = 8\nresolution = 32\ncrop = \"pad\"\nwarmup_epochs = 0\n"
+    recipe.write_text("base = \"paper\"\nepochs = 1\nbatch_size = 8\nresolution = 32\ncrop = \"pad\"\n"
+                      "warmup_epochs = 0\n"
                       "precise_bn_batches = 1\nchannels_last = false\nrandaugment_ops = 1\n")
     runs = {}
     for workers in (1, 2):

@@ -57,5 +57,5 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     assert "patchify_stem" in out and "Stage 2, first block" in out
     out = _run([str(exe), "flops"], elsewhere, env)
     assert "resnet50" in out and "bn_to_ln" in out
-    table = elsewhere / "reports" / "resnet50_to_convnext_t" / "flops.csv"  # outputs go under the current folder
+    table = elsewhere / "runs" / "resnet50_to_convnext_t" / "flops.csv"  # default outputs: runs/ of the current folder
     assert table.is_file() and table.read_text().splitlines()[0].startswith("step,paper_row")

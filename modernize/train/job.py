@@ -52,6 +52,10 @@ def _run_job(job: Job, cfg: RunConfig, data: Data, stop: Interrupt) -> dict[str,
     seed_everything(model_init_seed(job.seed))
     t = build_trainer(job, cfg, data)
     state = resume(t, job.dir, f"{job.step.name}/seed{job.seed}")
+    # DDP / torch.compile wrap the model after resume: DDP's constructor broadcasts rank 0's
+    # parameters and must see the resumed ones (wrapped before resume, a rank stopped in the
+    # evaluation aborted: test_ddp_stop_in_evaluation_on_one_rank_stops_all_ranks_and_resumes).
+    t.train_model = _wrap(t.model, cfg, recipe)
     state.clock.start()  # the job's clock runs from here (setup and resume not counted)
     ckpt = Checkpointer(t, job.dir, extra={"spec": job.spec.to_dict(), "recipe": job.recipe.to_dict()})
     if state.epoch >= recipe.epochs:
@@ -111,7 +115,7 @@ def build_trainer(job: Job, cfg: RunConfig, data: Data) -> Trainer:
                        resolution=recipe.resolution, per_sample=data.in_memory)
     return Trainer(model=model, opt=opt, sched=sched, scaler=scaler, ema=ema, criterion=criterion, aug=aug,
                    autocast=_autocast(device, recipe.precision), recipe=recipe, d=d, device=device, ipe=ipe,
-                   accum=b.accum, train_model=_wrap(model, cfg, recipe))
+                   accum=b.accum, train_model=model)
 
 
 def _autocast(device: str, precision: str) -> Callable[[], Any]:

@@ -102,7 +102,8 @@ class Trainer:
     accum: int
     """Micro-batches per optimizer step (gradient accumulation; 1 = none)."""
     train_model: nn.Module
-    """The model as trained: wrapped in DDP / torch.compile where those apply."""
+    """The model as trained: the bare model until the job wraps it in DDP / torch.compile
+    (after resume, where those apply)."""
 
     @property
     def eval_model(self) -> nn.Module:
