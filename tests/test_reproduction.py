@@ -95,3 +95,13 @@ def test_default_outputs_are_under_runs(tmp_path: Path, monkeypatch: pytest.Monk
     assert main(["flops"]) == 0
     assert (tmp_path / "runs" / "resnet50_to_convnext_t" / "flops.csv").is_file()
     assert not (tmp_path / "reports").exists()
+
+
+def test_a_reference_without_a_spread_is_refused_before_the_report(reference: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    realistic(tmp_path / "run")
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "ref" / "seeds.csv").write_text("step,seed,top1\nresnet50,0,abc\nrecipe,0,75.0\n")
+    assert main(["report", str(tmp_path / "run"), "--reference", str(tmp_path / "ref")]) == 2
+    assert "no step has two or more seeds" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "report").exists()

@@ -10,11 +10,11 @@ from pathlib import Path
 def print_report(run_dir: Path, out: Path | None = None, *, reference: Path | None = None) -> None:
     """Write the report of ``run_dir`` (default into ``RUN_DIR/report/``), then print its table;
     with ``reference`` (a report folder), also the step-by-step reproduction check."""
-    from ..reference import check_reproduction, read_reference  # pandas
+    from ..reference import check_reproduction, pooled_spread, read_reference  # pandas
     from ..report import display_table, write_report  # pandas, matplotlib
 
     if reference is not None:
-        read_reference(reference)  # a bad --reference fails before any work
+        pooled_spread(read_reference(reference))  # a bad --reference (or one without a spread) fails first
     report = write_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
     table, agr = report.table, report.agreement
     print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"], errors="ignore")
