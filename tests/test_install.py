@@ -53,6 +53,12 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     where = _run([str(py), "-c", "import modernize; print(modernize.__file__)"], elsewhere, env).strip()
     assert Path(where).is_relative_to(venv), where  # the wheel, not the checkout or an editable install
 
+    # Every module of the package imports from the wheel (a subpackage missing from it fails here).
+    code = ("import importlib, pkgutil, modernize\n"
+            "for m in pkgutil.walk_packages(modernize.__path__, 'modernize.'):\n"
+            "    if not m.name.endswith('__main__'):\n"
+            "        importlib.import_module(m.name)\n")
+    _run([str(py), "-c", code], elsewhere, env)
     out = _run([str(exe), "describe", "--no-counts", "--step", "patchify_stem"], elsewhere, env)
     assert "patchify_stem" in out and "Stage 2, first block" in out
     out = _run([str(exe), "flops"], elsewhere, env)

@@ -106,3 +106,14 @@ def test_every_module_imports_in_a_fresh_interpreter() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert int(proc.stdout.split()[-1]) >= len(names)
+
+
+def test_every_subpackage_ships_in_the_wheel() -> None:
+    """pyproject.toml lists packages by hand (ablations/ is mapped into the package); a new
+    subpackage left out of that list is missing from the wheel and breaks `pip install .`."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    package = ROOT / "modernize"
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in package.rglob("__init__.py")}
+    assert on_disk - listed == set(), f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
