@@ -22,12 +22,8 @@ model's (both off by default, both applied to every step alike; see ``reports/pr
 * ``layer_scale=v``: every step that has a layer scale starts it at ``v`` instead of the
   paper's 1e-6. 1e-6 is CaiT's choice for very deep nets (CaiT uses 0.1 up to 18 blocks), and
   a proxy of a few blocks trained for a few hundred iterations barely moves a 1e-6 gate. The
-  presets use 1.0 (every residual branch starts at full strength, as if there were no gate):
-  the proxy study tried 0.1 first (configs B-K, P) and 1.0 in every configuration it
-  re-measured (L, Q, R, S, T: separate_downsampling, the one step with a layer scale, rose in
-  all five, final - recipe moved from -5.3 to -4.4, -3.4 to -2.9, -9.0 to -5.2, -6.1 to -5.5
-  and, at the paper's stride-4 stems, -6.4 to -4.2, 3 seeds each; see
-  ``reports/proxy_study/summary.md``).
+  presets use 1.0: every residual branch starts at full strength, as if there were no gate
+  (the measurements behind this choice: ``reports/proxy_study/README.md``).
 """
 
 from __future__ import annotations
@@ -84,7 +80,6 @@ class ProxyScale:
         return out
 
 
-PAPER_SCALE = ProxyScale()
 CPU_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2)
 """A quarter of the channels, a third of the blocks, stem stride 2 (28-32 px inputs)."""
 
@@ -149,5 +144,5 @@ def low_res(spec: ArchSpec, *, stem_stride: int | None) -> ArchSpec:
     return spec.replace(stem_kernel=stem_stride, stem_stride=stem_stride)
 
 
-__all__ = ["CPU_PROXY", "FIDELITY32_PROXY", "FIDELITY_PROXY", "PAPER_SCALE", "PROXIES", "ProxyScale", "low_res",
+__all__ = ["CPU_PROXY", "FIDELITY32_PROXY", "FIDELITY_PROXY", "PROXIES", "ProxyScale", "low_res",
            "proxy_label", "proxy_preset", "scale"]
