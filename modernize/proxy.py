@@ -86,9 +86,9 @@ CPU_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2)
 FIDELITY_PROXY = ProxyScale(width=0.25, depth=0.34, init="width", layer_scale=1.0)
 """The proxy study's rules (reports/proxy_study): a quarter of the channels, a third of the
 blocks, the paper's stride-4 stems, width-aware init, layer scale 1.0. Feed it 64 px or more:
-at 64 px the stages see 16/8/4/2 pixels, as ``fidelity32`` at 32 px (study config J); at
-128 px they see 32/16/8/4 and the stem and kernel-size steps follow the paper (config K),
-for about 3.3x the time of 64 px (the roadmap at 3 seeds on 2 CPU cores: 49 min against 15)."""
+at 64 px the stages see 16/8/4/2 pixels, as ``fidelity32`` at 32 px; at 128 px they see
+32/16/8/4 and the stem and kernel-size steps follow the paper, at about 3.3x the time of 64 px
+(``reports/proxy_study/README.md``)."""
 FIDELITY32_PROXY = ProxyScale(width=0.25, depth=0.34, stem_stride=2, init="width", layer_scale=1.0)
 """The same rules with stem stride 2 for 32-px inputs (half the input pixels of ``fidelity``)."""
 
