@@ -4,8 +4,9 @@ FLOPs alone mislead (a depthwise conv or a LayerNorm costs more time than its MA
 so every step is timed the same way:
 
 * inference: ``model.eval()`` under ``torch.inference_mode()``, one forward of a batch;
-* training step: ``model.train()``, forward, ``CrossEntropyLoss`` on random labels,
-  backward, ``AdamW.step()`` and ``zero_grad(set_to_none=True)``;
+* training step: ``model.train()`` and the training loop's own update
+  (``train.loop.train_step``: forward, ``CrossEntropyLoss`` on random labels, backward,
+  ``AdamW.step()``) under ``BENCH_RECIPE``: no augmentation, a constant learning rate;
 * ``warmup`` untimed iterations, then ``repeats`` timed ones; the figure is the median
   (images/s = batch / median seconds) and the spread is (max - min) / median;
 * CPU: fp32, NCHW. GPU: bf16 autocast and a channels_last model and input (as the paper
@@ -25,6 +26,7 @@ hits both alike.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import gc
 import os
 import statistics
@@ -39,11 +41,16 @@ from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
 from .complexity import count
+from .data import BatchAugment
+from .device import precision_label, resolve_device
 from .errors import ConfigError
 from .interop import TWINS, twin_name
 from .model import build_model
+from .recipe import Recipe
 from .roadmap import Roadmap, Step
 from .spec import ArchSpec
+from .train.dist import Dist
+from .train.loop import make_trainer, train_step
 
 BENCH_COLUMNS = ["step", "gmacs", "params_m", "batch", "resolution", "device", "dtype", "threads",
                  "warmup", "repeats", "infer_img_s", "infer_spread_pct", "train_img_s",
@@ -52,19 +59,7 @@ PARITY_COLUMNS = ["model", "mode", "ours_img_s", "theirs_img_s", "ratio", "ratio
                   "ratio_of_medians", "ours_spread_pct", "theirs_spread_pct", "batch", "resolution", "device", "dtype",
                   "threads", "warmup", "repeats"]
 
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` or ``cuda``; asking for CUDA on a machine without it is a user error."""
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device cuda: CUDA is not available here (torch {torch.__version__}); "
-                              "use --device cpu")
-        return torch.device("cuda")
-    raise ConfigError(f"--device: unknown device {name!r} (valid: cpu, cuda)")
-
-
-def _check_sizes(batch: int, resolution: int, repeats: int, warmup: int) -> None:
+def check_sizes(batch: int, resolution: int, repeats: int, warmup: int) -> None:
     for flag, value, low in (("--batch", batch, 1), ("--resolution", resolution, 32),
                              ("--repeats", repeats, 1), ("--warmup", warmup, 1)):
         if not isinstance(value, int) or value < low:
@@ -124,6 +119,12 @@ class _PeakRSS:
 
 # --- one model -------------------------------------------------------------------------------
 
+BENCH_RECIPE = Recipe(name="bench", lr=1e-4, schedule="constant", warmup_epochs=0.0, label_smoothing=0.0,
+                      crop="none", hflip=False, precision="bf16")
+"""The update ``bench`` times: the training loop's own step with AdamW and no augmentation (bf16
+autocast on CUDA; CPU runs fp32), so a model's training images/s is the network's cost."""
+
+
 @dataclass
 class Runner:
     """A model with its input, labels and optimizer, ready to time one inference or one
@@ -144,13 +145,12 @@ class Runner:
         self.x = torch.randn(self.batch, self.in_chans, self.resolution, self.resolution, generator=gen)
         self.x = self.x.to(self.device).contiguous(memory_format=fmt)
         self.y = torch.randint(0, self.num_classes, (self.batch,), generator=gen).to(self.device)
-        self.loss_fn = nn.CrossEntropyLoss()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
-
-    @property
-    def dtype(self) -> str:
-        return "bf16-autocast" if self.device.type == "cuda" else "fp32"
+        recipe = dataclasses.replace(BENCH_RECIPE, channels_last=cuda, resolution=self.resolution)
+        aug = BatchAugment(recipe, num_classes=self.num_classes, mean=(0.0,) * self.in_chans,
+                           std=(1.0,) * self.in_chans, resolution=self.resolution, per_sample=False)
+        self.trainer = make_trainer(self.model, recipe, aug, device=str(self.device), d=Dist(), lr=recipe.lr,
+                                    ipe=1, accum=1)
+        self.dtype = precision_label(str(self.device), recipe.precision)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -158,17 +158,12 @@ class Runner:
 
     def infer(self) -> Tensor:
         self.model.eval()
-        with torch.inference_mode(), self.autocast:
+        with torch.inference_mode(), self.trainer.autocast():
             return self.model(self.x)
 
     def train_step(self) -> Tensor:
         self.model.train()
-        with self.autocast:
-            loss = self.loss_fn(self.model(self.x), self.y)
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+        return train_step(self.trainer, self.x, self.y)[0]
 
     def timed(self, fn: Callable[[], Tensor]) -> float:
         """Seconds of one call of ``fn``, synchronized on GPU."""
@@ -218,9 +213,10 @@ def bench_spec(spec: ArchSpec, *, device: torch.device, batch: int, resolution: 
         peak_mb, method = (rss.peak - base_rss) / 2**20, "rss_peak_delta"
     else:
         peak_mb, method = float("nan"), "unavailable"
+    dtype = runner.dtype
     del runner
     return {"batch": batch, "resolution": resolution, "device": device.type,
-            "dtype": "bf16-autocast" if cuda else "fp32", "threads": torch.get_num_threads(),
+            "dtype": dtype, "threads": torch.get_num_threads(),
             "warmup": warmup, "repeats": repeats,
             "infer_img_s": _img_s(batch, infer), "infer_spread_pct": _spread_pct(infer),
             "train_img_s": _img_s(batch, train), "train_spread_pct": _spread_pct(train),
@@ -235,8 +231,8 @@ def bench_roadmap(roadmap: Roadmap, *, device: str | torch.device = "cpu", batch
 
     Steps that share an architecture (``resnet50`` and the recipe-only step) are measured
     once and share the row's numbers."""
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    _check_sizes(batch, resolution, repeats, warmup)
+    dev = device if isinstance(device, torch.device) else torch.device(resolve_device(device))
+    check_sizes(batch, resolution, repeats, warmup)
     selected: list[Step] = roadmap.select(list(steps) if steps else None)
     done: dict[ArchSpec, dict[str, object]] = {}
     rows = []
@@ -282,8 +278,8 @@ def parity(specs: Sequence[ArchSpec], *, device: str | torch.device = "cpu", bat
     kept as ``ratio_of_medians``). ``ratio_min`` / ``ratio_max`` bound the paired ratios."""
     import torchvision.models as tvm
 
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    _check_sizes(batch, resolution, repeats, warmup)
+    dev = device if isinstance(device, torch.device) else torch.device(resolve_device(device))
+    check_sizes(batch, resolution, repeats, warmup)
     rows = []
     for spec in specs:
         name = twin_name(spec)

@@ -33,16 +33,17 @@ DEFAULT_BATCH = {"cpu": 8, "cuda": 128}
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .. import bench
+    from ..device import resolve_device
 
     # Validate everything before any work or any write.
-    device = bench.resolve_device(args.device)
+    device = resolve_device(args.device)
     roadmap = load_roadmap(args.roadmap)
     steps = step_names(args.steps)
     if args.steps is not None and not steps:
         raise ConfigError("--steps: give step names, e.g. --steps resnet50 kernel_7 (or resnet50,kernel_7)")
     roadmap.select(steps)
-    batch = args.batch or (32 if args.parity else DEFAULT_BATCH[device.type])
-    bench._check_sizes(batch, args.resolution, args.repeats, args.warmup)
+    batch = args.batch or (32 if args.parity else DEFAULT_BATCH[device.split(':')[0]])
+    bench.check_sizes(batch, args.resolution, args.repeats, args.warmup)
     if args.threads:
         import torch
 

@@ -34,8 +34,9 @@ micro-batches, and checkpoints and stops fall only between iterations.
 
 from __future__ import annotations
 
+from ..device import resolve_device
 from ..runfolder import LOG_COLUMNS
-from .config import RunConfig, override_notes, prepare_run, resolve_device
+from .config import RunConfig, override_notes, prepare_run
 from .dist import Dist, init_distributed
 from .fingerprint import fingerprint_parts, job_mismatch
 from .job import Job, run_job

@@ -9,10 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..claims import DEFAULT_TIMEOUT_S
 from ..data import Data, DataSpec, check_data
+from ..device import resolve_device
 from ..errors import ConfigError
 from ..proxy import ProxyScale, proxy_label, proxy_preset
 from ..recipe import Recipe, builtin_recipes, differences, load_recipe, recipe_base
@@ -73,16 +72,6 @@ class RunConfig:
     def recipe_of(self, step: Step) -> Recipe:
         """The recipe a step trains with: its override (resolved for this run), else the run's."""
         return self.step_recipes.get(step.recipe or "", self.recipe)
-
-
-def resolve_device(device: str | None) -> str:
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"--device '{device}': expected cpu, cuda or cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    return device
 
 
 def job_dir(cfg: RunConfig, step: Step, seed: int) -> Path:

@@ -4,14 +4,12 @@ checkpoint, into its job folder (``RUN_DIR/<step>/seed<k>``)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..complexity import count
 from ..data import BatchAugment, Data
@@ -24,8 +22,7 @@ from .batches import batching, check_batch, iters_per_epoch
 from .checkpoint import LAST, PREV, Checkpointer, Interrupt, StopRequested, resume
 from .config import RunConfig
 from .fingerprint import fingerprint_parts
-from .loop import EpochSums, StopInEval, Trainer, TrainState, log_row, train_epoch, validate
-from .optim import make_optimizer, make_scheduler
+from .loop import EpochSums, StopInEval, Trainer, TrainState, log_row, make_trainer, train_epoch, validate
 from .progress import epoch_line, tensorboard
 from .seeds import model_init_seed, seed_everything
 
@@ -97,35 +94,15 @@ def build_trainer(job: Job, cfg: RunConfig, data: Data) -> Trainer:
     """The model (from the generators as seeded now), optimizer, schedule, scaler, EMA, loss and
     batch augmentation of a job."""
     d, device, recipe = cfg.dist, cfg.device, job.recipe
-    cuda = device.startswith("cuda")
     model = build_model(job.spec).to(device)
     if recipe.channels_last:  # also on CPU: oneDNN's NHWC kernels are faster here, depthwise above all
         model = model.to(memory_format=torch.channels_last)
     b = batching(recipe, d.world)
-    lr = recipe.scaled_lr(b.global_batch)
     check_batch(job.step, recipe, data, d)
-    ipe = iters_per_epoch(data, b.per_process, d)
-    opt = make_optimizer(model, recipe, lr)
-    sched = make_scheduler(opt, recipe, ipe)
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and recipe.precision == "fp16")
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
-        if recipe.ema else None
-    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     aug = BatchAugment(recipe, num_classes=data.num_classes, mean=data.mean, std=data.std,
                        resolution=recipe.resolution, per_sample=data.in_memory)
-    return Trainer(model=model, opt=opt, sched=sched, scaler=scaler, ema=ema, criterion=criterion, aug=aug,
-                   autocast=_autocast(device, recipe.precision), recipe=recipe, d=d, device=device, ipe=ipe,
-                   accum=b.accum, train_model=model)
-
-
-def _autocast(device: str, precision: str) -> Callable[[], Any]:
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    cuda = device.startswith("cuda")
-
-    def autocast() -> Any:
-        return torch.autocast("cuda", dtype=amp_dtype) if (cuda and amp_dtype) else contextlib.nullcontext()
-
-    return autocast
+    return make_trainer(model, recipe, aug, device=device, d=d, lr=recipe.scaled_lr(b.global_batch),
+                        ipe=iters_per_epoch(data, b.per_process, d), accum=b.accum)
 
 
 def _wrap(model: nn.Module, cfg: RunConfig, recipe: Recipe) -> nn.Module:

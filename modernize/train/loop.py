@@ -4,6 +4,7 @@ evaluation (``validate``). A job (``job.py``) calls these once per epoch."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -13,13 +14,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..data import BatchAugment, Data, InMemory
+from ..device import autocast
 from ..recipe import Recipe
 from ..runfolder import LogRow
 from .batches import OffsetSampler, batches_in_memory, epoch_batches
 from .dist import Dist, any_rank
+from .optim import make_optimizer, make_scheduler
 from .progress import progress_bar
 from .seeds import PRECISE_BN_ORDER_SEED, data_order_seed, epoch_seed, seed_everything
 
@@ -110,6 +113,22 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
 
+def make_trainer(model: nn.Module, recipe: Recipe, aug: BatchAugment, *, device: str, d: Dist, lr: float,
+                 ipe: int, accum: int) -> Trainer:
+    """The optimizer, schedule, scaler, EMA and loss of ``recipe`` around ``model``: one
+    construction for a job, for the plan's timing and for ``bench``, so all three time and run
+    the same update."""
+    opt = make_optimizer(model, recipe, lr)
+    sched = make_scheduler(opt, recipe, ipe)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda") and recipe.precision == "fp16")
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema_decay), use_buffers=True) \
+        if recipe.ema else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    return Trainer(model=model, opt=opt, sched=sched, scaler=scaler, ema=ema, criterion=criterion, aug=aug,
+                   autocast=functools.partial(autocast, device, recipe.precision), recipe=recipe, d=d,
+                   device=device, ipe=ipe, accum=accum, train_model=model)
+
+
 @dataclass(frozen=True)
 class EpochEnd:
     status: str
@@ -138,7 +157,7 @@ def train_epoch(t: Trainer, state: TrainState, data: Data, *, job_seed: int, sto
     sums = state.sums
     sums.clock.start()
     for x, y in batches:
-        loss, n = _step(t, x, y)
+        loss, n = train_step(t, x, y)
         state.iter += 1
         loss_value, stop_all = _reduce(loss, stop(), d, t.device)
         if not math.isfinite(loss_value):
@@ -164,8 +183,9 @@ def train_epoch(t: Trainer, state: TrainState, data: Data, *, job_seed: int, sto
     return EpochEnd("trained", state.iter, secs=sums.clock.secs())
 
 
-def _step(t: Trainer, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
-    """One optimizer step on this process's share of an effective batch; returns the loss (the
+def train_step(t: Trainer, x: Tensor, y: Tensor) -> tuple[Tensor, int]:
+    """One optimizer step on this process's share of an effective batch (the one step that
+    training, ``train --plan``'s estimate and ``bench`` all run); returns the loss (the
     mean over the share) and the share's size. The share is augmented as one batch (the same
     draws as without accumulation), then forward and backward run in ``t.accum`` micro-batches
     whose gradients add up (each loss divided by ``t.accum``: a mean over the share); under DDP

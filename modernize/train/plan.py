@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..complexity import count
-from ..data import Data
+from ..data import BatchAugment, Data
 from ..model import build_model
 from ..recipe import Recipe
 from ..roadmap import Step
@@ -25,7 +24,8 @@ from ..spec import ArchSpec
 from .batches import Batching, batching, iters_per_epoch
 from .checkpoint import rng_state, set_rng_state
 from .config import RunConfig, train_spec
-from .optim import make_optimizer
+from .dist import Dist
+from .loop import make_trainer, train_step
 
 CPU_TIMING_GMACS = 16.0
 """On a CPU a timed iteration holds the micro-batch, cut to about this many GMACs of forward
@@ -70,41 +70,40 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str, gmacs: float) -> tuple[float, float]:
-    """Seconds per image of a training iteration (forward, backward, optimizer step) and of an
-    evaluation forward pass, from timed iterations after one warm-up; the generators are left
-    as they were."""
+def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str, gmacs: float, *,
+                   accum: int = 1) -> tuple[float, float]:
+    """Seconds per image of a training iteration and of an evaluation forward pass, from timed
+    iterations after one warm-up; the generators are left as they were.
+
+    The iteration is the loop's own ``train_step`` (augmentation, autocast, scaler,
+    accumulation, clipping, schedule, EMA). On CUDA it runs a whole update (``accum``
+    micro-batches of ``micro``); a CPU times one micro-batch of at most ``CPU_TIMING_GMACS``
+    worth of images, whose per-image time accumulation only repeats."""
     cuda = device.startswith("cuda")
     n = micro if cuda else max(1, min(micro, int(CPU_TIMING_GMACS / max(gmacs, 1e-9))))
+    accum = accum if cuda else 1
     reps = 3 if cuda else 2
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.precision)
     fmt = torch.channels_last if recipe.channels_last else torch.contiguous_format
     if cuda:
         torch.cuda.init()  # so that its generators are among those kept
     with kept_rng():
         model = build_model(spec).to(device, memory_format=fmt)
-        opt = make_optimizer(model, recipe, recipe.lr)
-        x = torch.randn(n, spec.in_chans, recipe.resolution, recipe.resolution, device=device)
-        x = x.contiguous(memory_format=fmt)
-        y = torch.randint(0, spec.num_classes, (n,), device=device)
-
-        def autocast() -> Any:
-            return torch.autocast("cuda", dtype=dtype) if cuda and dtype else contextlib.nullcontext()
-
-        def train() -> None:
-            opt.zero_grad(set_to_none=True)
-            with autocast():
-                loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
+        channels = (0.5,) * spec.in_chans
+        aug = BatchAugment(recipe, num_classes=spec.num_classes, mean=channels, std=channels,
+                           resolution=recipe.resolution, per_sample=True)
+        t = make_trainer(model, recipe, aug, device=device, d=Dist(), lr=recipe.lr, ipe=reps + 1, accum=accum)
+        x = torch.randint(0, 256, (n * accum, spec.in_chans, recipe.resolution, recipe.resolution),
+                          dtype=torch.uint8, device=device)
+        y = torch.randint(0, spec.num_classes, (n * accum,), device=device)
+        val = aug.normalize(x[:n]).contiguous(memory_format=fmt)
 
         @torch.no_grad()
         def evaluate() -> None:
-            with autocast():
-                model(x)
+            with t.autocast():
+                model(val)
 
         out = []
-        for mode, fn in ((True, train), (False, evaluate)):
+        for mode, fn in ((True, lambda: train_step(t, x, y)), (False, evaluate)):
             model.train(mode)
             fn()
             _sync(device)
@@ -112,7 +111,7 @@ def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str, gmac
             for _ in range(reps):
                 fn()
             _sync(device)
-            out.append((time.perf_counter() - t0) / reps / n)
+            out.append((time.perf_counter() - t0) / reps / (n * accum if mode else n))
     return out[0], out[1]
 
 
@@ -131,7 +130,7 @@ def plan_steps(cfg: RunConfig, pending: Sequence[tuple[Step, Recipe, list[int]]]
         ipe = iters_per_epoch(data, b.per_process, d)
         with kept_rng():
             gmacs = count(spec, recipe.resolution).gmacs
-        train_s, eval_s = time_per_image(spec, recipe, b.micro, cfg.device, gmacs)
+        train_s, eval_s = time_per_image(spec, recipe, b.micro, cfg.device, gmacs, accum=b.accum)
         evaluated = math.ceil(len(data.val) / d.world) + recipe.precise_bn_batches * b.micro  # type: ignore[arg-type]
         secs = recipe.epochs * (ipe * b.per_process * train_s + evaluated * eval_s)
         out.append(PlannedStep(step, recipe, seeds, b, ipe * recipe.epochs, gmacs, secs))
