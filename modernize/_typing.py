@@ -53,8 +53,9 @@ def coerce(value: Any, hint: Any) -> Any:
 
 
 def schema_hints(schema: Any) -> dict[str, Any]:
-    """``{key: type hint}`` of a dataclass or TypedDict (the one source of a file's keys)."""
-    return typing.get_type_hints(schema)
+    """``{key: type hint}`` of a dataclass or TypedDict (the one source of a file's keys); class
+    variables are no keys."""
+    return {k: v for k, v in typing.get_type_hints(schema).items() if typing.get_origin(v) is not typing.ClassVar}
 
 
 def check_fields(table: Mapping[str, Any], schema: Any | Mapping[str, Any], fail: Callable[[str], Exception], *,

@@ -24,18 +24,18 @@ import dataclasses
 import hashlib
 import json
 import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
-from ._typing import check_fields, coerce
+from ._typing import check_fields, coerce, schema_hints
 from .errors import ConfigError
 from .files import read_toml
 from .paths import ablations_dir, builtin_names, resolve_builtin
 from .proxy import PROXIES
 
 RECIPES_DIR = ablations_dir() / "recipes"
+P = TypeVar("P", bound="RecipePart")
 BUDGET_KEYS = ("epochs", "batch_size", "resolution", "lr", "lr_batch")
 """What a recipe file without ``base`` must give itself (every built-in recipe does)."""
 MAX_RESOLUTION = 4096
@@ -43,12 +43,31 @@ MAX_RESOLUTION = 4096
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Every knob of a training run except the architecture and the data."""
+class RecipePart:
+    """A group of recipe keys with one concern; ``Recipe`` is all of them, flat (one TOML table),
+    and ``recipe.part(DataPart)`` gives one group back as its own frozen value."""
+
+    fingerprinted: ClassVar[bool] = True
+    """Whether these keys enter a job's fingerprint (see ``NOT_IN_FINGERPRINT``)."""
+
+
+@dataclass(frozen=True)
+class About(RecipePart):
+    """What a recipe is called and how it runs a step override. Not in a job's fingerprint: a
+    name changes no result, and a substitute table is already applied to the recipe a step runs."""
+
+    fingerprinted: ClassVar[bool] = False
 
     name: str = "custom"
     description: str = ""
-    # --- optimisation ---------------------------------------------------------------------
+    substitute: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``{recipe_name: {key: value}}``: how a step override runs under this recipe."""
+
+
+@dataclass(frozen=True)
+class Optimizer(RecipePart):
+    """The optimizer and its learning rate at a reference batch."""
+
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = 4e-3
     """Peak learning rate at a global batch of ``lr_batch``; scaled linearly with the batch."""
@@ -59,15 +78,42 @@ class Recipe:
     weight_decay: float = 0.05
     decay_norm_and_bias: bool = False
     """False: no weight decay on parameters with ndim <= 1 (norms, biases, layer scale)."""
+    grad_clip: float = 0.0
+    """Max global grad norm; 0 = off. Applied on every precision path (after unscaling for fp16)."""
+
+
+@dataclass(frozen=True)
+class Budget(RecipePart):
+    """How long, with how many images per forward pass, at which proxy scale."""
+
     epochs: int = 300
     batch_size: int = 128
     """Per process and per forward pass (a micro-batch when ``accum_steps`` > 1)."""
+    proxy: str = ""
+    """The proxy scale this recipe is meant for (a name in ``proxy.PROXIES``), used when
+    ``train`` gets no scale flag; "" = the paper's scale."""
+
+
+@dataclass(frozen=True)
+class Accumulation(RecipePart):
+    """How the effective batch is reached. Not in a job's fingerprint by itself: it enters
+    through the effective global batch, a fingerprint part of its own, so a run may resume on
+    another process count that keeps that batch."""
+
+    fingerprinted: ClassVar[bool] = False
+
     accum_steps: int = 1
     """Gradient accumulation: micro-batches summed into one optimizer step, per process. The
     effective global batch is batch_size x processes x accum_steps; BatchNorm sees micro-batches."""
     global_batch: int = 0
     """0: the effective global batch is batch_size x processes x accum_steps. Else the engine
     derives accum_steps from the processes it has (refused when it does not divide)."""
+
+
+@dataclass(frozen=True)
+class Schedule(RecipePart):
+    """The learning rate over the iterations."""
+
     schedule: Literal["cosine", "step", "constant"] = "cosine"
     warmup_epochs: float = 20.0
     warmup_start_factor: float = 1e-3
@@ -75,10 +121,13 @@ class Recipe:
     decay_epochs: tuple[float, ...] = ()
     """For ``schedule = "step"``: epochs (fractions allowed) where lr is multiplied by decay_factor."""
     decay_factor: float = 0.1
-    grad_clip: float = 0.0
-    """Max global grad norm; 0 = off. Applied on every precision path (after unscaling for fp16)."""
+
+
+@dataclass(frozen=True)
+class Regularization(RecipePart):
+    """Loss smoothing, stochastic depth, weight averaging, BatchNorm statistics."""
+
     label_smoothing: float = 0.1
-    # --- regularisation -------------------------------------------------------------------
     drop_path: float = 0.1
     ema: bool = False
     ema_decay: float = 0.9999
@@ -87,22 +136,13 @@ class Recipe:
     """Before each evaluation, recompute BatchNorm statistics over this many training batches
     (pycls' precise BN, via ``torch.optim.swa_utils.update_bn``); 0 = off. Short runs need it:
     running averages lag far behind weights that still move fast."""
-    # --- augmentation ---------------------------------------------------------------------
-    crop: Literal["rrc", "pad", "none"] = "rrc"
-    """'rrc': RandomResizedCrop; 'pad': 4 px zero padding + random crop (CIFAR style)."""
+
+
+@dataclass(frozen=True)
+class Augmentation(RecipePart):
+    """Training-time augmentation (per image for streamed data, per batch in memory)."""
+
     crop_scale_min: float = 0.08
-    proxy: str = ""
-    """The proxy scale this recipe is meant for (a name in ``proxy.PROXIES``), used when
-    ``train`` gets no scale flag; "" = the paper's scale."""
-    resize: int = 0
-    """Resize every image to ``resize`` px (square) before the crop rule, for training and
-    evaluation alike; 0 keeps the native size. E.g. 28-px Fashion-MNIST at 64 px with the
-    paper's stride-4 stems: ``resize = 64, resolution = 64, crop = "pad"``."""
-    eval_crop_pct: float = 0.875
-    """With ``crop = "rrc"``: evaluation resizes the short side to ``resolution / eval_crop_pct``
-    then centre-crops ``resolution`` (timm's ``crop_pct``; 224/256 in the paper). Evaluation
-    always follows the training crop: ``pad`` pads or centre-crops to ``resolution`` without
-    rescaling, ``none`` resizes to ``resolution``."""
     hflip: bool = True
     randaugment_ops: int = 0
     randaugment_magnitude: int = 9
@@ -110,21 +150,46 @@ class Recipe:
     mixup: float = 0.0
     """Mixup alpha (0 = off). With mixup and cutmix both on, each batch takes one of them."""
     cutmix: float = 0.0
-    # --- input and sizing -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataPart(RecipePart):
+    """Which images, at which size, cropped how: everything that changes a loaded data set
+    (``RecipePart``s equal here share one loaded set)."""
+
     resolution: int = 224
+    resize: int = 0
+    """Resize every image to ``resize`` px (square) before the crop rule, for training and
+    evaluation alike; 0 keeps the native size. E.g. 28-px Fashion-MNIST at 64 px with the
+    paper's stride-4 stems: ``resize = 64, resolution = 64, crop = "pad"``."""
+    crop: Literal["rrc", "pad", "none"] = "rrc"
+    """'rrc': RandomResizedCrop; 'pad': 4 px zero padding + random crop (CIFAR style)."""
+    eval_crop_pct: float = 0.875
+    """With ``crop = "rrc"``: evaluation resizes the short side to ``resolution / eval_crop_pct``
+    then centre-crops ``resolution`` (timm's ``crop_pct``; 224/256 in the paper). Evaluation
+    always follows the training crop: ``pad`` pads or centre-crops to ``resolution`` without
+    rescaling, ``none`` resizes to ``resolution``."""
     train_images: int = 0
     """Train on the first N images of a fixed per-run shuffle (0 = all). For quick recipes."""
     val_images: int = 0
     bad_images: Literal["fail", "skip"] = "fail"
     """``imagefolder:`` data: an image file that cannot be decoded stops the run with its name
     ('fail'), or is replaced by the next readable image of the split with a warning ('skip')."""
-    # --- hardware -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hardware(RecipePart):
+    """How the arithmetic runs."""
+
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     """Autocast dtype on CUDA; CPU runs always train in fp32."""
     channels_last: bool = True
     compile: bool = False
-    substitute: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """``{recipe_name: {key: value}}``: how a step override runs under this recipe."""
+
+
+@dataclass(frozen=True)
+class Recipe(Hardware, DataPart, Augmentation, Regularization, Schedule, Accumulation, Budget, Optimizer, About):
+    """Every knob of a training run except the architecture and the data: the parts above, flat."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.substitute, dict):
@@ -205,6 +270,10 @@ class Recipe:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
                 for f in dataclasses.fields(self)}
 
+    def part(self, kind: type[P]) -> P:
+        """One part of this recipe as its own frozen value (e.g. the data part, a cache key)."""
+        return kind(**{f.name: getattr(self, f.name) for f in dataclasses.fields(kind)})
+
     def scaled_lr(self, global_batch: int) -> float:
         """The linear scaling rule (Goyal et al.): lr x global_batch / lr_batch."""
         return self.lr * global_batch / self.lr_batch
@@ -223,8 +292,14 @@ class Recipe:
         return other
 
 
-_HINTS: dict[str, Any] = typing.get_type_hints(Recipe)
 KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Recipe))
+_HINTS: dict[str, Any] = schema_hints(Recipe)
+PARTS: tuple[type[RecipePart], ...] = tuple(b for b in Recipe.__mro__[1:] if issubclass(b, RecipePart)
+                                           and b is not RecipePart)
+NOT_IN_FINGERPRINT: tuple[str, ...] = tuple(f.name for part in PARTS if not part.fingerprinted
+                                            for f in dataclasses.fields(part))
+"""Recipe keys left out of a job's fingerprint: those of the parts that say so (``About``,
+``Accumulation``)."""
 _SUB_HINTS = {k: v for k, v in _HINTS.items() if k not in ("name", "substitute")}
 """What a ``[substitute.NAME]`` table may set, typed like the recipe's own keys (checked at load)."""
 
@@ -268,7 +343,8 @@ def recipe_base(name_or_path: str | Path) -> Recipe | None:
 def differences(recipe: Recipe, base: Recipe) -> dict[str, tuple[Any, Any]]:
     """``key -> (base value, recipe value)`` for every training key that differs."""
     a, b = base.to_dict(), recipe.to_dict()
-    return {k: (a[k], b[k]) for k in KEYS if k not in ("name", "description", "substitute") and a[k] != b[k]}
+    about = {f.name for f in dataclasses.fields(About)}
+    return {k: (a[k], b[k]) for k in KEYS if k not in about and a[k] != b[k]}
 
 
 def _base_path(path: Path, base: str) -> Path:
@@ -323,5 +399,6 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-__all__ = ["BUDGET_KEYS", "KEYS", "RECIPES_DIR", "Recipe", "builtin_recipes", "config_hash", "differences",
-           "load_recipe", "recipe_base"]
+__all__ = ["BUDGET_KEYS", "KEYS", "NOT_IN_FINGERPRINT", "PARTS", "RECIPES_DIR", "About", "Accumulation",
+           "Augmentation", "Budget", "DataPart", "Hardware", "Optimizer", "Recipe", "RecipePart", "Regularization",
+           "Schedule", "builtin_recipes", "config_hash", "differences", "load_recipe", "recipe_base"]

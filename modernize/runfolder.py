@@ -29,17 +29,12 @@ from typing import Any, TypedDict
 from ._typing import check_fields
 from .errors import ConfigError
 from .files import atomic_write_json, atomic_write_text, read_json_object
+from .recipe import NOT_IN_FINGERPRINT
 
 RUN_META, JOB_CONFIG, RESULT, LOG = "run.json", "config.json", "result.json", "log.csv"
 STATUSES = ("done", "failed", "running")
 FINISHED = ("done", "failed")
 """A job with one of these statuses is never trained again."""
-NOT_IN_FINGERPRINT = ("name", "description", "substitute", "accum_steps", "global_batch")
-"""Recipe fields left out of the recipe part of a fingerprint: they do not change a job's
-result (a substitute table is already applied), or only through the effective global batch,
-which is a part of its own (so a run may resume on another process count that keeps it)."""
-
-
 class Named(TypedDict):
     name: str
     path: str

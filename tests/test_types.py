@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from modernize import ConfigError, load_roadmap, runfolder
 from modernize import recipe as recipe_mod
+from modernize._typing import schema_hints
 from modernize.recipe import Recipe, load_recipe
 from modernize.roadmap import RoadmapFile, StepFile
 from modernize.spec import ArchSpec, KindArgs
@@ -218,7 +219,7 @@ def targets() -> list[Target]:
         for key, (hint, _) in transform.params.items():
             out.append(Target(f"apply[{tname}]", key, hint, False, lambda v, t=tname, k=key: _roadmap_apply(t, k, v),
                               load_roadmap, lambda rm, k=key: rm.steps[-1].transforms[0][1][k], (key, tname)))
-    for key, hint in typing.get_type_hints(Recipe).items():
+    for key, hint in schema_hints(Recipe).items():
         out.append(Target("recipe", key, hint, False, lambda v, k=key: toml_doc(RECIPE_BASE | {k: v}), load_recipe,
                           lambda r, k=key: getattr(r, k), (key,)))
     for key, hint in recipe_mod._SUB_HINTS.items():

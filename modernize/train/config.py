@@ -4,7 +4,7 @@ recipes, data, device, proxy) before anything is trained or written, into a ``Ru
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from ..data import Data, DataSpec, check_data
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..proxy import ProxyScale, proxy_label, proxy_preset
-from ..recipe import Recipe, builtin_recipes, differences, load_recipe, recipe_base
+from ..recipe import Augmentation, DataPart, Recipe, builtin_recipes, differences, load_recipe, recipe_base
 from ..roadmap import Roadmap, Step, check_step_name, check_under_proxy, load_roadmap
 from ..runfolder import job_folder
 from ..spec import ArchSpec
@@ -91,14 +91,13 @@ def train_spec(step: Step, cfg: RunConfig, data: Data, recipe: Recipe) -> ArchSp
     return spec.replace(num_classes=data.num_classes, in_chans=data.in_chans, drop_path=recipe.drop_path)
 
 
-def data_key(cfg: RunConfig, recipe: Recipe) -> str:
-    """Recipes with equal keys share one loaded data set."""
-    key = (f"{recipe.resolution}/{recipe.train_images}/{recipe.val_images}/{recipe.crop}/"
-           f"{recipe.eval_crop_pct}/{recipe.bad_images}/{recipe.resize}")
-    if cfg.data.kind == "imagefolder":  # the per-image augmentation lives in the data set's transform
-        key += (f"/{recipe.crop_scale_min}/{recipe.hflip}/{recipe.randaugment_ops}/"
-                f"{recipe.randaugment_magnitude}")
-    return key
+def data_key(cfg: RunConfig, recipe: Recipe) -> Hashable:
+    """Recipes with equal keys share one loaded data set: the recipe's data part (which images,
+    at which size, cropped how) and, for image folders, whose per-image transform applies the
+    augmentation while loading, its augmentation part too."""
+    if cfg.data.kind == "imagefolder":
+        return recipe.part(DataPart), recipe.part(Augmentation)
+    return recipe.part(DataPart)
 
 
 def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Recipe | str | Path | None,

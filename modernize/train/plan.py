@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +115,7 @@ def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str, gmac
     return out[0], out[1]
 
 
-def plan_steps(cfg: RunConfig, pending: Sequence[tuple[Step, Recipe, list[int]]], datas: dict[str, Data],
+def plan_steps(cfg: RunConfig, pending: Sequence[tuple[Step, Recipe, list[int]]], datas: dict[Hashable, Data],
                data_of: Any, stop: Any = None) -> list[PlannedStep]:
     """The plan of every step with jobs to train; ``data_of(recipe)`` is the step's data set.
     A ``stop()`` that turns true ends the timing at the next step (Ctrl-C does not wait)."""

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
 
 
 def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True, workers: int = 1,
-               threads: int | None = None, plan: bool = True) -> dict[str, Data]:
+               threads: int | None = None, plan: bool = True) -> dict[Hashable, Data]:
     """Everything that can refuse a run, before anything is written to RUN_DIR: job folders
     inside RUN_DIR, job fingerprints (a job trained differently is refused unless ``force``),
     the data of every job still to train and its batch check; the plan (``plan.py``). Then
@@ -89,7 +89,7 @@ def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True, workers: int 
         if info is not None and not info.stale(cfg.claim_timeout):
             raise ConfigError(f"{folder}: being trained now ({info.describe()}); --force does not move a job "
                               "in training: stop that run (or let it finish), then rerun")
-    datas: dict[str, Data] = {}
+    datas: dict[Hashable, Data] = {}
     if load:
         for step, recipe, _ in pending:
             fresh = data_key(cfg, recipe) not in datas
@@ -161,8 +161,8 @@ def _move_aside(cfg: RunConfig, stale: list[tuple[Path, str]]) -> None:
         _say(cfg, f"--force: {folder} differed ({why}); moved to {target}")
 
 
-def _print_plan(cfg: RunConfig, datas: dict[str, Data], pending: list[tuple[Step, Recipe, list[int]]], workers: int,
-                threads: int | None, stop: Interrupt) -> None:
+def _print_plan(cfg: RunConfig, datas: dict[Hashable, Data], pending: list[tuple[Step, Recipe, list[int]]],
+                workers: int, threads: int | None, stop: Interrupt) -> None:
     """The plan of the jobs still to train, timed with the threads the jobs will have; a CPU
     run of an hour or more gets a warning line."""
     before = torch.get_num_threads()
@@ -190,7 +190,7 @@ def plan_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fa
                       proxy=proxy, accum_steps=accum_steps)
     with Interrupt() as stop:
         _, pending = _stale_and_pending(cfg)
-        datas: dict[str, Data] = {}
+        datas: dict[Hashable, Data] = {}
         try:
             for step, rec, _ in pending:
                 _load(cfg, datas, rec, stop)
@@ -204,7 +204,7 @@ def plan_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fa
                 close_loaders(d)
 
 
-def _load(cfg: RunConfig, datas: dict[str, Data], recipe: Recipe, stop: Interrupt) -> Data:
+def _load(cfg: RunConfig, datas: dict[Hashable, Data], recipe: Recipe, stop: Interrupt) -> Data:
     """The data set of a recipe, loaded once per ``data_key``."""
     key = data_key(cfg, recipe)
     if key not in datas:
@@ -214,7 +214,7 @@ def _load(cfg: RunConfig, datas: dict[str, Data], recipe: Recipe, stop: Interrup
     return datas[key]
 
 
-def _run(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, *, wait: bool, poll_s: float) -> Path:
+def _run(cfg: RunConfig, datas: dict[Hashable, Data], stop: Interrupt, *, wait: bool, poll_s: float) -> Path:
     d = cfg.dist
     _say(cfg, f"run {cfg.out}: roadmap {cfg.roadmap.name}, recipe {cfg.recipe.name}, data {cfg.data}, "
               f"device {cfg.device}, {batching(cfg.recipe, d.world).describe()}, "
@@ -241,7 +241,7 @@ def _run(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, *, wait: bool,
     return cfg.out
 
 
-def _one_pass(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, first_pass: bool) -> dict[Path, str]:
+def _one_pass(cfg: RunConfig, datas: dict[Hashable, Data], stop: Interrupt, first_pass: bool) -> dict[Path, str]:
     """Train every job not finished and not claimed elsewhere; returns the jobs running
     elsewhere (job folder -> ``step/seedK (owner)``)."""
     elsewhere: dict[Path, str] = {}
@@ -269,7 +269,7 @@ def _one_pass(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, first_pas
     return elsewhere
 
 
-def _train(cfg: RunConfig, datas: dict[str, Data], stop: Interrupt, step: Step, seed: int, recipe: Recipe,
+def _train(cfg: RunConfig, datas: dict[Hashable, Data], stop: Interrupt, step: Step, seed: int, recipe: Recipe,
            folder: Path) -> dict[str, Any]:
     """One claimed job; a stop request inside it ends the run (KeyboardInterrupt)."""
     data = _load(cfg, datas, recipe, stop)
