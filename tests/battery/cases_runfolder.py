@@ -539,3 +539,14 @@ def _out_runjson(ctx: Ctx) -> None:
     ctx.refused(report(ctx, None, "--out", str(ctx.run / "run.json")), "run.json")
 
 
+
+
+@case("report-run-json-empty-object")
+def _run_json_empty(ctx: Ctx) -> None:
+    """CONTRIBUTING.md's example of a case."""
+    ctx.trained()
+    (ctx.run / "run.json").write_text("{}")
+    ctx.refused(report(ctx), "run.json")
+    (ctx.run / "run.json").unlink()
+    ctx.ok(train(ctx))
+    ctx.done(ctx.shard.template()[1])
