@@ -24,7 +24,7 @@ def _fixed_flops(ctx: Ctx) -> None:
 @case("imports-stdlib-name-json")
 def _imports_json(ctx: Ctx) -> None:
     ctx.w("study/json.py", KINDS.format(name="json_kind"))
-    ctx.refused(flops(ctx, roadmap=_mini(ctx, "study", '["json"]', "json_kind")), ["json", "standard library"],
+    ctx.refused(flops(ctx, roadmap=_mini(ctx, "study", '["json"]', "json_kind")), "standard library",
                 keep=[ctx.root / "flops_out"])
     _fixed_flops(ctx)
 
