@@ -23,7 +23,7 @@ import pandas as pd
 
 from .describe import change_phrases, describe_step
 from .diagram_draw import SpecOf, step_diagram
-from .errors import ConfigError
+from .errors import ConfigError, ModernizeError
 from .files import atomic_write_bytes, atomic_write_text
 from .proxy import ProxyScale
 from .roadmap import Roadmap, load_roadmap
@@ -298,6 +298,15 @@ def build_page(folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
 
 
 # --- the two ways in -----------------------------------------------------------------------------
+def _proxied(proxy: Any, spec: ArchSpec) -> ArchSpec:
+    """A step's spec under the run's proxy; a step the proxy makes invalid (``groups = 32`` on 8
+    channels: never trained, ``missing`` in the table) is drawn at the paper's scale instead."""
+    try:
+        return proxy.apply(spec)
+    except ModernizeError:
+        return spec
+
+
 
 def scale_text(proxy: ProxyScale) -> str:
     """How the drawn networks were scaled, in the caption's words."""
@@ -334,7 +343,7 @@ def write_run_page(run: Any, out: Path) -> Path:
                 return ArchSpec.from_dict(read_job_config(job_folder(run.run_dir, name, seed))["spec"])
             except (OSError, ConfigError, KeyError, TypeError, ValueError):
                 continue
-        return proxy.apply(run.roadmap[name].spec)
+        return _proxied(proxy, run.roadmap[name].spec)
 
     page = build_page(out, run.roadmap, spec_of=spec_of, resolution=_resolution(read_table(out)),
                       scale=scale_text(proxy))
@@ -386,7 +395,7 @@ def write_page_from_files(folder: Path, roadmap: Roadmap | str | Path | None = N
     chans, classes = _DATA_SHAPES.get(data.group(1) if data else "", (None, None))
 
     def spec_of(name: str) -> ArchSpec:
-        spec = proxy.apply(rm[name].spec)
+        spec = _proxied(proxy, rm[name].spec)
         return spec.replace(in_chans=chans, num_classes=classes) if chans else spec
 
     page = build_page(folder, rm, spec_of=spec_of, resolution=_resolution(read_table(folder)),

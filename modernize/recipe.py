@@ -278,12 +278,13 @@ class Recipe(Hardware, DataPart, Augmentation, Regularization, Schedule, Accumul
         """The linear scaling rule (Goyal et al.): lr x global_batch / lr_batch."""
         return self.lr * global_batch / self.lr_batch
 
-    def for_step(self, step_recipe: str | None) -> Recipe:
+    def for_step(self, step_recipe: str | None, source: str | Path | None = None) -> Recipe:
         """The recipe a step trains with: this one, or the step's override (through this
-        recipe's substitute table when it has one for that name)."""
+        recipe's substitute table when it has one for that name), read from ``source`` (the
+        roadmap's ``recipe_source``) when given, else from ``step_recipe`` itself."""
         if not step_recipe or step_recipe == self.name:
             return self
-        other = load_recipe(step_recipe)
+        other = load_recipe(source if source is not None else step_recipe)
         sub = self.substitute.get(step_recipe)
         if sub:
             other = other.replace(**sub)

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib
 import re
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
+from . import user_modules
 from ._typing import check_fields
 from .errors import ConfigError, ModernizeError
 from .files import check_regular_file, read_toml
@@ -129,6 +128,14 @@ class Roadmap:
     def names(self) -> list[str]:
         return [s.name for s in self.steps]
 
+    def recipe_source(self, value: str) -> str | Path:
+        """Where a recipe this file names (``recipe = ...``, top level or a step's) is read: a
+        built-in by its bare name, else a path relative to the roadmap file (not the current folder)."""
+        bare = Path(value)
+        if bare.suffix == "" and bare.parent == Path(".") and value in builtin_names("recipes"):
+            return value
+        return self.path.parent / bare
+
     def select(self, names: list[str] | None) -> list[Step]:
         """Steps by name, in roadmap order; an unknown name is a ``ConfigError``."""
         if not names:
@@ -173,7 +180,10 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
         return ConfigError(f"{where}: {msg}")
 
     _check_top_level(data, fail)
-    imports = tuple((m, str(path.parent.resolve())) for m in data.get("imports", []))
+    try:
+        imports = tuple(user_modules.resolve(m, path.parent) for m in data.get("imports", []))
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     _import_modules(imports, fail)
     try:
         base = _base_spec(data.get("base", "resnet50"))
@@ -211,18 +221,13 @@ def import_user_modules(roadmap: Roadmap) -> None:
 
 
 def _import_modules(imports: tuple[tuple[str, str], ...], fail: Any) -> None:
-    """The roadmap's ``imports``: user transforms and kinds, registered on import (from the
-    roadmap's folder)."""
+    """The roadmap's ``imports``: user transforms and kinds, registered on import, each from
+    its own folder (``user_modules``)."""
     for module, folder in imports:
-        sys.path.insert(0, folder)
         try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise fail(f"imports: cannot import '{module}': {exc}") from None
-        except Exception as exc:  # a user module's own bug: one line naming it, not a traceback
-            raise fail(f"imports: module '{module}' raised {type(exc).__name__}: {exc}") from None
-        finally:
-            sys.path.pop(0)
+            user_modules.load(module, folder)
+        except ConfigError as exc:
+            raise fail(str(exc)) from None
 
 
 def _parse_step(i: int, raw: Any, by_name: dict[str, Step], last_adopted: Step | None, base: ArchSpec,
@@ -248,10 +253,15 @@ def _parse_step(i: int, raw: Any, by_name: dict[str, Step], last_adopted: Step |
     spec = parent.spec if parent else base
     calls = _parse_apply(raw.get("apply", []), fail, name)
     for tname, params in calls:
+        transform = get_transform(tname)
         try:
-            spec = get_transform(tname)(spec, **params)
+            spec = transform(spec, **params)
         except ModernizeError as exc:
             raise fail(str(exc), name) from None
+        except (Exception, SystemExit) as exc:
+            if transform.fn.__module__.split(".")[0] == "modernize":
+                raise  # a built-in transform's bug: its traceback
+            raise fail(f"user transform '{tname}' {user_modules.failure(exc)}", name) from None
     paper_row = raw.get("paper_row")
     if paper_row is not None and paper and paper_row not in paper:
         raise fail(f"paper_row '{paper_row}' is not a row of {paper_file} (valid: {', '.join(paper)})", name)

@@ -1,24 +1,22 @@
-"""The hostile battery (scripts/hostile.py's cases, issue 11) as pytest tests, one per case.
+"""The hostile battery (tests/battery/: its harness and its cases, issue 11 and 28) as pytest tests,
+one per case; every case runs in the default run (``python -m pytest``, what ``.ci/run`` runs).
 
-pytest selects (``-k``, ``-m "not slow"``), shards (pytest-xdist) and reports; the script keeps
-the cases and their checks. Each worker starts one ``python scripts/hostile.py --serve BASE``:
-a fresh interpreter that imports torch and modernize once and forks every command from there
-(this process may have run torch ops, after which a fork can hang on OpenMP's threads).
+pytest selects (``-k``, ``-m``), shards (pytest-xdist) and reports; the battery keeps the cases and
+their checks. Each worker starts one ``python -m tests.battery.server --serve BASE``: a fresh
+interpreter that imports torch and modernize once and forks every command from there (this
+process may have run torch ops, after which a fork can hang on OpenMP's threads).
 
-Every case is marked slow (out of the quick loop). The cases that train nothing, and a sample of
-those that train (``TRAINING_IN_CI``), run in every full run; the other training cases (about
-two thirds of the battery, far longer than the rest of the suite on 2 cores) run with
-``HOSTILE_ALL=1``::
+Every case is marked ``slow`` (the battery as a whole takes minutes on 2 cores: out of the quick
+loop ``-m "not slow"``), and those that train (or copy the trained run) ``trains``::
 
-    python -m pytest tests/test_battery.py                   # the fast part and the sample
-    HOSTILE_ALL=1 python -m pytest tests/test_battery.py     # every case
+    python -m pytest tests/test_battery.py                    # every case
+    python -m pytest tests/test_battery.py -m "not trains"    # the cases that train nothing
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import os
 import select
 import subprocess
 import sys
@@ -29,13 +27,11 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, load_script
+from .battery import server
+from .conftest import ROOT
 
-SCRIPT = ROOT / "scripts" / "hostile.py"
 CASE_TIMEOUT_S = 900.0
 """One case's limit, its commands' own 60 s hang checks and the template's training included."""
-
-hostile = load_script("hostile")
 
 
 def trains(case: Any) -> bool:
@@ -47,25 +43,12 @@ def trains(case: Any) -> bool:
         return True
 
 
-TRAINING_IN_CI = ("train-flag-seeds-huge", "recipe-file-deep-nesting", "report-runjson-seeds-empty",
-                  "signal-sigterm-training", "result-json-top1-infinity", "result-json-top1-abc",
-                  "last-pt-wrong-model", "recipe-file-substitute-datetime", "recipe-lr-4")
-"""Training cases that run in every full run (the rest with ``HOSTILE_ALL=1``)."""
-ALL = os.environ.get("HOSTILE_ALL") == "1"
-_ONLY_ALL = pytest.mark.skipif(not ALL, reason="a training case of the battery: HOSTILE_ALL=1 runs it")
-
-
-def _marks(case: Any) -> list[pytest.MarkDecorator]:
-    if not trains(case):
-        return [pytest.mark.slow]
-    return [pytest.mark.slow, pytest.mark.trains] + ([] if case.id in TRAINING_IN_CI else [_ONLY_ALL])
-
-
-CASES = [pytest.param(c.id, id=c.id, marks=_marks(c)) for c in hostile.CASES]
+CASES = [pytest.param(c.id, id=c.id, marks=[pytest.mark.slow] + ([pytest.mark.trains] if trains(c) else []))
+         for c in server.CASES]
 
 
 class Server:
-    """The worker's ``hostile.py --serve``: one case id in, one JSON outcome out."""
+    """The worker's ``tests.battery.server --serve``: one case id in, one JSON outcome out."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -73,8 +56,9 @@ class Server:
 
     def _start(self) -> subprocess.Popen[str]:
         if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen([sys.executable, str(SCRIPT), "--serve", str(self.base)], cwd=ROOT,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            self.proc = subprocess.Popen([sys.executable, "-m", "tests.battery.server", "--serve", str(self.base)],
+                                         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         bufsize=1)
         return self.proc
 
     def run(self, case_id: str) -> dict[str, Any]:
@@ -107,9 +91,9 @@ class Server:
 
 @pytest.fixture(scope="session")
 def battery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("battery"))
-    yield server
-    server.close()
+    srv = Server(tmp_path_factory.mktemp("battery"))
+    yield srv
+    srv.close()
 
 
 @pytest.mark.parametrize("case_id", CASES)
@@ -123,3 +107,22 @@ def test_checks_catch_what_they_claim(battery: Server) -> None:
     """The battery's own checks catch a traceback, a hang, a wrong exit code and writes outside."""
     out = battery.run("--selftest")
     assert out["ok"], out["reason"]
+
+
+def test_many_distinct_cases_over_every_command() -> None:
+    ids = [c.id for c in server.CASES]
+    assert len(ids) == len(set(ids)) >= 300
+    for word in ("flops", "train", "report", "describe", "bench-", "bench-data", "signal", "concurrent", "force",
+                 "img-", "recipe-", "roadmap-", "last-pt", "result-json", "config-json", "log-csv", "out-",
+                 "imports-", "plan-"):
+        assert any(word in i for i in ids), word
+
+
+def test_every_case_is_a_test_none_skipped_and_training_cases_marked() -> None:
+    assert [p.values[0] for p in CASES] == [c.id for c in server.CASES]
+    marks = {p.values[0]: {m.name for m in p.marks} for p in CASES}
+    assert all(m <= {"slow", "trains"} and "slow" in m for m in marks.values())  # no skip, no HOSTILE_ALL
+    trained = {i for i, m in marks.items() if "trains" in m}
+    assert {"signal-sigterm-training", "recipe-epochs-1", "result-json-top1-abc", "config-json-deleted"} <= trained
+    assert not ({"flops-resolution-nan", "roadmap-from-list", "roadmap-paper-row-table", "describe-roadmap-missing"}
+               & trained)

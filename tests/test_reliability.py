@@ -715,7 +715,7 @@ CASES += [
          setup=_bad_run_file(f"{STEP}/seed0/result.json", "[1]"), undo=_restore(f"{STEP}/seed0/result.json"),
          fix=_report_fix),
     Case("report-out-is-file", lambda t: ["report", _rj(t), "--out", str(_w(t / "f", "x"))], "/f", fix=_report_fix),
-    # issue 11, found by scripts/hostile.py: sizes past any real run, deep nesting, FIFOs, loops
+    # issue 11, found by the hostile battery (tests/battery/): sizes past any real run, deep nesting, FIFOs, loops
     Case("flops-resolution-huge", lambda t: _flops_fix(t) + ["--resolution", "100000000"], "resolution", fix=_flops_fix),
     Case("describe-resolution-huge", lambda t: ["describe", "--step", STEP, "--resolution", "100000000"], "resolution"),
     Case("bench-batch-huge", lambda t: _bench(t, "--batch", str(10 ** 12)), "batch", fix=_bench),
@@ -818,7 +818,7 @@ def test_battery_has_at_least_60_cases() -> None:
     assert len(CASES) >= 60
 
 
-# --- 9. found by the hostile battery (scripts/hostile.py) -------------------------------------------
+# --- 9. found by the hostile battery (tests/battery/) -----------------------------------------------
 
 @pytest.mark.parametrize("cmd, work", [("flops", "modernize.flops_table.flops_table"),
                                        ("bench", "modernize.bench.bench_roadmap"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..roadmap import Roadmap, load_roadmap
-from .argtypes import add_roadmap_argument, resolution
+from .argtypes import Extend, add_roadmap_argument, resolution, step_names
 
 
 def write_figures(roadmap: Roadmap, steps: list[str] | None, target: Path) -> list[Path]:
@@ -33,19 +33,26 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from ..describe import describe  # torch: imported by the handler, not by --help
 
     roadmap = load_roadmap(args.roadmap)
+    steps = step_names(args.step)
+    if args.step is not None and not steps:
+        raise ConfigError(f"--step: give step names (valid: {', '.join(roadmap.names)})")
+    files = [n for n in steps or [] if n not in roadmap.names and n.endswith(".toml")]
+    if files:
+        raise ConfigError(f"--step {files[0]}: not a step of roadmap '{roadmap.name}'; the roadmap goes before "
+                          f"--step (describe ROADMAP --step NAME ...)")
     if args.figure:
-        written = write_figures(roadmap, args.step, Path(args.figure))
+        written = write_figures(roadmap, steps, Path(args.figure))
         print(f"wrote {len(written)} block diagram(s): {written[0] if len(written) == 1 else args.figure}")
         return 0
-    print(describe(roadmap, args.step, resolution=args.resolution, counts=not args.no_counts), end="")
+    print(describe(roadmap, steps, resolution=args.resolution, counts=not args.no_counts), end="")
     return 0
 
 
 def add_describe(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("describe", help="teaching view: what each step changes, block drawings, per-stage cost")
     add_roadmap_argument(p)
-    p.add_argument("--step", action="append", default=None, metavar="NAME",
-                   help="describe only this step (repeatable; default: every step)")
+    p.add_argument("--step", "--steps", nargs="+", action=Extend, default=None, metavar="NAME",
+                   help="describe only these steps (--step a b, --step a,b or --step a --step b; default: every step)")
     p.add_argument("--resolution", type=resolution, default=224, help="input size for the counts (default 224)")
     p.add_argument("--no-counts", action="store_true", help="skip the per-stage params/MACs table (instant)")
     p.add_argument("--figure", metavar="PATH", default=None,

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..files import check_out_path
@@ -22,6 +23,9 @@ from .argtypes import (
     step_names,
 )
 from .report import print_report
+
+if TYPE_CHECKING:
+    from ..launch import SlurmOptions
 
 
 def proxy_from_args(args: argparse.Namespace) -> ProxyScale | None:
@@ -40,15 +44,22 @@ def proxy_from_args(args: argparse.Namespace) -> ProxyScale | None:
                       layer_scale=args.layer_scale)
 
 
-def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
-    from ..launch import SlurmOptions, resolve_options, submit_roadmap, wait_jobs
+def _slurm_options(args: argparse.Namespace) -> tuple[SlurmOptions, str]:
+    """The Slurm options and the tasks' device, checked (``--plan`` checks them too)."""
+    from ..launch import SlurmOptions, resolve_options
 
     if args.workers != 1:
         raise ConfigError("--workers is for local runs; with --launcher slurm each job is its own array task")
     opts = SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job, nodes_per_job=args.nodes_per_job,
                         array_parallelism=args.array_parallelism, time_min=args.time,
                         cluster="local" if os.environ.get("MODERNIZE_SUBMITIT_LOCAL") else None)
-    opts, device = resolve_options(opts, args.device)
+    return resolve_options(opts, args.device)
+
+
+def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
+    from ..launch import submit_roadmap, wait_jobs
+
+    opts, device = _slurm_options(args)
     jobs = submit_roadmap(args.roadmap, slurm=opts, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
                           steps=step_names(args.steps), device=device, proxy=proxy_from_args(args),
                           ckpt_every=args.ckpt_every, compile=True if args.compile else None,
@@ -90,12 +101,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.steps is not None and not steps:
         raise ConfigError("--steps: give step names, e.g. --steps resnet50 kernel_7 (or resnet50,kernel_7)")
     check_out_path(out)
-    if args.plan:
+    if args.plan:  # the same checks as the run (launcher, RUN_DIR, fingerprints, data), then the plan
         from ..train import plan_roadmap
 
+        if args.launcher == "slurm":
+            _slurm_options(args)
         plan_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out, steps=steps,
                      device=args.device, proxy=proxy_from_args(args), accum_steps=args.accum_steps,
-                     workers=args.workers, threads=args.threads or None)
+                     workers=args.workers, threads=args.threads or None, force=getattr(args, "force", False))
         return 0
     if args.launcher == "slurm":
         return _submit_slurm(args, out)

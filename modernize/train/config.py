@@ -112,12 +112,12 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     original ResNet recipe's batch is 256, not the paper's 4,096)."""
     rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
     chosen = rm.select(list(steps) if steps else None)
-    named = recipe if recipe is not None else (rm.recipe or "paper")
+    named = recipe if recipe is not None else (rm.recipe_source(rm.recipe) if rm.recipe else "paper")
     rec = named if isinstance(named, Recipe) else load_recipe(named)
-    step_recipes = {s.recipe: rec.for_step(s.recipe) for s in chosen if s.recipe and s.recipe != rec.name}
-    for s in rm:  # every override of the roadmap, so that --steps subsets share one run config
+    step_recipes: dict[str, Recipe] = {}
+    for s in [*chosen, *rm]:  # every override of the roadmap, so that --steps subsets share one run config
         if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
-            step_recipes[s.recipe] = rec.for_step(s.recipe)
+            step_recipes[s.recipe] = rec.for_step(s.recipe, rm.recipe_source(s.recipe))
     if accum_steps is not None:
         if isinstance(accum_steps, bool) or not isinstance(accum_steps, int) or accum_steps < 1:
             raise ConfigError(f"--accum-steps: a whole number >= 1, got {accum_steps!r}")
@@ -135,11 +135,12 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     proxy = proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
     check_under_proxy(rm, proxy, chosen)
     base = None if isinstance(named, Recipe) else recipe_base(named)
+    gb = batching(rec, d.world).global_batch  # the run line's and the jobs' global batch: one source
     return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
                      device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
                      progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout, force=force,
                      tensorboard=tensorboard,
-                     notes=[*budget_lines(rec, base, proxy, rec.batch_size * d.world), *override_notes(rec, chosen)])
+                     notes=[*budget_lines(rec, base, proxy, gb), *override_notes(rec, chosen, step_recipes)])
 
 
 def budget_lines(recipe: Recipe, base: Recipe | None, proxy: ProxyScale, global_batch: int) -> list[str]:
@@ -200,13 +201,13 @@ def _check_substitutes(recipe: Recipe, roadmap: Roadmap) -> None:
                               f"{', '.join(sorted({s.recipe for s in roadmap if s.recipe})) or 'none'})")
 
 
-def override_notes(recipe: Recipe, steps: Sequence[Step]) -> list[str]:
+def override_notes(recipe: Recipe, steps: Sequence[Step], step_recipes: dict[str, Recipe] | None = None) -> list[str]:
     """One line per step whose recipe override runs as written: the run's recipe has no
     ``[substitute.NAME]`` table for it (e.g. 90 epochs at 224 px under a 1-epoch recipe)."""
     notes = []
     for s in steps:
         if s.recipe and s.recipe != recipe.name and s.recipe not in recipe.substitute:
-            r = recipe.for_step(s.recipe)
+            r = step_recipes[s.recipe] if step_recipes else recipe.for_step(s.recipe)
             notes.append(f"note: step {s.name} trains with recipe '{s.recipe}' as written ({r.epochs} epochs, "
                          f"{r.resolution} px, batch {r.batch_size}): the run's recipe '{recipe.name}' has no "
                          f"[substitute.{s.recipe}] table")

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from ..claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, read_claim, try_claim
 from ..data import Data, close_loaders, load_data, loader_workers
 from ..errors import ConfigError, ModernizeError
+from ..files import check_writable_dir
 from ..proxy import ProxyScale
 from ..recipe import Recipe
 from ..roadmap import Roadmap, Step, import_user_modules
@@ -68,15 +69,18 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
 
 
 def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True, workers: int = 1,
-               threads: int | None = None, plan: bool = True) -> dict[Hashable, Data]:
-    """Everything that can refuse a run, before anything is written to RUN_DIR: job folders
-    inside RUN_DIR, job fingerprints (a job trained differently is refused unless ``force``),
-    the data of every job still to train and its batch check; the plan (``plan.py``). Then
-    run.json, and with ``force`` the differing jobs are moved to ``RUN_DIR/.replaced/<time>/``."""
+               threads: int | None = None, plan: bool = True, write: bool = True) -> dict[Hashable, Data]:
+    """Everything that can refuse a run, before anything is written to RUN_DIR: RUN_DIR
+    writable, job folders inside it, job fingerprints (a job trained differently is refused
+    unless ``force``), the data of every job still to train and its batch check; the plan
+    (``plan.py``). Then (``write``) run.json, and with ``force`` the differing jobs are moved to
+    ``RUN_DIR/.replaced/<time>/``; ``train --plan`` stops before that."""
     d = cfg.dist
     if cfg.worker is None:
         for note in cfg.notes:
             _say(cfg, note)
+    if d.main:
+        check_writable_dir(cfg.out)  # a file, read-only, /proc: refused before the data and the plan
     stale, pending = _stale_and_pending(cfg)
     if stale and not cfg.force:
         job, why = stale[0]
@@ -99,6 +103,8 @@ def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True, workers: int 
                 _say(cfg, note)
         if plan and cfg.worker is None and d.main:
             _print_plan(cfg, datas, pending, workers, threads, stop)
+    if not write:
+        return datas
     if d.main:
         cfg.out.mkdir(parents=True, exist_ok=True)
         record_run_meta(cfg)
@@ -184,21 +190,20 @@ def _print_plan(cfg: RunConfig, datas: dict[Hashable, Data], pending: list[tuple
 def plan_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
                  recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
                  steps: Sequence[str] | None = None, device: str | None = "auto", proxy: ProxyScale | None = None,
-                 accum_steps: int | None = None, workers: int = 1, threads: int | None = None) -> None:
-    """``train --plan``: the checks and the plan of a run, without training or writing anything."""
+                 accum_steps: int | None = None, workers: int = 1, threads: int | None = None,
+                 force: bool = False) -> None:
+    """``train --plan``: the checks of the same run (``_preflight``: RUN_DIR, fingerprints, claims,
+    data, batches, workers), then its plan, without training or writing anything."""
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
-                      proxy=proxy, accum_steps=accum_steps)
+                      proxy=proxy, accum_steps=accum_steps, force=force)
+    check_workers(cfg, workers)
+    datas: dict[Hashable, Data] = {}
     with Interrupt() as stop:
-        _, pending = _stale_and_pending(cfg)
-        datas: dict[Hashable, Data] = {}
         try:
-            for step, rec, _ in pending:
-                _load(cfg, datas, rec, stop)
-                check_batch(step, rec, datas[data_key(cfg, rec)], cfg.dist)
-            if not pending:
+            datas = _preflight(cfg, stop, workers=workers, threads=threads or (_worker_threads(workers)
+                                                                             if workers > 1 else None), write=False)
+            if not _stale_and_pending(cfg)[1]:
                 _say(cfg, f"plan: every job of {cfg.out} is finished; nothing to train")
-            elif cfg.dist.main:
-                _print_plan(cfg, datas, pending, workers, threads, stop)
         finally:
             for d in datas.values():
                 close_loaders(d)
@@ -315,14 +320,8 @@ def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> 
     on and take the dead worker's job over from its checkpoint."""
     if workers <= 1:
         return run(cfg)
-    if cfg.dist.active:
-        raise ConfigError("--workers N > 1 runs local processes; under torchrun use one worker per process group")
-    if cfg.device.startswith("cuda"):
-        if cfg.device != "cuda":
-            raise ConfigError(f"--workers {workers} gives worker i the GPU cuda:i; use --device cuda, not {cfg.device}")
-        if workers > torch.cuda.device_count():
-            raise ConfigError(f"--workers {workers}: only {torch.cuda.device_count()} GPU(s) visible (one per worker)")
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
+    check_workers(cfg, workers)
+    threads = threads or _worker_threads(workers)
     with Interrupt() as stop:
         _preflight(cfg, stop, workers=workers, threads=threads)
     cfg = dataclasses.replace(cfg, force=False)  # what differed is moved aside; workers must not move more
@@ -338,6 +337,23 @@ def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> 
         raise ConfigError(f"workers ended (exit codes {codes}) with {len(unfinished)} job(s) unfinished: "
                           f"{', '.join(unfinished)}; rerun the same command to resume them")
     return cfg.out
+
+
+def check_workers(cfg: RunConfig, workers: int) -> None:
+    """What ``workers`` local processes need: no torchrun around them, one GPU each."""
+    if workers <= 1:
+        return
+    if cfg.dist.active:
+        raise ConfigError("--workers N > 1 runs local processes; under torchrun use one worker per process group")
+    if cfg.device.startswith("cuda"):
+        if cfg.device != "cuda":
+            raise ConfigError(f"--workers {workers} gives worker i the GPU cuda:i; use --device cuda, not {cfg.device}")
+        if workers > torch.cuda.device_count():
+            raise ConfigError(f"--workers {workers}: only {torch.cuda.device_count()} GPU(s) visible (one per worker)")
+
+
+def _worker_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | None]:
