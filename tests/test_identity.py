@@ -18,18 +18,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modernize import provenance
+from modernize import provenance, runfolder
 from modernize.compare import compare_runs
 from modernize.errors import ConfigError
 from modernize.kinds import REGISTRIES
 from modernize.proxy import ProxyScale
 from modernize.report import load_run, summarize
 from modernize.roadmap import load_roadmap
-from modernize.runfolder import read_run_meta, stale_reason, write_run_meta
+from modernize.runfolder import read_run_meta, write_run_meta
 from modernize.train import fingerprint as fp
 from modernize.train import train_roadmap
 from modernize.train.fingerprint import user_kind_hashes
-from modernize.usercode import local_modules
 from tests.report_fixture import make_run, small_roadmap
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +137,8 @@ def results(run: Path) -> dict[str, str]:
 
 
 def test_local_modules_are_the_users_files_only(lab: Path) -> None:
+    from modernize.usercode import local_modules
+
     forget_modules()
     load_roadmap(lab / "idk.toml")
     found = local_modules(["idk_a"])
@@ -199,8 +200,8 @@ def test_a_seed_folder_copied_as_another_seed_is_not_a_second_seed(lab: Path, tm
     # config.json also says seed 0 (the result.json fixed by hand): still not seed 1's job
     result = json.loads((run / "a" / "seed1" / "result.json").read_text())
     (run / "a" / "seed1" / "result.json").write_text(json.dumps(result | {"seed": 1}))
-    assert "seed (0 -> 1)" in (stale_reason(run, meta, "a", load_roadmap(run / "source" / "idk.toml")["a"].spec
-                                            .to_dict(), 1) or "")
+    spec = load_roadmap(run / "source" / "idk.toml")["a"].spec.to_dict()
+    assert "seed (0 -> 1)" in (runfolder.stale_reason(run, meta, "a", spec, 1) or "")
 
 
 def test_a_copied_seed_of_a_hand_written_run_is_refused(tmp_path: Path) -> None:
