@@ -4,7 +4,7 @@ and the report (``modernize.report``) reads, their fields, and one writer and on
 Layout of a run directory::
 
     RUN_DIR/run.json                         RunMeta: resolved run config, per-step identity of its jobs
-    RUN_DIR/source/                          copy of the roadmap file, its user modules (and the local
+    RUN_DIR/.source/                         copy of the roadmap file, its user modules (and the local
                                              modules they import), recipe files, paper table
     RUN_DIR/<step>/seed<k>/config.json       JobConfig: resolved spec, recipe, data, proxy, fingerprint
     RUN_DIR/<step>/seed<k>/log.csv           LogRow per epoch (columns: LOG_COLUMNS)
@@ -24,7 +24,7 @@ fingerprint parts run.json's ``identity`` gives its step, with the seed of its f
 (``job_mismatch``). The engine applies it before reusing a job; the report and ``compare``
 apply it (``stale_reason``) before showing one. Older run folders are read as they are: without
 ``identity`` the report checks what run.json determines (spec, proxy, data, recipe) and the
-seed; without ``source/`` the roadmap is read from the path run.json names.
+seed; without ``.source/`` the roadmap is read from the path run.json names.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ from .errors import ConfigError
 from .files import atomic_write_json, atomic_write_text, read_json_object
 
 RUN_META, JOB_CONFIG, RESULT, LOG = "run.json", "config.json", "result.json", "log.csv"
-SOURCE = "source"
-"""The run folder's copy of the files it was made from (``write_sources``)."""
+SOURCE = ".source"
+"""The run folder's copy of the files it was made from (``write_sources``); a step name never
+starts with a dot, so no step's folder can be it."""
 STATUSES = ("done", "failed", "running")
 FINISHED = ("done", "failed")
 """A job with one of these statuses is never trained again."""
@@ -74,7 +75,7 @@ class RunProvenance(TypedDict, total=False):
     identity: dict[str, dict[str, Any]]
     """Per step of the roadmap: the fingerprint parts of its jobs without the seed (``job_identity``)."""
     source: dict[str, Any]
-    """``{"roadmap": file name under source/, "files": {path under source/: hash}}``."""
+    """``{"roadmap": file name under .source/, "files": {path under .source/: hash}}``."""
 
 
 class RunMeta(RunProvenance):
@@ -418,13 +419,13 @@ def stale_reason(run_dir: Path, meta: RunMeta, step: str, step_spec: dict[str, A
 
 
 def write_sources(run_dir: Path, files: dict[str, Path]) -> dict[str, str]:
-    """Replace ``RUN_DIR/source/`` by a copy of ``files`` (``{path under source/: file}``); returns
+    """Replace ``RUN_DIR/.source/`` by a copy of ``files`` (``{path under .source/: file}``); returns
     ``{path: hash}``. Written beside and swapped in, so a reader sees the old copy or the new one."""
     from .usercode import file_hash
 
     run_dir = Path(run_dir)
     final = run_dir / SOURCE
-    tmp, old = run_dir / f".{SOURCE}.{os.getpid()}.tmp", run_dir / f".{SOURCE}.{os.getpid()}.old"
+    tmp, old = run_dir / f"{SOURCE}.{os.getpid()}.tmp", run_dir / f"{SOURCE}.{os.getpid()}.old"
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         for rel, src in files.items():
@@ -443,7 +444,7 @@ def write_sources(run_dir: Path, files: dict[str, Path]) -> dict[str, str]:
 
 
 def source_roadmap(run_dir: Path, meta: RunMeta) -> Path | None:
-    """The roadmap file the run folder keeps (``source/``), or None (a run folder written before
+    """The roadmap file the run folder keeps (``.source/``), or None (a run folder written before
     it kept one, or a copy without it)."""
     name = (meta.get("source") or {}).get("roadmap")
     if not isinstance(name, str) or not name or Path(name).name != name:

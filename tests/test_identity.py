@@ -200,7 +200,7 @@ def test_a_seed_folder_copied_as_another_seed_is_not_a_second_seed(lab: Path, tm
     # config.json also says seed 0 (the result.json fixed by hand): still not seed 1's job
     result = json.loads((run / "a" / "seed1" / "result.json").read_text())
     (run / "a" / "seed1" / "result.json").write_text(json.dumps(result | {"seed": 1}))
-    spec = load_roadmap(run / "source" / "idk.toml")["a"].spec.to_dict()
+    spec = load_roadmap(run / ".source" / "idk.toml")["a"].spec.to_dict()
     assert "seed (0 -> 1)" in (runfolder.stale_reason(run, meta, "a", spec, 1) or "")
 
 
@@ -219,7 +219,7 @@ def test_a_moved_run_folder_reads_the_same_from_anywhere(lab: Path, tmp_path: Pa
     machine): the report reads the roadmap and user modules the run folder keeps."""
     forget_modules()
     table = summarize(load_run(lab / "run")).to_csv(index=False)
-    kept = sorted(str(p.relative_to(lab / "run" / "source")) for p in (lab / "run" / "source").rglob("*")
+    kept = sorted(str(p.relative_to(lab / "run" / ".source")) for p in (lab / "run" / ".source").rglob("*")
                   if p.is_file())
     assert kept == ["idk.toml", "idk_a.py", "idk_b.py", "idk_helpers.py", "recipes/tiny.toml"]
     moved = tmp_path / "elsewhere" / "moved"
@@ -257,7 +257,7 @@ def test_report_of_a_run_folder_from_the_previous_version(lab: Path) -> None:
     meta = read_run_meta(run)
     del meta["identity"], meta["source"]  # type: ignore[misc]
     write_run_meta(run, meta)
-    shutil.rmtree(run / "source")
+    shutil.rmtree(run / ".source")
     cwd = Path.cwd()
     os.chdir(lab)  # its roadmap path is relative: readable from the folder it was trained in
     try:

@@ -137,7 +137,7 @@ def test_report_refuses_jobs_that_its_roadmap_or_run_json_no_longer_describe(
     tiny(tmp_path, out, rm)
     original = rm.read_text()
     rm.write_text(original.replace("depths = [3, 3, 9, 3]", "depths = [2, 2, 6, 2]"))
-    kept = out / "source" / rm.name
+    kept = out / ".source" / rm.name
     kept.write_text(rm.read_text())
     rc, _, err = call(["report", str(out), "--out", str(tmp_path / "rep")], capsys)
     assert rc == 2 and not (tmp_path / "rep").exists()

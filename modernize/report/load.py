@@ -43,7 +43,7 @@ class Run:
 
 
 def _roadmap_of(run_dir: Path, meta: RunMeta) -> Roadmap:
-    """The roadmap the run folder keeps (``source/``: the same wherever the folder is read); for
+    """The roadmap the run folder keeps (``.source/``: the same wherever the folder is read); for
     a run folder written before it kept one, the file run.json names (as given, or relative to
     the run folder), else the built-in of that name."""
     kept = source_roadmap(run_dir, meta)

@@ -1,7 +1,7 @@
 """What a job and a run were trained with. A job is reused (skipped or resumed) only when its
 fingerprint (``fingerprint_parts``) matches this command's (``runfolder.job_mismatch``, the
 check the report applies too); ``run.json`` is the run-level record, checked under a file
-lock, not the authority. Beside it the run folder keeps a copy of its sources (``source/``)."""
+lock, not the authority. Beside it the run folder keeps a copy of its sources (``.source/``)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def run_identity(cfg: RunConfig) -> dict[str, dict[str, Any]]:
 
 
 def source_files(cfg: RunConfig) -> tuple[str, dict[str, Path]]:
-    """What the run folder keeps a copy of, as ``{path under source/: file}``: the roadmap file
+    """What the run folder keeps a copy of, as ``{path under .source/: file}``: the roadmap file
     (its own name), the user modules it imports and the local modules they import (at their
     module paths, so the copy imports them as the roadmap does), its paper table when that is a
     file beside it, and the recipe files with their bases (under ``recipes/``)."""
