@@ -28,7 +28,7 @@ import pandas as pd
 from .errors import ConfigError
 from .fidelity import welch_interval
 from .files import atomic_write_bytes, atomic_write_text, check_writable_dir
-from .provenance import describe_code, describe_machine
+from .provenance import describe_jobs
 from .runfolder import NOT_IN_FINGERPRINT, differing
 
 LEVEL = 0.95
@@ -107,7 +107,9 @@ def compare_runs(run_dirs: Sequence[Path]) -> Comparison:
         infos.append(RunInfo(label=label, run_dir=run.run_dir, roadmap=run.roadmap.name, recipe=m["recipe"]["name"],
                              lr=float(m.get("lr", math.nan)), data=str(m.get("data", "?")),
                              proxy=_proxy_words(m.get("proxy")), seeds=run.seeds,
-                             code=describe_code(m.get("code")), machine=describe_machine(m.get("machine")),
+                             code=describe_jobs(jobs := [r for by in run.results.values() for r in by.values()],
+                                                "code", m.get("code")),
+                             machine=describe_jobs(jobs, "machine", m.get("machine")),
                              differs=diff))
     chosen = [set(m) if isinstance(m := run.meta.get("steps"), list) else set(run.roadmap.names)
               for run in runs]  # a step no run trained is left out, not shown as missing everywhere

@@ -24,7 +24,8 @@ convs and linears inside get the spec's truncated-normal init. A kind whose forw
 traced by ``torch.fx`` is registered ``leaf=True`` and stays one node (``modernize.fx``).
 
 User kinds are registered in a module named in a roadmap's ``imports``; the fingerprint of
-a job covers the source of the module that defines each non-built-in kind it uses.
+a job covers the source of the module that defines each non-built-in kind it uses and of every
+local module that module imports (``modernize.usercode``), not the modules of other kinds.
 """
 
 from __future__ import annotations
@@ -73,11 +74,21 @@ class Kind:
     place: str = "end"
     """A component's place when a spec names none."""
     leaf: bool = False
-    source_hash: str = ""
+    own_hash: str = ""
+    """The hash of the defining module's file, read when the kind is registered (the code this
+    process runs)."""
 
     @property
     def builtin(self) -> bool:
         return self.factory.__module__ == __name__
+
+    @property
+    def source_hash(self) -> str:
+        """The hash of the kind's code: its module and the local modules that module imports,
+        transitively (equal to ``own_hash`` when it imports none)."""
+        from .usercode import code_hash
+
+        return code_hash(self.factory.__module__, self.own_hash)
 
     @property
     def params(self) -> dict[str, tuple[Any, Any]]:
@@ -136,8 +147,8 @@ REGISTRIES: dict[str, dict[str, Kind]] = {f: {} for f in FAMILIES}
 
 
 def _source_hash(fn: Callable[..., Any]) -> str:
-    """Hash of the source of the module that defines ``fn`` (its helpers included), read when
-    the kind is registered, i.e. the code this process runs."""
+    """Hash of the source file of the module that defines ``fn``, read when the kind is
+    registered, i.e. the code this process runs."""
     try:
         path = inspect.getsourcefile(fn)
         text = Path(path).read_bytes() if path else inspect.getsource(fn).encode()
@@ -159,7 +170,7 @@ def _register(family: str, name: str, **kw: Any) -> Callable[[Callable[..., nn.M
             raise ValueError(f"{family} kind {name!r} is already registered by {old.factory.__module__}")
         label = kw.pop("label")
         REGISTRIES[family][name] = Kind(family, name, fn, label=label, token=kw.pop("token", None) or label,
-                                        source_hash=_source_hash(fn), **kw)
+                                        own_hash=_source_hash(fn), **kw)
         return fn
 
     return deco

@@ -1,5 +1,7 @@
-"""Where a run came from: the code version and the machine, recorded in ``run.json`` so that
-runs made by different code or on different machines can be told apart (``compare``)."""
+"""Where a result came from: the code version and the machine, recorded in each job's
+``result.json`` by the process that trains it (and in ``run.json`` for the last command that
+wrote it), so that results made by different code or on different machines can be told apart
+(``compare``); a later command that trains nothing does not relabel them."""
 
 from __future__ import annotations
 
@@ -69,4 +71,15 @@ def describe_machine(info: Any) -> str:
     return text + (f", GPU {info['gpu']}" if info.get("gpu") else "")
 
 
-__all__ = ["code_version", "cpu_model", "describe_code", "describe_machine", "machine"]
+def describe_jobs(records: list[Any], key: str, fallback: Any) -> str:
+    """The code versions (``key="code"``) or machines (``"machine"``) the jobs' result.json
+    records, distinct values joined with "; " in first-seen order. Jobs trained before results
+    recorded it fall back to run.json's record (``fallback``), said so."""
+    describe = describe_code if key == "code" else describe_machine
+    seen = [describe(r[key]) for r in records if isinstance(r, dict) and isinstance(r.get(key), dict)]
+    if len(seen) < len(records) or not records:
+        seen.append(f"{describe(fallback)} (run.json; jobs do not record it)")
+    return "; ".join(dict.fromkeys(seen))
+
+
+__all__ = ["code_version", "cpu_model", "describe_code", "describe_jobs", "describe_machine", "machine"]

@@ -341,6 +341,18 @@ def recipe_base(name_or_path: str | Path) -> Recipe | None:
     return load_recipe(_base_path(path, base)) if isinstance(base, str) else None
 
 
+def recipe_files(name_or_path: str | Path) -> list[Path]:
+    """The recipe's file and its ``base`` chain's files, the recipe's own first (a run folder keeps
+    a copy of them)."""
+    files: list[Path] = []
+    path: Path | None = resolve_recipe_path(name_or_path)
+    while path is not None and path.resolve() not in files:
+        files.append(path.resolve())
+        base = read_toml(path, "recipe").get("base")
+        path = _base_path(path, base) if isinstance(base, str) else None
+    return files
+
+
 def differences(recipe: Recipe, base: Recipe) -> dict[str, tuple[Any, Any]]:
     """``key -> (base value, recipe value)`` for every training key that differs."""
     a, b = base.to_dict(), recipe.to_dict()
@@ -402,4 +414,4 @@ def config_hash(obj: Any) -> str:
 
 __all__ = ["BUDGET_KEYS", "KEYS", "NOT_IN_FINGERPRINT", "PARTS", "RECIPES_DIR", "About", "Accumulation",
            "Augmentation", "Budget", "DataPart", "Hardware", "Optimizer", "Recipe", "RecipePart", "Regularization",
-           "Schedule", "builtin_recipes", "config_hash", "differences", "load_recipe", "recipe_base"]
+           "Schedule", "builtin_recipes", "config_hash", "differences", "load_recipe", "recipe_base", "recipe_files"]

@@ -3,7 +3,9 @@ and the report (``modernize.report``) reads, their fields, and one writer and on
 
 Layout of a run directory::
 
-    RUN_DIR/run.json                         RunMeta: resolved run config + config hash
+    RUN_DIR/run.json                         RunMeta: resolved run config, per-step identity of its jobs
+    RUN_DIR/.source/                         copy of the roadmap file, its user modules (and the local
+                                             modules they import), recipe files, paper table
     RUN_DIR/<step>/seed<k>/config.json       JobConfig: resolved spec, recipe, data, proxy, fingerprint
     RUN_DIR/<step>/seed<k>/log.csv           LogRow per epoch (columns: LOG_COLUMNS)
     RUN_DIR/<step>/seed<k>/result.json       JobResult: status, top1/top5 (last epoch), best_top1, ...
@@ -16,6 +18,13 @@ pandas at import time), so the report reads a run folder without loading the eng
 refuses a record whose keys differ from its schema: a new field is added here, once. A reader
 checks the type of every key the schema names (``_check_types``; keys of older versions are
 kept), so an edited file is one ``ConfigError`` naming the file and the key.
+
+One identity of a result: a job belongs to its run when its ``config.json`` records the
+fingerprint parts run.json's ``identity`` gives its step, with the seed of its folder
+(``job_mismatch``). The engine applies it before reusing a job; the report and ``compare``
+apply it (``stale_reason``) before showing one. Older run folders are read as they are: without
+``identity`` the report checks what run.json determines (spec, proxy, data, recipe) and the
+seed; without ``.source/`` the roadmap is read from the path run.json names.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -32,6 +43,9 @@ from .files import atomic_write_json, atomic_write_text, read_json_object
 from .recipe import NOT_IN_FINGERPRINT
 
 RUN_META, JOB_CONFIG, RESULT, LOG = "run.json", "config.json", "result.json", "log.csv"
+SOURCE = ".source"
+"""The run folder's copy of the files it was made from (``write_sources``); a step name never
+starts with a dot, so no step's folder can be it."""
 STATUSES = ("done", "failed", "running")
 FINISHED = ("done", "failed")
 """A job with one of these statuses is never trained again."""
@@ -53,6 +67,10 @@ class RunProvenance(TypedDict, total=False):
     (``modernize.provenance``)."""
     machine: dict[str, Any]
     """``{"cpu", "cores", "platform", "python", "gpu"}`` of that invocation."""
+    identity: dict[str, dict[str, Any]]
+    """Per step of the roadmap: the fingerprint parts of its jobs without the seed (``job_identity``)."""
+    source: dict[str, Any]
+    """``{"roadmap": file name under .source/, "files": {path under .source/: hash}}``."""
 
 
 class RunMeta(RunProvenance):
@@ -102,7 +120,17 @@ class JobConfig(TypedDict):
     torch: str
 
 
-class JobResult(TypedDict):
+class JobProvenance(TypedDict, total=False):
+    """The keys of ``result.json`` that older jobs lack: where the job was trained, written by
+    the process that trains it (a later command that reuses the job does not rewrite them)."""
+
+    code: dict[str, Any]
+    """``{"package", "commit", "dirty"}`` (``modernize.provenance.code_version``)."""
+    machine: dict[str, Any]
+    """``{"cpu", "cores", "platform", "python", "gpu"}`` (``modernize.provenance.machine``)."""
+
+
+class JobResult(JobProvenance):
     """``<step>/seed<k>/result.json``, rewritten after every epoch."""
 
     step: str
@@ -287,11 +315,146 @@ def fingerprint_fields(*, step_spec: dict[str, Any], proxy: dict[str, Any], reci
         "seed": seed, "global_batch": global_batch, "torch": torch_mm}, sort_keys=True, default=str))
 
 
+def job_identity(*, step_spec: dict[str, Any], proxy: dict[str, Any], recipe: dict[str, Any], data: str,
+                 seed: int | None, global_batch: int | None, torch_version: str | None,
+                 kinds: dict[str, str]) -> dict[str, Any]:
+    """The identity of a job's result (its fingerprint parts): ``fingerprint_fields``, and for
+    kinds a user module registered, ``kinds`` = ``{"family:name": hash of its code}`` (left out
+    when the spec uses none: the paper's steps keep the fingerprints they always had)."""
+    parts = fingerprint_fields(step_spec=step_spec, proxy=proxy, recipe=recipe, data=data, seed=seed,
+                               global_batch=global_batch, torch_version=torch_version)
+    if kinds:
+        parts["kinds"] = dict(sorted(kinds.items()))
+    return parts
+
+
+def _pre_fingerprint_parts(old: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint parts of a job trained before fingerprints, from its config.json (such
+    job folders exist in real runs, e.g. the proxy study's)."""
+    recipe = old.get("recipe") if isinstance(old.get("recipe"), dict) else {}
+    return json.loads(json.dumps({
+        "step_spec": old.get("paper_spec"), "proxy": old.get("proxy"),
+        "recipe": {k: v for k, v in recipe.items() if k not in NOT_IN_FINGERPRINT},
+        "data": old.get("data"), "seed": old.get("seed"), "global_batch": old.get("global_batch")},
+        sort_keys=True, default=str))
+
+
+def job_mismatch(job_dir: Path, parts: dict[str, Any], only: tuple[str, ...] | None = None) -> str | None:
+    """None when the job folder is empty or was trained with these fingerprint parts; else what
+    differs (one line). The one check of a result's identity: the engine applies it before
+    reusing a job, the report before showing one. ``only``: compare just these parts (a run
+    folder whose run.json predates ``identity`` determines no more)."""
+    from .recipe import config_hash
+
+    if not any((job_dir / f).exists() for f in (JOB_CONFIG, RESULT, "last.pt", "prev.pt")):
+        return None
+    try:
+        old = read_job_config(job_dir)
+    except FileNotFoundError:
+        return "config.json is missing (cannot tell how it was trained)"
+    except ConfigError as exc:
+        return f"config.json is unreadable ({short(str(exc).split(': ', 1)[-1], 120)})"
+    if only is None and old.get("fingerprint") == config_hash(parts):
+        return None
+    recorded = old["fingerprint_parts"] if isinstance(old.get("fingerprint_parts"), dict) else None
+    if recorded is None:  # trained before fingerprints: compare what its config.json recorded
+        recorded, only = _pre_fingerprint_parts(old), tuple(k for k in (only or parts) if k != "torch")
+    if only is not None:
+        recorded, parts = {k: recorded.get(k) for k in only}, {k: parts.get(k) for k in only}
+    diff = differing(recorded, parts)
+    if only is not None and not diff:
+        return None
+    return short(", ".join(diff), 240) or "fingerprint"
+
+
+def expected_parts(meta: RunMeta, step: str, step_spec: dict[str, Any], seed: int, step_recipe: str | None = None
+                   ) -> tuple[dict[str, Any], tuple[str, ...] | None]:
+    """What run.json says a job of ``step`` with ``seed`` was trained with, and which parts it
+    determines (None: all of them). The step's spec comes from the roadmap the run folder keeps;
+    ``step_recipe``: the step's recipe override (run.json's ``step_recipes`` key)."""
+    recipes = {k: v["values"] for k, v in (meta.get("step_recipes") or {}).items()}
+    proxy = {k: v for k, v in (meta.get("proxy") or {}).items() if k not in ("low_res", "note")}
+    values = recipes.get(step_recipe or "", meta["recipe"]["values"])
+    parts = fingerprint_fields(step_spec=step_spec, proxy=proxy, recipe=values, data=meta["data"], seed=seed,
+                               global_batch=None, torch_version=None)
+    identity = (meta.get("identity") or {}).get(step)
+    if not isinstance(identity, dict):  # run.json written before it recorded the identity
+        return parts, ("step_spec", "proxy", "data", "recipe", "seed")
+    # what run.json's other keys record stays the authority for them: an edit of either is seen
+    return parts | {k: v for k, v in identity.items() if k in ("global_batch", "torch", "kinds")}, None
+
+
+def stale_reason(run_dir: Path, meta: RunMeta, step: str, step_spec: dict[str, Any], seed: int,
+                 step_recipe: str | None = None) -> str | None:
+    """Why the job ``RUN_DIR/<step>/seed<seed>`` is not a result of this run (one line), or None
+    when it is (or there is no job). Its result.json must name its step and folder's seed, and
+    its config.json the fingerprint parts run.json gives its step (``job_mismatch``). A job
+    without config.json (written by hand) is checked by its result.json alone."""
+    folder = job_folder(run_dir, step, seed)
+    try:
+        result = read_json_object(folder / RESULT, RESULT)
+    except (FileNotFoundError, ConfigError):
+        result = {}  # missing, or shown as unreadable by the report's own reader
+    for key, want in (("step", step), ("seed", seed)):
+        if key in result and result[key] != want:
+            return f"result.json records {key} {result[key]!r}, not {want!r} (a job folder copied or moved in)"
+    if not (folder / JOB_CONFIG).exists():
+        return None
+    parts, only = expected_parts(meta, step, step_spec, seed, step_recipe)
+    why = job_mismatch(folder, parts, only)
+    if why:
+        return f"trained otherwise than this run records (trained -> now: {why})"
+    try:
+        config = read_job_config(folder)
+    except (FileNotFoundError, ConfigError):
+        return None
+    if "fingerprint" in result and "fingerprint" in config and result["fingerprint"] != config["fingerprint"]:
+        return "result.json and config.json record different fingerprints (files of two jobs mixed)"
+    return None
+
+
+def write_sources(run_dir: Path, files: dict[str, Path]) -> dict[str, str]:
+    """Replace ``RUN_DIR/.source/`` by a copy of ``files`` (``{path under .source/: file}``); returns
+    ``{path: hash}``. Written beside and swapped in, so a reader sees the old copy or the new one."""
+    from .usercode import file_hash
+
+    run_dir = Path(run_dir)
+    final = run_dir / SOURCE
+    tmp, old = run_dir / f"{SOURCE}.{os.getpid()}.tmp", run_dir / f"{SOURCE}.{os.getpid()}.old"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for rel, src in files.items():
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+        tmp.mkdir(exist_ok=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConfigError(f"{final}: cannot write the run's copy of its sources: {exc.strerror or exc}") from None
+    shutil.rmtree(old, ignore_errors=True)
+    return {rel: file_hash(final / rel) for rel in sorted(files)}
+
+
+def source_roadmap(run_dir: Path, meta: RunMeta) -> Path | None:
+    """The roadmap file the run folder keeps (``.source/``), or None (a run folder written before
+    it kept one, or a copy without it)."""
+    name = (meta.get("source") or {}).get("roadmap")
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        return None
+    path = Path(run_dir) / SOURCE / name
+    return path if path.is_file() else None
+
+
 def short(text: str, n: int = 300) -> str:
     return text if len(text) <= n else text[:n - 3] + "..."
 
 
-__all__ = ["FINISHED", "JOB_CONFIG", "LOG", "LOG_COLUMNS", "NOT_IN_FINGERPRINT", "RESULT", "RUN_META", "STATUSES",
-           "JobConfig", "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta", "RunProvenance", "differing",
-           "fingerprint_fields", "is_finished", "job_folder", "load_result", "read_job_config", "read_log",
-           "read_result", "read_run_meta", "short", "write_job_config", "write_log", "write_result", "write_run_meta"]
+__all__ = ["FINISHED", "JOB_CONFIG", "LOG", "LOG_COLUMNS", "NOT_IN_FINGERPRINT", "RESULT", "RUN_META", "SOURCE",
+           "STATUSES", "JobConfig", "JobProvenance", "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta",
+           "RunProvenance", "differing", "expected_parts", "fingerprint_fields", "is_finished", "job_folder",
+           "job_identity", "job_mismatch", "load_result", "read_job_config", "read_log", "read_result",
+           "read_run_meta", "short", "source_roadmap", "stale_reason", "write_job_config", "write_log",
+           "write_result", "write_run_meta", "write_sources"]

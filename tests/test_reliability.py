@@ -128,19 +128,22 @@ def test_force_on_some_steps_moves_the_other_differing_jobs_aside(tmp_path: Path
 
 def test_report_refuses_jobs_that_its_roadmap_or_run_json_no_longer_describe(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A roadmap file edited after training (or a job of another recipe copied in) would put
-    old results under new labels: the report names the job and what differs, exit 2; undone,
-    the same command works."""
+    """The run folder's copy of its roadmap edited after training (or a job of another recipe
+    copied in) would put old results under new labels: the report names the job and what
+    differs, exit 2; undone, the same command works. The user's roadmap file edited after
+    training does not change the report: it reads the copy the run folder keeps."""
     rm = roadmap_copy(tmp_path)
     out = tmp_path / "run"
     tiny(tmp_path, out, rm)
     original = rm.read_text()
     rm.write_text(original.replace("depths = [3, 3, 9, 3]", "depths = [2, 2, 6, 2]"))
+    kept = out / ".source" / rm.name
+    kept.write_text(rm.read_text())
     rc, _, err = call(["report", str(out), "--out", str(tmp_path / "rep")], capsys)
     assert rc == 2 and not (tmp_path / "rep").exists()
     one_line_error(err, f"{STEP}/seed0")
     assert "step_spec.depths" in err and "roadmap file" in err
-    rm.write_text(original)
+    kept.write_text(original)
     meta = json.loads((out / "run.json").read_text())
     meta["recipe"]["values"]["lr"] = 0.5  # run.json says another lr than the job was trained with
     (out / "run.json").write_text(json.dumps(meta))

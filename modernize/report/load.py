@@ -1,5 +1,6 @@
-"""Reading a RUN_DIR for a report: run.json, the roadmap it names, every job's result and
-log, an optional bench table; and the check that every job is the one run.json describes."""
+"""Reading a RUN_DIR for a report: run.json, the roadmap the run folder keeps, every job's
+result and log, an optional bench table; and the check that every job is a result of this run
+(the identity ``train`` checks before reusing a job, ``runfolder.stale_reason``)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,14 @@ from ..runfolder import (
     RUN_META,
     JobResult,
     RunMeta,
-    differing,
-    fingerprint_fields,
     job_folder,
     load_result,
-    read_job_config,
     read_log,
     read_run_meta,
     short,
+    source_roadmap,
+    stale_reason,
 )
-
-CHECKED = ("step_spec", "proxy", "data", "recipe")
-"""The fingerprint parts run.json determines for every job (the seed, global batch and torch
-version are the engine's to check when it reuses a job)."""
 
 
 @dataclass(frozen=True)
@@ -39,13 +35,20 @@ class Run:
     roadmap: Roadmap
     seeds: tuple[int, ...]
     results: dict[str, dict[int, JobResult]]
-    """step -> seed -> result.json (seeds without a result.json are absent)."""
+    """step -> seed -> result.json (seeds without a result.json, or whose job is stale, are absent)."""
     logs: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
     bench: pd.DataFrame | None = None
+    stale: dict[str, dict[int, str]] = field(default_factory=dict)
+    """step -> seed -> why the job folder there is not a result of this run (``runfolder.stale_reason``)."""
 
 
 def _roadmap_of(run_dir: Path, meta: RunMeta) -> Roadmap:
-    """The run's roadmap file, else the built-in of that name (a run folder moved to another machine)."""
+    """The roadmap the run folder keeps (``.source/``: the same wherever the folder is read); for
+    a run folder written before it kept one, the file run.json names (as given, or relative to
+    the run folder), else the built-in of that name."""
+    kept = source_roadmap(run_dir, meta)
+    if kept is not None:
+        return load_roadmap(kept)
     path, name = meta["roadmap"]["path"], meta["roadmap"]["name"]
     for candidate in (Path(path), run_dir / path):
         if path and candidate.is_file():
@@ -58,36 +61,27 @@ def _roadmap_of(run_dir: Path, meta: RunMeta) -> Roadmap:
                       f"({name!r}) is not a built-in roadmap")
 
 
-def _check_jobs(run_dir: Path, meta: RunMeta, roadmap: Roadmap, seeds: list[int]) -> None:
-    """Every job that records its fingerprint must be the job this report describes: the
-    roadmap's step as the file defines it now, the recipe, proxy and data of run.json. A roadmap
-    edited after training, or a job left from another configuration, would otherwise be shown
-    under the wrong labels. (Jobs trained before fingerprints are taken as they are.)"""
-    recipes = {k: v["values"] for k, v in (meta.get("step_recipes") or {}).items()}
+def stale_jobs(run_dir: Path, meta: RunMeta, roadmap: Roadmap, seeds: list[int]) -> dict[str, dict[int, str]]:
+    """step -> seed -> why its job is not a result of this run: the check ``train`` makes before
+    reusing a job (``runfolder.stale_reason``), against run.json and the roadmap the folder keeps."""
+    out: dict[str, dict[int, str]] = {}
     for step in roadmap:
-        values = recipes.get(step.recipe or "", meta["recipe"]["values"])
-        fields = fingerprint_fields(step_spec=step.spec.to_dict(), proxy=meta["proxy"], recipe=values,
-                                    data=meta["data"], seed=None, global_batch=None, torch_version=None)
-        expected = {k: fields[k] for k in CHECKED}
         for seed in seeds:
-            folder = job_folder(run_dir, step.name, seed)
-            try:
-                parts = read_job_config(folder).get("fingerprint_parts")
-            except (FileNotFoundError, ConfigError):
-                continue  # no job, or one the table already shows as unreadable/missing
-            if not isinstance(parts, dict):
-                continue
-            if isinstance(parts.get("proxy"), dict):  # run.json's proxy adds notes of its own
-                expected["proxy"] = {k: meta["proxy"].get(k) for k in parts["proxy"]}
-            diff = differing({k: parts.get(k) for k in expected}, expected)
-            if not diff:
-                continue
-            source = (f"roadmap file {meta['roadmap']['path'] or roadmap.name} now defines step '{step.name}'"
-                      if any(d.startswith("step_spec.") or d.startswith("step_spec ") for d in diff)
-                      else f"{run_dir / RUN_META} records")
-            raise ConfigError(f"{folder}: trained otherwise than {source} (trained -> now: "
-                              f"{short(', '.join(diff), 200)}); restore what changed, or retrain it with "
-                              "`train ... --force` (the old job is kept under RUN_DIR/.replaced/)")
+            why = stale_reason(run_dir, meta, step.name, step.spec.to_dict(), seed, step.recipe)
+            if why:
+                out.setdefault(step.name, {})[seed] = why
+    return out
+
+
+def _refuse_stale(run_dir: Path, stale: dict[str, dict[int, str]]) -> None:
+    jobs = [(job_folder(run_dir, step, seed), why) for step, by in stale.items() for seed, why in by.items()]
+    if not jobs:
+        return
+    folder, why = jobs[0]
+    more = f" (and {len(jobs) - 1} more job(s))" if len(jobs) > 1 else ""
+    raise ConfigError(f"{folder}: not a result of this run{more}: {short(why, 300)} (checked against "
+                      f"{run_dir / RUN_META} and the roadmap file the run keeps); restore what changed, or retrain "
+                      "it with `train ... --force` (the old job is kept under RUN_DIR/.replaced/)")
 
 
 def _find_bench(run_dir: Path, out: Path, roadmap_name: str) -> pd.DataFrame | None:
@@ -103,20 +97,26 @@ def _find_bench(run_dir: Path, out: Path, roadmap_name: str) -> pd.DataFrame | N
     return None
 
 
-def load_run(run_dir: Path, out: Path | None = None) -> Run:
-    """Read and validate a RUN_DIR (nothing is written)."""
+def load_run(run_dir: Path, out: Path | None = None, *, keep_stale: bool = False) -> Run:
+    """Read and validate a RUN_DIR (nothing is written). A job that is not a result of this run
+    (``stale_jobs``) is refused, one line naming it and why; with ``keep_stale`` it is left out
+    of ``results`` and ``logs`` and listed in ``stale`` instead (never averaged in)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"RUN_DIR '{run_dir}': no such folder")
     meta = read_run_meta(run_dir)
     seeds = meta["seeds"]
     roadmap = _roadmap_of(run_dir, meta)
-    _check_jobs(run_dir, meta, roadmap, seeds)
+    stale = stale_jobs(run_dir, meta, roadmap, seeds)
+    if not keep_stale:
+        _refuse_stale(run_dir, stale)
     results: dict[str, dict[int, JobResult]] = {}
     logs: dict[str, dict[int, pd.DataFrame]] = {}
     for step in roadmap:
         results[step.name], logs[step.name] = {}, {}
         for seed in seeds:
+            if seed in stale.get(step.name, {}):
+                continue
             folder = job_folder(run_dir, step.name, seed)
             result = load_result(folder)
             if result is not None:
@@ -126,4 +126,4 @@ def load_run(run_dir: Path, out: Path | None = None) -> Run:
                 logs[step.name][seed] = log
     out = Path(out) if out is not None else run_dir / "report"
     return Run(run_dir=run_dir, meta=meta, roadmap=roadmap, seeds=tuple(seeds), results=results, logs=logs,
-               bench=_find_bench(run_dir, out, roadmap.name))
+               bench=_find_bench(run_dir, out, roadmap.name), stale=stale)

@@ -49,6 +49,9 @@ class RunConfig:
     """Retrain jobs whose fingerprint differs (the old job folders are moved to RUN_DIR/.replaced/)."""
     notes: list[str] = field(default_factory=list)
     """One-line notices printed before any training (e.g. a step override run as written)."""
+    recipe_source: str | Path | None = None
+    """The recipe name or file the run's recipe was loaded from (the run folder keeps a copy of
+    the file and its bases); None for a ``Recipe`` object."""
     loader_workers: int | None = None
     """DataLoader worker processes per loader of streamed data (None: this process's share of
     the cores, ``data.loader_workers``; a local worker of ``run_workers`` gets cores / workers)."""
@@ -139,7 +142,7 @@ def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Reci
     return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
                      device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
                      progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout, force=force,
-                     tensorboard=tensorboard,
+                     tensorboard=tensorboard, recipe_source=None if isinstance(named, Recipe) else named,
                      notes=[*budget_lines(rec, base, proxy, gb), *override_notes(rec, chosen, step_recipes)])
 
 

@@ -1,10 +1,10 @@
 """What a job and a run were trained with. A job is reused (skipped or resumed) only when its
-fingerprint (``fingerprint_parts``) matches this command's; ``run.json`` is the run-level
-record, checked under a file lock, not the authority."""
+fingerprint (``fingerprint_parts``) matches this command's (``runfolder.job_mismatch``, the
+check the report applies too); ``run.json`` is the run-level record, checked under a file
+lock, not the authority. Beside it the run folder keeps a copy of its sources (``.source/``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import torch
 from ..errors import ConfigError
 from ..kinds import get_kind
 from ..provenance import code_version, machine
-from ..recipe import Recipe, config_hash
+from ..recipe import Recipe, config_hash, recipe_files
 from ..roadmap import Step
 from ..runfolder import (
     NOT_IN_FINGERPRINT,
@@ -21,73 +21,77 @@ from ..runfolder import (
     NamedRecipe,
     RunMeta,
     differing,
-    fingerprint_fields,
-    read_job_config,
+    job_identity,
+    job_mismatch,
     read_run_meta,
     short,
     write_run_meta,
+    write_sources,
 )
 from ..spec import ArchSpec
+from ..usercode import local_modules
 from .batches import batching
 from .config import RunConfig
 
 
 def fingerprint_parts(cfg: RunConfig, step: Step, recipe: Recipe, seed: int) -> dict[str, Any]:
-    """Everything that determines a job's result: the step's paper spec (the proxy is applied
-    to it), the resolved recipe values, the data spec, the seed, the effective global batch
-    (batch x processes x accumulation: a run may resume on another process count that keeps
-    it), the torch version (major.minor) and, for kinds a user module registered, the hash of
-    that module's source. Not included: the device and the number of threads (same numbers up
-    to floating-point order), the contents of a data folder (only its spec string)."""
-    global_batch = batching(recipe, cfg.dist.world).global_batch
-    parts = fingerprint_fields(step_spec=step.spec.to_dict(), proxy=cfg.proxy.to_dict(), recipe=recipe.to_dict(),
-                               data=str(cfg.data), seed=seed, global_batch=global_batch,
-                               torch_version=torch.__version__)
-    kinds = user_kind_hashes(step.spec)
-    if kinds:  # only then: the paper's steps keep the fingerprints they always had
-        parts["kinds"] = kinds
-    return parts
+    """Everything that determines a job's result (``runfolder.job_identity``): the step's paper
+    spec (the proxy is applied to it), the resolved recipe values, the data spec, the seed, the
+    effective global batch (batch x processes x accumulation: a run may resume on another
+    process count that keeps it), the torch version (major.minor) and, for kinds a user module
+    registered, the hash of their code (``user_kind_hashes``). Not included: the device and the
+    number of threads (same numbers up to floating-point order), the contents of a data folder
+    (only its spec string)."""
+    return job_identity(step_spec=step.spec.to_dict(), proxy=cfg.proxy.to_dict(), recipe=recipe.to_dict(),
+                        data=str(cfg.data), seed=seed, global_batch=batching(recipe, cfg.dist.world).global_batch,
+                        torch_version=torch.__version__, kinds=user_kind_hashes(step.spec))
 
 
 def user_kind_hashes(spec: ArchSpec) -> dict[str, str]:
     """``{"family:name": hash}`` of the kinds a spec uses that a user module registered: the
-    hash of that module's source, so an edited module is not silently reused."""
+    hash of the module that defines the kind and of the local modules it imports, so an edited
+    module (or helper) is not silently reused, and an edit elsewhere does not touch this spec."""
     used = [("act", spec.act), ("norm", spec.norm), *(("component", c.kind) for c in spec.components)]
     kinds = [get_kind(family, name) for family, name in used]
     return {f"{k.family}:{k.name}": k.source_hash for k in kinds if not k.builtin}
 
 
-def _pre_fingerprint_parts(old: dict[str, Any]) -> dict[str, Any]:
-    """The fingerprint parts of a job trained before fingerprints, from its config.json (such
-    job folders exist in real runs, e.g. the proxy study's)."""
-    recipe = old.get("recipe") if isinstance(old.get("recipe"), dict) else {}
-    return json.loads(json.dumps({
-        "step_spec": old.get("paper_spec"), "proxy": old.get("proxy"),
-        "recipe": {k: v for k, v in recipe.items() if k not in NOT_IN_FINGERPRINT},
-        "data": old.get("data"), "seed": old.get("seed"), "global_batch": old.get("global_batch")},
-        sort_keys=True, default=str))
+def run_identity(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """Per step of the roadmap: the fingerprint parts of its jobs without the seed (run.json's
+    ``identity``, which the report checks every job against)."""
+    out = {}
+    for step in cfg.roadmap:
+        try:
+            parts = fingerprint_parts(cfg, step, cfg.recipe_of(step), 0)
+        except ConfigError:  # a step outside this command that this process count cannot batch
+            continue
+        parts.pop("seed")
+        out[step.name] = parts
+    return out
 
 
-def job_mismatch(job_dir: Path, parts: dict[str, Any]) -> str | None:
-    """None when the job folder is empty or was trained with these fingerprint parts; else what
-    differs (one line)."""
-    if not any((job_dir / f).exists() for f in ("config.json", "result.json", "last.pt", "prev.pt")):
-        return None
-    try:
-        old = read_job_config(job_dir)
-    except FileNotFoundError:
-        return "config.json is missing (cannot tell how it was trained)"
-    except ConfigError as exc:
-        return f"config.json is unreadable ({short(str(exc).split(': ', 1)[-1], 120)})"
-    if old.get("fingerprint") == config_hash(parts):
-        return None
-    if isinstance(old.get("fingerprint_parts"), dict):
-        diff = differing(old["fingerprint_parts"], parts)
-    else:  # trained before fingerprints: compare what its config.json recorded
-        diff = differing(_pre_fingerprint_parts(old), {k: v for k, v in parts.items() if k != "torch"})
-        if not diff:
-            return None
-    return short(", ".join(diff), 240) or "fingerprint"
+def source_files(cfg: RunConfig) -> tuple[str, dict[str, Path]]:
+    """What the run folder keeps a copy of, as ``{path under .source/: file}``: the roadmap file
+    (its own name), the user modules it imports and the local modules they import (at their
+    module paths, so the copy imports them as the roadmap does), its paper table when that is a
+    file beside it, and the recipe files with their bases (under ``recipes/``)."""
+    path = cfg.roadmap.path.resolve()
+    files: dict[str, Path] = {path.name: path}
+    for name, file in local_modules([m for m, _ in cfg.roadmap.imports]).items():
+        rel = Path(*name.split("."))
+        files[str(rel / "__init__.py" if file.name == "__init__.py" else rel.with_suffix(".py"))] = file
+    paper = cfg.roadmap.paper_path
+    if paper is not None and paper.resolve().is_relative_to(path.parent):
+        files[str(paper.resolve().relative_to(path.parent))] = paper.resolve()
+    recipes = [cfg.recipe_source] if cfg.recipe_source is not None else []
+    for named in [*recipes, *dict.fromkeys(s.recipe for s in cfg.roadmap if s.recipe)]:
+        try:
+            chain = recipe_files(named)
+        except ConfigError:  # a step override the run substitutes
+            continue
+        for file in chain:
+            files.setdefault(f"recipes/{file.name}", file)
+    return path.name, files
 
 
 def record_run_meta(cfg: RunConfig) -> None:
@@ -118,6 +122,8 @@ def _record_run_meta_locked(cfg: RunConfig) -> None:
         if not diff:
             seeds = sorted(set(old.get("seeds", [])) | set(seeds))
             steps = [n for n in cfg.roadmap.names if n in set(old.get("steps", [])) | set(steps)]
+    roadmap_file, files = source_files(cfg)
+    hashes = write_sources(cfg.out, files)
     write_run_meta(cfg.out, RunMeta(
         roadmap={"name": cfg.roadmap.name, "path": str(cfg.roadmap.path)},
         recipe=NamedRecipe(name=cfg.recipe.name, values=cfg.recipe.to_dict()),
@@ -130,7 +136,8 @@ def _record_run_meta_locked(cfg: RunConfig) -> None:
         per_process_batch=cfg.recipe.batch_size, global_batch=cfg.global_batch,
         lr=cfg.recipe.scaled_lr(cfg.global_batch),
         torch=torch.__version__, compared=compared, config_hash=digest, code=code_version(),
-        machine=machine(torch.cuda.get_device_name(cfg.device) if cfg.device.startswith("cuda") else None)))
+        machine=machine(torch.cuda.get_device_name(cfg.device) if cfg.device.startswith("cuda") else None),
+        identity=run_identity(cfg), source={"roadmap": roadmap_file, "files": hashes}))
 
 
 def _identity(compared: dict[str, Any]) -> dict[str, Any]:
@@ -145,3 +152,6 @@ def _identity(compared: dict[str, Any]) -> dict[str, Any]:
     if isinstance(out.get("step_recipes"), dict):
         out["step_recipes"] = {k: values(v) for k, v in out["step_recipes"].items()}
     return out
+
+
+__all__ = ["fingerprint_parts", "job_mismatch", "record_run_meta", "run_identity", "source_files", "user_kind_hashes"]

@@ -14,6 +14,7 @@ from torch import nn
 from ..complexity import count
 from ..data import BatchAugment, Data
 from ..model import build_model
+from ..provenance import code_version, machine
 from ..recipe import Recipe, config_hash
 from ..roadmap import Step
 from ..runfolder import JobConfig, JobResult, write_job_config, write_log, write_result
@@ -130,7 +131,8 @@ def _epoch_done(job: Job, cfg: RunConfig, state: TrainState, epoch: int, secs: f
 
 
 class _Results:
-    """The job's config.json (written at once) and its result.json (after every epoch)."""
+    """The job's config.json (written at once) and its result.json (after every epoch), with
+    the code version and machine of the process that trains it."""
 
     def __init__(self, job: Job, cfg: RunConfig) -> None:
         d, recipe, res = cfg.dist, job.recipe, job.recipe.resolution
@@ -139,7 +141,9 @@ class _Results:
         self.job, self.main = job, d.main
         self.base = {"step": job.step.name, "seed": job.seed, "recipe": recipe.name, "resolution": res,
                      "gmacs": round(cx.gmacs, 6), "params_m": round(cx.params_m, 6), "epochs": recipe.epochs,
-                     "fingerprint": config_hash(parts)}
+                     "fingerprint": config_hash(parts), "code": code_version(),
+                     "machine": machine(torch.cuda.get_device_name(cfg.device) if cfg.device.startswith("cuda")
+                                        else None)}
         if d.main:
             gb = batching(recipe, d.world).global_batch
             write_job_config(job.dir, JobConfig(
