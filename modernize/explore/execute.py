@@ -137,7 +137,7 @@ def _local(setup: Setup, cfg: RunConfig, specs: Mapping[str, ArchSpec]) -> None:
     train_roadmap(job_roadmap(setup, specs), data=setup.data, recipe=cfg.recipe, seeds=setup.seeds,
                   out=cfg.out, device=setup.device, proxy=cfg.proxy, progress=setup.progress,
                   workers=setup.workers, threads=setup.threads, claim_timeout=setup.claim_timeout,
-                  accum_steps=setup.accum_steps)
+                  accum_steps=setup.accum_steps, plan=False)
 
 
 def _slurm(setup: Setup, cfg: RunConfig, specs: Mapping[str, ArchSpec]) -> None:

@@ -3,7 +3,10 @@ first round's candidates timed as ``train --plan`` times a run (``train/plan.py`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+
+import torch
 
 from ..roadmap import Step
 from ..runfolder import is_finished, job_folder
@@ -42,7 +45,12 @@ def plan_explore(setup: Setup, rule: Rule, budget: Budget) -> list[str]:
                 pending.append((Step(name=k, spec=spec, change=k), run.recipe, todo))
         names = {t.key: t.alternative for t in tried if t.key}
         names[spec_key(setup.start.spec)] = setup.start.name
-        plans = plan_steps(run, pending, {}, lambda _r: data)
+        before = torch.get_num_threads()  # timed with the threads each worker will have
+        torch.set_num_threads(setup.threads or max(1, (os.cpu_count() or 1) // setup.workers))
+        try:
+            plans = plan_steps(run, pending, {}, lambda _r: data)
+        finally:
+            torch.set_num_threads(before)
         lines, _ = plan_lines(run, [p for p in plans], setup.workers)
         lines = [_named(line, names) for line in lines]
         rounds, jobs = worst_case_jobs(setup.candidates.knobs, len(setup.seeds), budget)
