@@ -75,10 +75,10 @@ class Scorer:
         return {k: Scores(tuple(self.value(s) + n for n in NOISE), self.gmacs(s), 1.0) for k, s in specs.items()}
 
 
-def run(rule: Rule = Rule(), budget: Budget = Budget(), knobs=KNOBS, scorer=None, measure=None):
+def run(rule: Rule | None = None, budget: Budget | None = None, knobs=KNOBS, scorer=None, measure=None):
     scorer = scorer or Scorer()
-    return explore(base_spec("resnet50"), knobs, rule=rule, seeds=SEEDS, score=scorer, key=spec_key, budget=budget,
-                   measure=measure), scorer
+    return explore(base_spec("resnet50"), knobs, rule=rule or Rule(), seeds=SEEDS, score=scorer, key=spec_key,
+                   budget=budget or Budget(), measure=measure), scorer
 
 
 def path(search) -> list[str]:

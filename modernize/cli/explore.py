@@ -38,7 +38,8 @@ def _setup(args: argparse.Namespace) -> Setup:
             raise ConfigError("--workers is for local runs; with --launcher slurm each job is its own array task")
         slurm = SlurmOptions(partition=args.partition, gpus_per_job=args.gpus_per_job,
                              nodes_per_job=args.nodes_per_job, array_parallelism=args.array_parallelism,
-                             time_min=args.time, cluster="local" if os.environ.get("MODERNIZE_SUBMITIT_LOCAL") else None)
+                             time_min=args.time,
+                             cluster="local" if os.environ.get("MODERNIZE_SUBMITIT_LOCAL") else None)
     store = Path(args.store) if args.store else runs_dir() / "explore-store"
     check_out_path(store)
     return Setup(roadmap=roadmap, start=start, candidates=cands, store=store, data=args.data, recipe=args.recipe,

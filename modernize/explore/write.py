@@ -230,7 +230,8 @@ def page(search: Search, table: list[dict[str, Any]], setup: dict[str, Any], cos
     for r in table:
         mean, diff = _pm(r)
         cls = {"adopted": "adopted", "excluded": "excluded"}.get(r["decision"], "")
-        cells = (r["round"], r["candidate"], r["change"], mean, diff, r["gmacs"], r["params_m"], r["decision"], r["why"])
+        cells = (r["round"], r["candidate"], r["change"], mean, diff, r["gmacs"], r["params_m"], r["decision"],
+                 r["why"])
         body.append(f"<tr class='{cls}'>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
     img = base64.b64encode(png).decode()
     return f"""<!doctype html>
