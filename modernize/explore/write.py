@@ -26,7 +26,7 @@ COLUMNS = ("round", "knob", "candidate", "change", "decision", "significant", "w
            "diff_lo", "diff_hi", "gmacs", "params_m", "key")
 
 
-def _num(x: float, digits: int = 4) -> str:
+def _num(x: float, digits: int = 6) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
@@ -38,7 +38,7 @@ def rows(search: Search, start_name: str) -> list[dict[str, Any]]:
         out.append(dict(round=0, knob="", candidate=start_name, change="start", decision="start", significant="",
                         why="the spec every round-1 candidate is compared with", n=len(first.values),
                         mean=_num(first.mean), std=_num(first.std), diff="", diff_lo="", diff_hi="",
-                        gmacs=_num(first.gmacs, 6), params_m=_num(first.params_m), key=search.start_key))
+                        gmacs=_num(first.gmacs, 8), params_m=_num(first.params_m), key=search.start_key))
     for rnd in search.rounds:
         for t in rnd.trials:
             s = t.scores
@@ -47,7 +47,7 @@ def rows(search: Search, start_name: str) -> list[dict[str, Any]]:
                             significant=("yes" if t.significant else "no") if trained else "", why=t.why,
                             n=len(s.values) if s and trained else "", mean=_num(s.mean) if s and trained else "",
                             std=_num(s.std) if s and trained else "", diff=_num(t.diff), diff_lo=_num(t.lo),
-                            diff_hi=_num(t.hi), gmacs=_num(s.gmacs, 6) if s else "",
+                            diff_hi=_num(t.hi), gmacs=_num(s.gmacs, 8) if s else "",
                             params_m=_num(s.params_m) if s else "", key=t.key or ""))
     return out
 
@@ -79,7 +79,7 @@ def to_markdown(search: Search, table: list[dict[str, Any]], setup: dict[str, An
              "| decision | why |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         mean, diff = _pm(r)
-        gmacs = f"{float(r['gmacs']):.4f}" if r["gmacs"] else ""
+        gmacs = f"{float(r['gmacs']):.4g}" if r["gmacs"] else ""
         params = f"{float(r['params_m']):.3f}" if r["params_m"] else ""
         lines.append("| " + " | ".join(_md_cell(x) for x in (r["round"], r["candidate"], r["change"], mean, diff, gmacs,
                                                               params, r["decision"], r["why"])) + " |")
