@@ -184,6 +184,7 @@ def figure(search: Search, start_name: str) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8))
     if search.rounds:
@@ -207,6 +208,7 @@ def figure(search: Search, start_name: str) -> bytes:
                     pg.append(s.gmacs)
         ax.plot(px, py, color="tab:red", lw=1.5)
         bx.plot(pg, py, color="tab:red", lw=1.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set(xlabel="round", ylabel="top-1 (%), mean ± std over seeds", title="search: candidates per round, path in red")
     bx.set(xlabel="GMACs per image (as trained)", ylabel="top-1 (%)", title="accuracy against GMACs")
     for a in (ax, bx):
