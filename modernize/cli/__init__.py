@@ -1,7 +1,7 @@
 """Command line: ``python run_ablation.py [COMMAND] ...`` (also installed as ``modernize``).
 
 The one command-line layer: one module per command (``flops``, ``train``, ``bench``,
-``report``, ``describe``, ``compare``, and ``main_job`` for no command), shared argument types in
+``report``, ``describe``, ``compare``, ``explore``, and ``main_job`` for no command), shared argument types in
 :mod:`.argtypes`. Handlers call library functions; nothing outside this package imports it.
 
 Every bad input ends in one line on stderr and exit code 2 (130 on Ctrl-C); nothing
@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from .bench import add_bench
 from .compare import add_compare
 from .describe import add_describe
+from .explore import add_explore
 from .flops import add_flops
 from .report import add_report
 from .train import add_train
@@ -28,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 # Subcommands register here; each module adds its parser and handler.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_flops, add_bench, add_report, add_describe,
-                                                                    add_train, add_compare]
+                                                                    add_train, add_compare, add_explore]
 
 
 def build_parser() -> argparse.ArgumentParser:

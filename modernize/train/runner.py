@@ -52,15 +52,15 @@ def _claim(folder: Path, d: Dist, timeout: float) -> Claim | ClaimInfo | context
     return got
 
 
-def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
+def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0, plan: bool = True) -> Path:
     """Train every selected step and seed of a prepared run; returns the run directory.
 
     Jobs are claimed one at a time (``claims.py``), so any number of processes can share
     ``cfg.out``: a job running elsewhere is left to its owner; a finished or failed job is never
     retrained. With ``wait`` the process then waits for the jobs running elsewhere and takes
-    over any whose owner dies."""
+    over any whose owner dies. ``plan=False`` skips the timed plan (``explore`` prints its own)."""
     with Interrupt() as stop:
-        datas = _preflight(cfg, stop)
+        datas = _preflight(cfg, stop, plan=plan)
         try:
             return _run(cfg, datas, stop, wait=wait, poll_s=poll_s)
         finally:
@@ -312,18 +312,18 @@ def _worker_main(cfg: RunConfig, index: int, threads: int, workers: int) -> None
         raise SystemExit(2) from None
 
 
-def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> Path:
+def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None, plan: bool = True) -> Path:
     """Run ``workers`` local processes on one run folder; the claims share the jobs out.
 
     Plain ``multiprocessing`` processes (spawned), not a ``ProcessPoolExecutor``: a pool whose
     worker dies is broken as a whole and stops the healthy workers too; here the others carry
     on and take the dead worker's job over from its checkpoint."""
     if workers <= 1:
-        return run(cfg)
+        return run(cfg, plan=plan)
     check_workers(cfg, workers)
     threads = threads or _worker_threads(workers)
     with Interrupt() as stop:
-        _preflight(cfg, stop, workers=workers, threads=threads)
+        _preflight(cfg, stop, workers=workers, threads=threads, plan=plan)
     cfg = dataclasses.replace(cfg, force=False)  # what differed is moved aside; workers must not move more
     print(f"run {cfg.out}: {workers} local workers x {threads} thread(s), "
           f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s)", flush=True)
@@ -399,19 +399,21 @@ def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "f
                   proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
                   compile: bool | None = None, progress: bool = True, workers: int = 1,
                   threads: int | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S,
-                  tensorboard: bool = False, force: bool = False, accum_steps: int | None = None) -> Path:
+                  tensorboard: bool = False, force: bool = False, accum_steps: int | None = None,
+                  plan: bool = True) -> Path:
     """Train every step (or ``steps``) of a roadmap for each seed into ``out``; rerunning the
     same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay).
     ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each);
     they are spawned and import the calling script, so a script calls this under
-    ``if __name__ == "__main__":`` (Python's rule for spawned processes, as for DataLoader workers)."""
+    ``if __name__ == "__main__":`` (Python's rule for spawned processes, as for DataLoader workers).
+    ``plan=False``: no timed plan before training (``explore`` trains round after round)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:  # 0 ran serially, silently
         raise ConfigError(f"workers: a whole number >= 1, got {workers!r}")
     cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
                       proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress,
                       claim_timeout=claim_timeout, tensorboard=tensorboard, force=force, accum_steps=accum_steps)
     if workers > 1:
-        return run_workers(cfg, workers=workers, threads=threads)
+        return run_workers(cfg, workers=workers, threads=threads, plan=plan)
     if threads:
         torch.set_num_threads(threads)
-    return run(cfg)
+    return run(cfg, plan=plan)

@@ -1,0 +1,78 @@
+"""``explore --plan``: the worst-case job count of the rounds and a time estimate, from the
+first round's candidates timed as ``train --plan`` times a run (``train/plan.py``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from ..roadmap import Step
+from ..runfolder import is_finished, job_folder
+from ..train.plan import duration, plan_lines, plan_steps
+from .execute import Measurer, Setup, prepare, spec_key
+from .search import Budget, Knob, Rule, round_candidates
+
+
+def worst_case_jobs(knobs: Sequence[Knob], seeds: int, budget: Budget) -> tuple[int, int]:
+    """(rounds, jobs) at most: every round trains every alternative of every knob left, the
+    current spec's seeds once, and adopts the knob with the fewest alternatives (preconditions
+    and reuse only lower it). The job budget caps it."""
+    sizes = sorted(len(k.alternatives) for k in knobs)
+    rounds = len(sizes) if budget.max_rounds is None else min(len(sizes), budget.max_rounds)
+    jobs = seeds  # the start
+    for r in range(rounds):
+        jobs += sum(sizes[r:]) * seeds
+    if budget.max_jobs is not None:
+        jobs = min(jobs, budget.max_jobs)
+    return rounds, jobs
+
+
+def plan_explore(setup: Setup, rule: Rule, budget: Budget) -> list[str]:
+    """The plan's lines: round 1's jobs as ``train --plan`` prints them, then the worst case."""
+    measure = Measurer(setup)
+    try:
+        cfg, data = measure.loaded()
+        tried, excluded = round_candidates(1, setup.start.spec, setup.candidates.knobs, rule, spec_key,
+                                           measure if rule.name == "flops" else None)
+        specs = {spec_key(setup.start.spec): setup.start.spec} | {t.key: t.spec for t in tried if t.key and t.spec}
+        run = prepare(setup, specs)
+        pending = []
+        for k, spec in specs.items():
+            todo = [s for s in setup.seeds if not is_finished(job_folder(run.out, k, s))]
+            if todo:
+                pending.append((Step(name=k, spec=spec, change=k), run.recipe, todo))
+        names = {t.key: t.alternative for t in tried if t.key}
+        names[spec_key(setup.start.spec)] = setup.start.name
+        before = torch.get_num_threads()  # timed with the threads each worker will have
+        torch.set_num_threads(setup.threads or max(1, (os.cpu_count() or 1) // setup.workers))
+        try:
+            plans = plan_steps(run, pending, {}, lambda _r: data)
+        finally:
+            torch.set_num_threads(before)
+        lines, _ = plan_lines(run, [p for p in plans], setup.workers)
+        lines = [_named(line, names) for line in lines]
+        rounds, jobs = worst_case_jobs(setup.candidates.knobs, len(setup.seeds), budget)
+        n_round1 = len(specs) * len(setup.seeds)
+        done1 = n_round1 - sum(len(p[2]) for p in pending)
+        per_job = sum(p.secs * len(p.seeds) for p in plans) / max(1, sum(len(p.seeds) for p in plans))
+        wall = per_job * max(0, jobs - done1) / max(1, setup.workers)
+        head = [f"explore plan: start {setup.start.name}, {sum(len(k.alternatives) for k in setup.candidates.knobs)} "
+                f"candidate(s) in {len(setup.candidates.knobs)} knob(s), rule {rule.name}, "
+                f"{len(setup.seeds)} seed(s); store {run.out}",
+                f"round 1: {len(tried)} candidate(s) apply, {len(excluded)} do not; {n_round1} job(s), "
+                f"{done1} already in the store"]
+        tail = [f"worst case: {rounds} round(s), {jobs} job(s) (budget: rounds "
+                f"{budget.max_rounds or 'none'}, jobs {budget.max_jobs or 'none'}), est. {duration(wall)} with "
+                f"{setup.workers} worker(s) at round 1's mean of {duration(per_job)} per job (data loading and "
+                "other load on the machine not included)"]
+        return head + lines + tail
+    finally:
+        measure.close()
+
+
+def _named(line: str, names: dict[str, str]) -> str:
+    for key, name in names.items():
+        line = line.replace(key, f"{name} ({key})")
+    return line
