@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import os
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .errors import ModernizeError
 
@@ -23,7 +25,7 @@ _OOM_TEXT = ("can't allocate memory", "not enough memory", "Storage size calcula
 def split_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
     """``argv`` without ``--debug``, and whether it (or ``MODERNIZE_DEBUG``) asked for tracebacks."""
     args = list(argv)
-    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    debug = debug_asked()
     if "--debug" in args:
         args.remove("--debug")
         debug = True
@@ -49,6 +51,64 @@ def expected_message(exc: BaseException) -> str | None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return (f"error: out of memory ({type(exc).__name__}{': ' + first[:160] if first else ''}); "
                 "use a smaller size, batch or --proxy")
+    return user_kind_message(exc)
+
+
+def debug_asked() -> bool:
+    """Whether tracebacks were asked for (``--debug`` sets ``MODERNIZE_DEBUG`` for child processes)."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _user_kinds() -> dict[str, list[Any]]:
+    """Source file -> the user (not built-in) kinds registered from it, in this process."""
+    kinds = sys.modules.get("modernize.kinds")
+    files: dict[str, list[Any]] = {}
+    for registry in getattr(kinds, "REGISTRIES", {}).values():
+        for kind in registry.values():
+            if kind.builtin:
+                continue
+            with contextlib.suppress(TypeError, OSError):
+                path = inspect.getsourcefile(kind.factory)
+                if path:
+                    files.setdefault(os.path.abspath(path), []).append(kind)
+    return files
+
+
+def _which_kind(kinds: list[Any], frame: Any) -> Any:
+    """The kind a frame of its file runs: the module it is a method of, or the factory it is."""
+    this = frame.f_locals.get("self")
+    for kind in kinds:
+        factory = kind.factory
+        if (inspect.isclass(factory) and isinstance(this, factory)) or \
+                getattr(factory, "__code__", None) is frame.f_code:
+            return kind
+    return kinds[0] if len(kinds) == 1 else None
+
+
+def user_kind_message(exc: BaseException) -> str | None:
+    """One line for an exception raised in (or below) a user kind's code: the kind, its file and
+    line, and the exception; None when no user kind's code is on its traceback."""
+    files = _user_kinds()
+    if not files:
+        return None
+    seen: set[int] = set()
+    chain: BaseException | None = exc
+    while chain is not None and id(chain) not in seen:  # the exception, then what caused it
+        seen.add(id(chain))
+        hit = None
+        for frame, line in traceback.walk_tb(chain.__traceback__):
+            path = os.path.abspath(frame.f_code.co_filename)
+            if path in files:
+                hit = (frame, line, path)  # the deepest frame of a user kind's file
+        if hit is not None:
+            frame, line, path = hit
+            kind = _which_kind(files[path], frame)
+            who = (f"{kind.family} kind '{kind.name}'" if kind is not None
+                   else f"a kind of {', '.join(repr(k.name) for k in files[path])}")
+            text = " ".join(str(exc).split())[:300]
+            return (f"error: {who} ({path}:{line}, in {frame.f_code.co_name}) raised {type(exc).__name__}"
+                    f"{': ' + text if text else ''} ({DEBUG_ENV}=1 or --debug shows the traceback)")
+        chain = chain.__cause__ or chain.__context__
     return None
 
 
@@ -116,5 +176,14 @@ def guarded_main(body: Callable[[list[str]], int], argv: Sequence[str] | None = 
     ``--debug``. The entry of ``modernize`` and of the reference scripts in scripts/, so that a
     script's refused input reads like the command line's."""
     args, debug = split_debug(sys.argv[1:] if argv is None else argv)
-    return guarded(lambda: body(args), debug)
+    before = os.environ.get(DEBUG_ENV)
+    if debug:  # local workers and other child processes show their tracebacks too
+        os.environ[DEBUG_ENV] = "1"
+    try:
+        return guarded(lambda: body(args), debug)
+    finally:
+        if before is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = before
 
