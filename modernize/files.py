@@ -131,7 +131,12 @@ def atomic_torch_save(path: Path, obj: Any, keep_previous: Path | None = None) -
 
     path = Path(path)
     with _temp_beside(path) as (fh, tmp):
-        torch.save(obj, fh)
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as exc:  # torch's writer fails again on closing after the OSError
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
         fh.flush()
         os.fsync(fh.fileno())
         fh.close()
@@ -230,6 +235,7 @@ def _temp_beside(path: Path) -> Iterator[tuple[Any, Path]]:
     except WriteError:
         raise
     except OSError as exc:
+        _check_guards(path)  # a folder moved during the write: say so, not "No such file"
         raise _write_error(path, exc) from None
 
 

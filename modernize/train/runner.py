@@ -291,13 +291,12 @@ def _worker_main(cfg: RunConfig, index: int, threads: int, workers: int, parent:
     """One local worker process: the same claim loop as a single ``train`` process. Its image
     loaders get its share of the cores (cores / ``workers``), not every core: each of the
     ``workers`` processes keeps its own persistent loader workers."""
-    # The parent blocks SIGINT while it starts us (Ctrl-C while Python starts up would print a
-    # traceback from multiprocessing's bootstrap), and a parent started in the background by a
-    # shell ignores it: restore Python's handler, then take a Ctrl-C that came meanwhile.
+    # The parent starts us with SIGINT ignored (a Ctrl-C while Python starts up would print a
+    # traceback from multiprocessing's bootstrap), as does a shell for a background job: restore
+    # Python's handler now that we can stop cleanly.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         end_with_parent(parent)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         torch.set_num_threads(threads)
         import_user_modules(cfg.roadmap)  # a spawned process: register the roadmap's kinds again
         share = loader_workers(processes=workers) if cfg.loader_workers is None else cfg.loader_workers
@@ -375,22 +374,24 @@ def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | No
                          name=f"modernize-worker-{i}") for i in range(workers)]
     old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        # Started with SIGINT blocked (inherited through exec): a Ctrl-C now waits in each worker
-        # until it has set up its handler, then stops it quietly; here it is taken after the starts.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # Started with SIGINT ignored (inherited through exec): a Ctrl-C while Python starts up in
+        # a worker would print a traceback from multiprocessing's bootstrap. Each worker takes
+        # SIGINT again once set up; until then the SIGTERM passed on below ends it quietly.
+        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             for p in procs:
                 p.start()
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            signal.signal(signal.SIGINT, before)
         for p in procs:
             p.join()
     except KeyboardInterrupt:  # Ctrl-C reached the workers too; a SIGTERM to us is passed on
-        for p in procs:
-            if p.is_alive() and p.pid is not None:
+        started = [p for p in procs if p.pid is not None]
+        for p in started:
+            if p.is_alive():
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGINT)
-        for p in procs:
+                    os.kill(p.pid, signal.SIGTERM)  # type: ignore[arg-type]
+        for p in started:
             p.join()
         raise
     finally:
