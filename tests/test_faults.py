@@ -122,15 +122,18 @@ def test_files_honour_the_umask(tmp_path: Path) -> None:
 
 # --- names that become paths ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["../../x", "/tmp/abs", "", ".hidden", "a/b", "x.."])
+@pytest.mark.parametrize("name", ["../../x", "ABSOLUTE", "", ".hidden", "a/b", "x.."])
 def test_roadmap_name_is_a_safe_folder_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str], name: str) -> None:
     """The roadmap's name becomes runs/<name> and reports/<name>: '../../x' or '/tmp/abs' wrote
     outside runs/, '' into runs/ itself. Refused at load, like a step name, writing nothing."""
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
-    roadmap = roadmap_copy(work, lambda t: t.replace('name = "resnet50_to_convnext_t"', f"name = {json.dumps(name)}"))
+    name = str(tmp_path / "abs") if name == "ABSOLUTE" else name
+    roadmap = work / "rm.toml"
+    roadmap.write_text(f'name = {json.dumps(name)}\nbase = "resnet50"\n[[steps]]\nname = "resnet50"\n')
     monkeypatch.chdir(work)
+    monkeypatch.setattr("modernize.paths.REPO_ROOT", work)  # runs/ under the test's folder
     rc, _, err = call(["flops", str(roadmap), "--resolution", "32"], capsys)
     assert rc == 2, err
     one_line_error(err, f"{roadmap}: name {name!r} is not a safe folder name")

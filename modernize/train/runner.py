@@ -291,11 +291,12 @@ def _worker_main(cfg: RunConfig, index: int, threads: int, workers: int, parent:
     """One local worker process: the same claim loop as a single ``train`` process. Its image
     loaders get its share of the cores (cores / ``workers``), not every core: each of the
     ``workers`` processes keeps its own persistent loader workers."""
-    # The parent starts us with SIGINT ignored (a Ctrl-C while Python starts up would print a
-    # traceback from multiprocessing's bootstrap), as does a shell for a background job: restore
-    # Python's handler now that we can stop cleanly.
+    # The parent starts us with SIGINT blocked (a Ctrl-C while Python starts up would print a
+    # traceback from multiprocessing's bootstrap), and a shell starts a background job with it
+    # ignored: take it now, as a quiet stop (exit 130), with Python's handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         end_with_parent(parent)
         torch.set_num_threads(threads)
         import_user_modules(cfg.roadmap)  # a spawned process: register the roadmap's kinds again
@@ -368,21 +369,26 @@ def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None) -> 
 
 
 def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | None]:
-    """Spawn the workers and wait for them; Ctrl-C (or a SIGTERM to us) is passed on as SIGINT."""
+    """Spawn the workers and wait for them; Ctrl-C (or a SIGTERM to us) is passed on as SIGTERM."""
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, args=(cfg, i, threads, workers, os.getpid()),
                          name=f"modernize-worker-{i}") for i in range(workers)]
     old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        # Started with SIGINT ignored (inherited through exec): a Ctrl-C while Python starts up in
-        # a worker would print a traceback from multiprocessing's bootstrap. Each worker takes
-        # SIGINT again once set up; until then the SIGTERM passed on below ends it quietly.
-        before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Started with SIGINT blocked (the mask is inherited through exec): a Ctrl-C while Python
+        # starts up in a worker would print a traceback from multiprocessing's bootstrap; it waits
+        # there until the worker can stop quietly. Here it is noted and taken after the starts.
+        noted: list[int] = []
+        before = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             for p in procs:
                 p.start()
         finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             signal.signal(signal.SIGINT, before)
+        if noted:
+            raise KeyboardInterrupt
         for p in procs:
             p.join()
     except KeyboardInterrupt:  # Ctrl-C reached the workers too; a SIGTERM to us is passed on
