@@ -59,55 +59,63 @@ def debug_asked() -> bool:
     return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def _user_kinds() -> dict[str, list[Any]]:
-    """Source file -> the user (not built-in) kinds registered from it, in this process."""
+def _user_code() -> dict[str, list[tuple[str, Any]]]:
+    """Source file -> (what, its function or class) of the user kinds and transforms registered
+    from it in this process (not the built-in ones)."""
+    found: list[tuple[str, Any]] = []
     kinds = sys.modules.get("modernize.kinds")
-    files: dict[str, list[Any]] = {}
     for registry in getattr(kinds, "REGISTRIES", {}).values():
-        for kind in registry.values():
-            if kind.builtin:
-                continue
-            with contextlib.suppress(TypeError, OSError):
-                path = inspect.getsourcefile(kind.factory)
-                if path:
-                    files.setdefault(os.path.abspath(path), []).append(kind)
+        found += [(f"{k.family} kind '{k.name}'", k.factory) for k in registry.values()
+                  if not k.factory.__module__.startswith("modernize.")]
+    transforms = sys.modules.get("modernize.transforms")
+    found += [(f"transform '{t.name}'", t.fn) for t in getattr(transforms, "TRANSFORMS", {}).values()
+              if not t.fn.__module__.startswith("modernize.")]
+    files: dict[str, list[tuple[str, Any]]] = {}
+    for who, code in found:
+        with contextlib.suppress(TypeError, OSError):
+            path = inspect.getsourcefile(code)
+            if path:
+                files.setdefault(os.path.abspath(path), []).append((who, code))
     return files
 
 
-def _which_kind(kinds: list[Any], frame: Any) -> Any:
-    """The kind a frame of its file runs: the module it is a method of, or the factory it is."""
+def _which(entries: list[tuple[str, Any]], frames: list[Any]) -> str:
+    """What the last of ``frames`` (in a user file) runs: the kind of the nearest module being
+    called (tagged by ``Kind.build``), else the registered function or class it is."""
+    for frame in reversed(frames):
+        tag = getattr(frame.f_locals.get("self"), "_modernize_kind", None)
+        if isinstance(tag, tuple) and len(tag) == 2:
+            return f"{tag[0]} kind '{tag[1]}'"
+    frame = frames[-1]
     this = frame.f_locals.get("self")
-    for kind in kinds:
-        factory = kind.factory
-        if (inspect.isclass(factory) and isinstance(this, factory)) or \
-                getattr(factory, "__code__", None) is frame.f_code:
-            return kind
-    return kinds[0] if len(kinds) == 1 else None
+    for who, code in entries:
+        if (inspect.isclass(code) and isinstance(this, code)) or getattr(code, "__code__", None) is frame.f_code:
+            return who
+    if len(entries) == 1:
+        return entries[0][0]
+    return "code of " + " or ".join(who for who, _ in entries)
 
 
 def user_kind_message(exc: BaseException) -> str | None:
-    """One line for an exception raised in (or below) a user kind's code: the kind, its file and
-    line, and the exception; None when no user kind's code is on its traceback."""
-    files = _user_kinds()
+    """One line for an exception raised in (or below) the code of a user kind or transform: which
+    one, its file and line, and the exception; None when no user code is on its traceback."""
+    files = _user_code()
     if not files:
         return None
     seen: set[int] = set()
     chain: BaseException | None = exc
     while chain is not None and id(chain) not in seen:  # the exception, then what caused it
         seen.add(id(chain))
-        hit = None
-        for frame, line in traceback.walk_tb(chain.__traceback__):
+        frames = list(traceback.walk_tb(chain.__traceback__))
+        hits = [i for i, (frame, _) in enumerate(frames) if os.path.abspath(frame.f_code.co_filename) in files]
+        if hits:  # the deepest frame of a user file
+            frame, line = frames[hits[-1]]
             path = os.path.abspath(frame.f_code.co_filename)
-            if path in files:
-                hit = (frame, line, path)  # the deepest frame of a user kind's file
-        if hit is not None:
-            frame, line, path = hit
-            kind = _which_kind(files[path], frame)
-            who = (f"{kind.family} kind '{kind.name}'" if kind is not None
-                   else f"a kind of {', '.join(repr(k.name) for k in files[path])}")
+            who = _which(files[path], [f for f, _ in frames[: hits[-1] + 1]])
             text = " ".join(str(exc).split())[:300]
-            return (f"error: {who} ({path}:{line}, in {frame.f_code.co_name}) raised {type(exc).__name__}"
-                    f"{': ' + text if text else ''} ({DEBUG_ENV}=1 or --debug shows the traceback)")
+            return (f"error: {who} ({path}:{line}, in {frame.f_code.co_name}) raised "
+                    f"{type(exc).__name__}{': ' + text if text else ''} ({DEBUG_ENV}=1 or --debug shows the "
+                    "traceback)")
         chain = chain.__cause__ or chain.__context__
     return None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_reliability import call, one_line_error, recipe_file, roadmap_copy, train_args
+from tests.test_reliability import call, one_line_error, recipe_file, train_args
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -240,6 +240,7 @@ def test_ctrl_c_while_local_workers_start_is_one_line_and_exit_130(tmp_path: Pat
 KINDS = '''from torch import nn
 
 from modernize.kinds import register_act
+from modernize.transforms import register_transform
 
 
 class Boom(nn.Module):
@@ -250,10 +251,15 @@ class Boom(nn.Module):
 @register_act("boom", label="Boom")
 def boom() -> nn.Module:
     return Boom()
+
+
+@register_transform("explode", label="explode")
+def explode(spec):
+    raise RuntimeError("a bug in a user transform")
 '''
 
 
-@pytest.mark.parametrize("command", ["flops", "train"])
+@pytest.mark.parametrize("command", ["flops", "train", "transform"])
 def test_a_user_kind_that_raises_is_one_line_naming_the_kind_file_and_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str) -> None:
     """A 100-160-line traceback before; one line now, the traceback with MODERNIZE_DEBUG=1."""
@@ -262,17 +268,24 @@ def test_a_user_kind_that_raises_is_one_line_naming_the_kind_file_and_line(
     roadmap.write_text('name = "boomy"\nbase = "resnet50"\nimports = ["boom_kinds"]\n[[steps]]\nname = "resnet50"\n'
                        '[[steps]]\nname = "boom"\napply = { transform = "act", kind = "boom" }\n')
     monkeypatch.delenv("MODERNIZE_DEBUG", raising=False)
-    argv = (["flops", str(roadmap), "--resolution", "32", "--out", str(tmp_path / "f")] if command == "flops"
+    argv = (["flops", str(roadmap), "--resolution", "32", "--out", str(tmp_path / "f")] if command != "train"
             else ["train", str(roadmap), *train_args(tmp_path, tmp_path / "run", steps=("boom",))[1:]])
+    culprit = f"act kind 'boom' ({tmp_path / 'boom_kinds.py'}:9, in forward) raised NameError"
+    if command == "transform":
+        roadmap.write_text(roadmap.read_text().replace('transform = "act", kind = "boom"', 'transform = "explode"'))
+        culprit = (f"transform 'explode' ({tmp_path / 'boom_kinds.py'}:19, in explode) raised RuntimeError: "
+                   "a bug in a user transform")
     try:
         rc, _, err = call(argv, capsys)
         assert rc == 2, err
-        one_line_error(err, f"act kind 'boom' ({tmp_path / 'boom_kinds.py'}:8, in forward) raised NameError")
+        one_line_error(err, culprit)
         monkeypatch.setenv("MODERNIZE_DEBUG", "1")
         rc, _, err = call(argv, capsys)
         assert rc == 2 and "Traceback" in err
     finally:
         sys.modules.pop("boom_kinds", None)
         from modernize.kinds import REGISTRIES
+        from modernize.transforms import TRANSFORMS
 
         REGISTRIES["act"].pop("boom", None)
+        TRANSFORMS.pop("explode", None)
