@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import os
 import signal
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .errors import ModernizeError
 
@@ -23,7 +25,7 @@ _OOM_TEXT = ("can't allocate memory", "not enough memory", "Storage size calcula
 def split_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
     """``argv`` without ``--debug``, and whether it (or ``MODERNIZE_DEBUG``) asked for tracebacks."""
     args = list(argv)
-    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    debug = debug_asked()
     if "--debug" in args:
         args.remove("--debug")
         debug = True
@@ -49,6 +51,72 @@ def expected_message(exc: BaseException) -> str | None:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return (f"error: out of memory ({type(exc).__name__}{': ' + first[:160] if first else ''}); "
                 "use a smaller size, batch or --proxy")
+    return user_kind_message(exc)
+
+
+def debug_asked() -> bool:
+    """Whether tracebacks were asked for (``--debug`` sets ``MODERNIZE_DEBUG`` for child processes)."""
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _user_code() -> dict[str, list[tuple[str, Any]]]:
+    """Source file -> (what, its function or class) of the user kinds and transforms registered
+    from it in this process (not the built-in ones)."""
+    found: list[tuple[str, Any]] = []
+    kinds = sys.modules.get("modernize.kinds")
+    for registry in getattr(kinds, "REGISTRIES", {}).values():
+        found += [(f"{k.family} kind '{k.name}'", k.factory) for k in registry.values()
+                  if not k.factory.__module__.startswith("modernize.")]
+    transforms = sys.modules.get("modernize.transforms")
+    found += [(f"transform '{t.name}'", t.fn) for t in getattr(transforms, "TRANSFORMS", {}).values()
+              if not t.fn.__module__.startswith("modernize.")]
+    files: dict[str, list[tuple[str, Any]]] = {}
+    for who, code in found:
+        with contextlib.suppress(TypeError, OSError):
+            path = inspect.getsourcefile(code)
+            if path:
+                files.setdefault(os.path.abspath(path), []).append((who, code))
+    return files
+
+
+def _which(entries: list[tuple[str, Any]], frames: list[Any]) -> str:
+    """What the last of ``frames`` (in a user file) runs: the kind of the nearest module being
+    called (tagged by ``Kind.build``), else the registered function or class it is."""
+    for frame in reversed(frames):
+        tag = getattr(frame.f_locals.get("self"), "_modernize_kind", None)
+        if isinstance(tag, tuple) and len(tag) == 2:
+            return f"{tag[0]} kind '{tag[1]}'"
+    frame = frames[-1]
+    this = frame.f_locals.get("self")
+    for who, code in entries:
+        if (inspect.isclass(code) and isinstance(this, code)) or getattr(code, "__code__", None) is frame.f_code:
+            return who
+    if len(entries) == 1:
+        return entries[0][0]
+    return "code of " + " or ".join(who for who, _ in entries)
+
+
+def user_kind_message(exc: BaseException) -> str | None:
+    """One line for an exception raised in (or below) the code of a user kind or transform: which
+    one, its file and line, and the exception; None when no user code is on its traceback."""
+    files = _user_code()
+    if not files:
+        return None
+    seen: set[int] = set()
+    chain: BaseException | None = exc
+    while chain is not None and id(chain) not in seen:  # the exception, then what caused it
+        seen.add(id(chain))
+        frames = list(traceback.walk_tb(chain.__traceback__))
+        hits = [i for i, (frame, _) in enumerate(frames) if os.path.abspath(frame.f_code.co_filename) in files]
+        if hits:  # the deepest frame of a user file
+            frame, line = frames[hits[-1]]
+            path = os.path.abspath(frame.f_code.co_filename)
+            who = _which(files[path], [f for f, _ in frames[: hits[-1] + 1]])
+            text = " ".join(str(exc).split())[:300]
+            return (f"error: {who} ({path}:{line}, in {frame.f_code.co_name}) raised "
+                    f"{type(exc).__name__}{': ' + text if text else ''} ({DEBUG_ENV}=1 or --debug shows the "
+                    "traceback)")
+        chain = chain.__cause__ or chain.__context__
     return None
 
 
@@ -116,5 +184,14 @@ def guarded_main(body: Callable[[list[str]], int], argv: Sequence[str] | None = 
     ``--debug``. The entry of ``modernize`` and of the reference scripts in scripts/, so that a
     script's refused input reads like the command line's."""
     args, debug = split_debug(sys.argv[1:] if argv is None else argv)
-    return guarded(lambda: body(args), debug)
+    before = os.environ.get(DEBUG_ENV)
+    if debug:  # local workers and other child processes show their tracebacks too
+        os.environ[DEBUG_ENV] = "1"
+    try:
+        return guarded(lambda: body(args), debug)
+    finally:
+        if before is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = before
 

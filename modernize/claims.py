@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import socket
@@ -25,10 +26,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .files import guard_folder
+
 CLAIM_FILE = "claim.json"
+MOVED_HINT = "; the moved folder resumes where it stopped: rerun the command with --out at its new place"
+MIN_TIMEOUT_S = 5.0
+"""The shortest claim timeout: the heartbeat (every ``timeout / 5``) must refresh a claim well
+within it even on a loaded machine, or a live owner's job is taken over and trained twice."""
 DEFAULT_TIMEOUT_S = 300.0
 """A claim whose heartbeat is older than this is taken over (a checkpoint or an epoch of the
 paper recipe on one GPU never blocks the heartbeat thread: it runs beside the training)."""
+
+
+def check_timeout(timeout: float) -> None:
+    """A ``ConfigError`` for a claim timeout the heartbeat could not keep alive."""
+    from .errors import ConfigError
+
+    if not (math.isfinite(timeout) and timeout >= MIN_TIMEOUT_S):
+        raise ConfigError(f"--claim-timeout: at least {MIN_TIMEOUT_S:g} seconds, got {timeout:g} (a claim is "
+                          f"refreshed every timeout / 5 s; a shorter timeout lets a second process take over a "
+                          f"job whose owner is alive)")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -79,8 +96,11 @@ class Claim:
         self.path = job_dir / CLAIM_FILE
         self.token = token
         self.lost = False
+        # The job folder may not move while owned: a write into it would re-create it under the old name.
+        self._guard = contextlib.ExitStack()
+        self._guard.enter_context(guard_folder(job_dir, MOVED_HINT))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, args=(max(0.2, timeout / 5),), daemon=True)
+        self._thread = threading.Thread(target=self._beat, args=(timeout / 5,), daemon=True)
         self._thread.start()
 
     def _owned(self) -> bool:
@@ -101,6 +121,7 @@ class Claim:
     def release(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self._guard.close()
         with contextlib.suppress(OSError):
             if self._owned():
                 self.path.unlink()
@@ -152,4 +173,5 @@ def try_claim(job_dir: Path, *, timeout: float = DEFAULT_TIMEOUT_S) -> Claim | C
     raise OSError(f"{path}: could not claim the job (claim file keeps changing)")
 
 
-__all__ = ["CLAIM_FILE", "DEFAULT_TIMEOUT_S", "Claim", "ClaimInfo", "read_claim", "try_claim"]
+__all__ = ["CLAIM_FILE", "DEFAULT_TIMEOUT_S", "MIN_TIMEOUT_S", "Claim", "ClaimInfo", "check_timeout", "read_claim",
+           "try_claim"]

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .fidelity import welch_interval
-from .files import atomic_write_bytes, atomic_write_text, check_writable_dir
+from .files import atomic_write_bytes, atomic_write_text, check_writable_dir, replace_entries
 from .provenance import describe_jobs
 from .runfolder import NOT_IN_FINGERPRINT, differing
 
@@ -263,13 +263,13 @@ def write_comparison(cmp: Comparison, out: Path) -> list[Path]:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"compare.{ext}" for ext in ("csv", "md", "tex", "png")]
-    atomic_write_text(paths[0], cmp.table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(paths[1], to_markdown(cmp))
-    atomic_write_text(paths[2], to_latex(cmp))
-    atomic_write_bytes(paths[3], buf.getvalue())
-    return paths
+    with replace_entries(out) as stage:  # the four files replaced together, or none
+        staged = [stage / f"compare.{ext}" for ext in ("csv", "md", "tex", "png")]
+        atomic_write_text(staged[0], cmp.table.to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(staged[1], to_markdown(cmp))
+        atomic_write_text(staged[2], to_latex(cmp))
+        atomic_write_bytes(staged[3], buf.getvalue())
+    return [out / p.name for p in staged]
 
 
 __all__ = ["Comparison", "RunInfo", "compare_runs", "display_table", "to_latex", "to_markdown", "write_comparison"]

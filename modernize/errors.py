@@ -18,3 +18,8 @@ class PreconditionError(ModernizeError):
 
 class ConfigError(ModernizeError):
     """A roadmap / recipe file or a command-line value is malformed."""
+
+
+class WriteError(ModernizeError):
+    """A file could not be written (disk full, read-only, quota, its folder moved away): the
+    message names the path; what was there before is left as it was."""

@@ -3,11 +3,18 @@ leaves a half-written file behind)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import secrets
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import WriteError
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:
@@ -40,19 +47,14 @@ def check_regular_file(path: Path, what: str) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+    """Write to a temp file in the same folder, fsync, then rename over ``path``; a failure is a
+    ``WriteError`` naming ``path`` and leaves the old file as it was."""
+    with _temp_beside(Path(path)) as (fh, tmp):
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -122,18 +124,175 @@ def check_writable_dir(path: Path) -> None:
 
 def atomic_torch_save(path: Path, obj: Any, keep_previous: Path | None = None) -> None:
     """``torch.save`` through a temp file and rename (checkpoints are never half-written).
-    With ``keep_previous`` the file being replaced is kept there until the new one is in place."""
+    With ``keep_previous`` the file being replaced is kept there until the new one is in place.
+    Saved through a Python file object: a full disk is then an ``OSError`` (torch's own writer
+    says "unexpected pos" in a RuntimeError), reported as a ``WriteError`` naming ``path``."""
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
+    with _temp_beside(path) as (fh, tmp):
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as exc:  # torch's writer fails again on closing after the OSError
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
         if keep_previous is not None and path.is_file():
             os.replace(path, keep_previous)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+
+
+_GUARDED: dict[str, tuple[tuple[int, int], str]] = {}
+"""Folders that must not move while this process writes into them: absolute path -> (device,
+inode) when guarded, and what to say when one did."""
+_STAGED: dict[str, str] = {}
+"""Staging folders of :func:`replace_entries` -> the folder they are for (errors name the latter)."""
+
+
+def _shown(path: Path) -> Path:
+    """The path a message names: a staged file by where it is going."""
+    text = os.path.abspath(path)
+    for stage, dest in _STAGED.items():
+        if text == stage or text.startswith(stage + os.sep):
+            return Path(dest + text[len(stage):])
+    return Path(path)
+
+
+def _check_guards(path: Path) -> None:
+    """Refuse a write into a guarded folder that was moved or removed: writing would re-create
+    it under the old name, beside the moved one."""
+    text = os.path.abspath(path)
+    for folder, (ident, hint) in list(_GUARDED.items()):
+        if not text.startswith(folder + os.sep):
+            continue
+        try:
+            st = os.stat(folder)
+            same = (st.st_dev, st.st_ino) == ident
+        except OSError:
+            same = False
+        if not same:
+            raise WriteError(f"{folder}: moved or removed while this process was writing into it; "
+                             f"stopped without writing {os.path.relpath(text, folder)}{hint}")
+
+
+@contextlib.contextmanager
+def guard_folder(folder: Path, hint: str = "") -> Iterator[None]:
+    """While active, every atomic write into ``folder`` first checks that it is still the same
+    folder (device and inode); one moved or removed stops the write with a ``WriteError``
+    (``hint`` is appended: what to do with the moved folder)."""
+    key = os.path.abspath(folder)
+    st = os.stat(key)
+    before = _GUARDED.get(key)
+    _GUARDED[key] = ((st.st_dev, st.st_ino), hint)
+    try:
+        yield
+    finally:
+        if before is None:
+            _GUARDED.pop(key, None)
+        else:
+            _GUARDED[key] = before
+
+
+def check_guarded(folder: Path) -> None:
+    """``WriteError`` when the guarded ``folder`` was moved or removed (a no-op if not guarded)."""
+    _check_guards(Path(folder) / ".")
+
+
+def _write_error(path: Path, exc: OSError) -> WriteError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return WriteError(f"{_shown(path)}: cannot write: {reason}; the file is left as it was")
+
+
+@contextlib.contextmanager
+def _temp_beside(path: Path) -> Iterator[tuple[Any, Path]]:
+    """An open temp file beside ``path``, created with mode 0666 so the umask applies (as for
+    any new file: ``mkstemp`` would make it 0600); removed unless renamed. Errors name ``path``."""
+    path = Path(path)
+    _check_guards(path)
+    tmp = path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temp name", str(path))
+        with os.fdopen(fd, "wb") as fh:
+            try:
+                yield fh, tmp
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    fh.close()
+                tmp.unlink(missing_ok=True)
+                raise
+    except WriteError:
         raise
+    except OSError as exc:
+        _check_guards(path)  # a folder moved during the write: say so, not "No such file"
+        raise _write_error(path, exc) from None
+
+
+@contextlib.contextmanager
+def replace_entries(folder: Path) -> Iterator[Path]:
+    """Write a set of files (and sub-folders) into a staging folder beside ``folder``, then put
+    each in place of its namesake in ``folder``: all of them or, on any failure (a full disk),
+    none, so a folder is never half old, half new. Other entries of ``folder`` stay."""
+    folder = Path(os.path.abspath(folder))
+    check_writable_dir(folder)
+    stage = folder.with_name(f".{folder.name}.staging-{secrets.token_hex(4)}")
+    try:
+        os.mkdir(stage)
+    except OSError as exc:
+        raise _write_error(folder, exc) from None
+    _STAGED[str(stage)] = str(folder)
+    try:
+        yield stage
+        _commit(stage, folder)
+    finally:
+        _STAGED.pop(str(stage), None)
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _commit(stage: Path, folder: Path) -> None:
+    """Move the staged entries into ``folder``; the old ones go aside first and come back if a
+    move fails."""
+    if not folder.exists():
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(stage, folder)
+            return
+        except OSError as exc:
+            raise _write_error(folder, exc) from None
+    aside = stage.with_name(stage.name + ".old")
+    moved: list[tuple[Path, Path | None]] = []  # (target now holding a new entry, its old one aside)
+    try:
+        os.mkdir(aside)
+        for entry in sorted(stage.iterdir()):
+            target = folder / entry.name
+            old = aside / entry.name if os.path.lexists(target) else None
+            if old is not None:
+                os.rename(target, old)
+            try:
+                os.rename(entry, target)
+            except OSError:
+                if old is not None:
+                    os.rename(old, target)
+                raise
+            moved.append((target, old))
+    except OSError as exc:
+        for target, old in reversed(moved):
+            with contextlib.suppress(OSError):
+                os.rename(target, stage / target.name)
+                if old is not None:
+                    os.rename(old, target)
+        raise WriteError(f"{folder}: cannot replace its files ({exc.strerror or exc}); "
+                         "the folder is left as it was") from None
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)

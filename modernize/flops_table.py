@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .complexity import Complexity, count
-from .files import atomic_write_text
+from .files import atomic_write_text, replace_entries
 from .roadmap import Roadmap
 from .spec import ArchSpec
 
@@ -60,9 +60,8 @@ def to_markdown(table: pd.DataFrame, roadmap: Roadmap, resolution: int) -> str:
 
 
 def write_flops_table(table: pd.DataFrame, roadmap: Roadmap, out: Path, resolution: int) -> list[Path]:
-    """Write ``out/flops.csv`` and ``out/flops.md``, each atomically."""
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = out / "flops.csv", out / "flops.md"
-    atomic_write_text(csv_path, table.to_csv(index=False))
-    atomic_write_text(md_path, to_markdown(table, roadmap, resolution))
-    return [csv_path, md_path]
+    """Write ``out/flops.csv`` and ``out/flops.md``, both replaced together or neither."""
+    with replace_entries(out) as stage:
+        atomic_write_text(stage / "flops.csv", table.to_csv(index=False))
+        atomic_write_text(stage / "flops.md", to_markdown(table, roadmap, resolution))
+    return [out / "flops.csv", out / "flops.md"]

@@ -53,7 +53,7 @@ class SlurmOptions:
     time_min: int = 4320
     cpus_per_gpu: int = 10
     cluster: str | None = None
-    """submitit's cluster: None = auto (Slurm when ``sbatch`` exists), 'local' for tests."""
+    """submitit's cluster: None = Slurm (refused where there is none: ``check_slurm``); 'local' for tests."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +87,35 @@ def cluster_has_gpus(partition: str | None, cluster: str | None = None) -> bool 
     return any("gpu" in line for line in proc.stdout.split())
 
 
+def check_slurm(opts: SlurmOptions) -> None:
+    """A ``ConfigError`` where Slurm cannot take the jobs: no ``sbatch`` on PATH, or a partition
+    that ``sinfo`` does not list. Checked before anything is written; there is no fallback to
+    running the tasks here (submitit's local executor is for tests, ``cluster='local'``)."""
+    if opts.cluster == "local":
+        return
+    if shutil.which("sbatch") is None:
+        raise ConfigError("--launcher slurm: no 'sbatch' on PATH (Slurm is not installed or not set up here; "
+                          "run on a login node of the cluster, or train here with --launcher local)")
+    if not opts.partition or shutil.which("sinfo") is None:  # no partition named: Slurm's default one
+        return
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"--launcher slurm: cannot ask Slurm for its partitions (sinfo: {exc})") from None
+    if proc.returncode != 0:
+        why = " ".join(proc.stderr.split())[:300] or f"exit code {proc.returncode}"
+        raise ConfigError(f"--launcher slurm: cannot ask Slurm for its partitions (sinfo: {why})")
+    names = [p.rstrip("*") for p in proc.stdout.split()]
+    if opts.partition not in names:
+        raise ConfigError(f"--partition {opts.partition}: no such Slurm partition "
+                          f"(partitions: {', '.join(dict.fromkeys(names)) or 'none'})")
+
+
 def resolve_options(opts: SlurmOptions, device: str) -> tuple[SlurmOptions, str]:
     """Fill in ``gpus_per_job`` from the cluster and ``device`` from the GPUs: CPU tasks run
     ``--device cpu``, GPU tasks ``cuda``; a CUDA device without GPUs is refused here, not in
-    every task's log."""
+    every task's log. Slurm itself is checked first (``check_slurm``)."""
+    check_slurm(opts)
     gpus = opts.gpus_per_job
     if gpus is None:
         gpus = 0 if cluster_has_gpus(opts.partition, opts.cluster) is False else 1
@@ -153,7 +178,9 @@ def submit(pending: list[tuple[str, int]], train_kwargs: dict[str, Any], out: Pa
         raise ConfigError("--launcher slurm needs submitit: pip install 'modernize[slurm]'") from None
     if not pending:
         return []
-    executor = submitit.AutoExecutor(folder=str(Path(out) / "slurm" / "%j"), cluster=opts.cluster)
+    check_slurm(opts)
+    # Named, not auto: submitit's auto choice runs the tasks here when it finds no sbatch.
+    executor = submitit.AutoExecutor(folder=str(Path(out) / "slurm" / "%j"), cluster=opts.cluster or "slurm")
     gpus = opts.gpus_per_job or 0
     params: dict[str, Any] = dict(timeout_min=opts.time_min, nodes=opts.nodes_per_job,
                                   tasks_per_node=max(1, gpus), gpus_per_node=gpus,
@@ -249,5 +276,5 @@ def wait_jobs(jobs: list[Any], *, poll_s: float = 5.0, note: Callable[[str], Non
     return [outcomes[i] for i in range(len(jobs))]
 
 
-__all__ = ["JobTask", "SlurmOptions", "TaskOutcome", "cluster_has_gpus", "resolve_options", "submit",
+__all__ = ["JobTask", "SlurmOptions", "TaskOutcome", "check_slurm", "cluster_has_gpus", "resolve_options", "submit",
            "submit_roadmap", "wait_jobs"]

@@ -69,11 +69,20 @@ RESERVED_NAMES = frozenset({"run.json", "report", "bench.csv"})
 """Names of files and folders the engine and the report write at the top of RUN_DIR."""
 
 
+def check_folder_name(name: str, what: str) -> str | None:
+    """Why ``name`` cannot become one folder of a path (``runs/<roadmap>``, ``RUN_DIR/<step>``),
+    or None when it can: no separator, no '..', not empty, not hidden, not absolute."""
+    if not STEP_NAME.fullmatch(name) or name.endswith(".") or ".." in name:
+        return (f"{what} {name!r} is not a safe folder name (letters, digits, '_', '.', '-'; "
+                "starting with a letter or digit; at most 100 characters)")
+    return None
+
+
 def check_step_name(name: str) -> str | None:
     """Why ``name`` cannot be a step (run-folder) name, or None when it can."""
-    if not STEP_NAME.fullmatch(name) or name.endswith(".") or ".." in name:
-        return (f"step name {name!r} is not a safe folder name (letters, digits, '_', '.', '-'; "
-                "starting with a letter or digit; at most 100 characters)")
+    why = check_folder_name(name, "step name")
+    if why:
+        return why
     if name.lower() in RESERVED_NAMES or name.lower().endswith((".lock", ".json", ".tmp")):
         return f"step name {name!r} is reserved in a run folder ({', '.join(sorted(RESERVED_NAMES))}, *.json, *.lock)"
     return None
@@ -180,6 +189,10 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
         return ConfigError(f"{where}: {msg}")
 
     _check_top_level(data, fail)
+    name = str(data.get("name", path.stem))
+    why = check_folder_name(name, "name" if "name" in data else "name (the file's stem, as no 'name' is given)")
+    if why:  # it names runs/<name> and reports/<name>: '../x', '/abs' or '' would write elsewhere
+        raise fail(why)
     try:
         imports = tuple(user_modules.resolve(m, path.parent) for m in data.get("imports", []))
     except ConfigError as exc:
@@ -202,7 +215,7 @@ def load_roadmap(path_or_name: str | Path | None = None) -> Roadmap:
         by_name[step.name] = step
         if step.adopted:
             last_adopted = step
-    return Roadmap(name=str(data.get("name", path.stem)), path=path, base=base, steps=tuple(by_name.values()),
+    return Roadmap(name=name, path=path, base=base, steps=tuple(by_name.values()),
                    recipe=data.get("recipe"), description=str(data.get("description", "")),
                    paper_path=paper_file, imports=imports)
 

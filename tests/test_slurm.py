@@ -30,6 +30,7 @@ def test_defaults_follow_the_gres_of_the_partition(monkeypatch: pytest.MonkeyPat
     """No GPU gres: CPU tasks with --device cpu (not --device auto failing in every task's log);
     Slurm not reachable (None): the GPU defaults, as before."""
     monkeypatch.setattr("modernize.launch.cluster_has_gpus", lambda partition, cluster=None: gpus)
+    monkeypatch.setattr("modernize.launch.check_slurm", lambda opts: None)  # tested below
     opts, dev = resolve_options(SlurmOptions(partition="debug"), device)
     assert (opts.gpus_per_job, dev) == want
     assert resolve_options(opts, dev) == (opts, dev)  # resolved once: the same again
@@ -37,10 +38,47 @@ def test_defaults_follow_the_gres_of_the_partition(monkeypatch: pytest.MonkeyPat
 
 def test_a_cuda_device_without_gpus_is_refused_before_sbatch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("modernize.launch.cluster_has_gpus", lambda partition, cluster=None: False)
+    monkeypatch.setattr("modernize.launch.check_slurm", lambda opts: None)
     with pytest.raises(ConfigError, match="--device cuda with --gpus-per-job 0"):
         resolve_options(SlurmOptions(), "cuda")
     with pytest.raises(ConfigError, match="--device cuda:1 with --gpus-per-job 0"):
         resolve_options(SlurmOptions(gpus_per_job=0), "cuda:1")
+
+
+def _slurm_bin(tmp: Path, *, sbatch: bool) -> str:
+    """A PATH with the machine's programs but no Slurm ones, plus (with ``sbatch``) a Slurm
+    client whose controller knows the partitions debug (default) and gpu."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    if sbatch:
+        (bin_dir / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: not expected to be called' >&2\nexit 1\n")
+        (bin_dir / "sinfo").write_text("#!/bin/sh\nprintf 'debug*\\ngpu\\ndebug*\\n'\n")
+        for f in bin_dir.iterdir():
+            f.chmod(0o755)
+    keep = [d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / "sbatch").exists()]
+    return os.pathsep.join([str(bin_dir), *keep])
+
+
+@pytest.mark.parametrize("case", ["no_sbatch", "no_partition"])
+def test_slurm_missing_or_partition_unknown_is_refused_and_nothing_runs_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    """Where there is no sbatch, or the partition does not exist, --launcher slurm refuses in one
+    line before writing anything: it never prints "submitted ... to Slurm" and never trains here
+    (submitit's auto executor fell back to running the tasks locally)."""
+    from tests.test_reliability import call, one_line_error, train_args
+
+    monkeypatch.delenv("MODERNIZE_SUBMITIT_LOCAL", raising=False)
+    monkeypatch.setenv("PATH", _slurm_bin(tmp_path, sbatch=case != "no_sbatch"))
+    out = tmp_path / "run"
+    argv = train_args(tmp_path, out, "--launcher", "slurm")
+    if case == "no_partition":
+        argv += ["--partition", "nosuch"]
+    rc, stdout, err = call(argv, capsys)
+    assert rc == 2, (stdout, err)
+    one_line_error(err, "sbatch" if case == "no_sbatch" else "--partition nosuch")
+    if case == "no_partition":
+        assert "partitions: debug, gpu" in err
+    assert "submitted" not in stdout and not out.exists()
 
 
 def test_sbatch_refusal_is_one_line_with_a_hint() -> None:
@@ -85,7 +123,7 @@ def test_refusals_on_a_real_cluster_are_one_line(slurm_cluster: object, tmp_path
     base = ["train", "--data", "synthetic:64", "--recipe", str(write_recipe(tmp_path)), "--steps", "gelu",
             "--launcher", "slurm", "--out", str(tmp_path / "run")]
     for extra, culprit in ((["--gpus-per-job", "1"], "Invalid generic resource (gres)"),
-                           (["--partition", "nope"], "invalid partition specified: nope"),
+                           (["--partition", "nope"], "--partition nope: no such Slurm partition (partitions: debug)"),
                            (["--device", "cuda"], "--gpus-per-job 0")):
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err

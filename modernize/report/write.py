@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..fidelity import Fidelity
-from ..files import atomic_write_text, check_writable_dir
+from ..files import atomic_write_text, check_writable_dir, replace_entries
 from ..html_page import write_run_page
 from ..reference import SEEDS_FILE, seeds_frame
 from . import figures
@@ -42,27 +42,27 @@ def write_report(run_dir: Path, out: Path | None = None) -> Report:
     plt = figures._pyplot()
     drawn = {"roadmap": figures.roadmap_figure(run, table), "acc_vs_gmacs": figures.acc_vs_gmacs_figure(run, table),
              "curves": figures.curves_figure(run, table)}
-    out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
+    with replace_entries(out) as stage:  # all files replaced together, or none (a full disk)
 
-    def text(name: str, body: str) -> None:
-        atomic_write_text(out / name, body)
-        paths.append(out / name)
+        def text(name: str, body: str) -> None:
+            atomic_write_text(stage / name, body)
+            paths.append(out / name)
 
-    text("table.csv", table.to_csv(index=False, float_format="%.6g"))
-    text("table.md", to_markdown(run, found))
-    text("table.tex", to_latex(run, table))
-    text(SEEDS_FILE, seeds_frame(run.results).to_csv(index=False, float_format="%.6g"))
-    text("agreement.md", f"# {run.roadmap.name}\n\n" + agreement_markdown(found))
-    try:
-        for name, fmts in (("roadmap", ("png", "svg")), ("acc_vs_gmacs", ("png",)), ("curves", ("png",))):
-            for fmt in fmts:
-                figures._save(drawn[name], out / f"{name}.{fmt}", fmt)
-                paths.append(out / f"{name}.{fmt}")
-    finally:
-        for fig in drawn.values():
-            plt.close(fig)
-    paths.append(write_run_page(run, out))  # index.html (and blocks/) from the files above: modernize/html_page.py
+        text("table.csv", table.to_csv(index=False, float_format="%.6g"))
+        text("table.md", to_markdown(run, found))
+        text("table.tex", to_latex(run, table))
+        text(SEEDS_FILE, seeds_frame(run.results).to_csv(index=False, float_format="%.6g"))
+        text("agreement.md", f"# {run.roadmap.name}\n\n" + agreement_markdown(found))
+        try:
+            for name, fmts in (("roadmap", ("png", "svg")), ("acc_vs_gmacs", ("png",)), ("curves", ("png",))):
+                for fmt in fmts:
+                    figures._save(drawn[name], stage / f"{name}.{fmt}", fmt)
+                    paths.append(out / f"{name}.{fmt}")
+        finally:
+            for fig in drawn.values():
+                plt.close(fig)
+        paths.append(out / write_run_page(run, stage).name)  # index.html (and blocks/): modernize/html_page.py
     return Report(out=out, paths=paths, table=shown, agreement=found.agreement, fidelity=found.fidelity)
 
 

@@ -3,13 +3,12 @@ recipes, data, device, proxy) before anything is trained or written, into a ``Ru
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..claims import DEFAULT_TIMEOUT_S
+from ..claims import DEFAULT_TIMEOUT_S, check_timeout
 from ..data import Data, DataSpec, check_data
 from ..device import resolve_device
 from ..errors import ConfigError
@@ -184,8 +183,7 @@ def _check_options(*, tensorboard: bool, claim_timeout: float, seeds: Sequence[i
         except ImportError:
             raise ConfigError("--tensorboard needs the tensorboard package: "
                               "pip install 'modernize[tensorboard]'") from None
-    if not (math.isfinite(claim_timeout) and claim_timeout > 0):
-        raise ConfigError(f"--claim-timeout: must be a positive number of seconds, got {claim_timeout}")
+    check_timeout(claim_timeout)
     if not seeds:
         raise ConfigError("--seeds: give at least one seed")
     if any(s < 0 for s in seeds):

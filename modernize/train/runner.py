@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..claims import DEFAULT_TIMEOUT_S, Claim, ClaimInfo, read_claim, try_claim
+from ..boundary import debug_asked, expected_message
+from ..claims import DEFAULT_TIMEOUT_S, MOVED_HINT, Claim, ClaimInfo, read_claim, try_claim
 from ..data import Data, close_loaders, load_data, loader_workers
-from ..errors import ConfigError, ModernizeError
-from ..files import check_writable_dir
+from ..errors import ConfigError
+from ..files import check_guarded, check_writable_dir, guard_folder
 from ..proxy import ProxyScale
 from ..recipe import Recipe
 from ..roadmap import Roadmap, Step, import_user_modules
@@ -61,8 +63,9 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0, plan: bool = 
     over any whose owner dies. ``plan=False`` skips the timed plan (``explore`` prints its own)."""
     with Interrupt() as stop:
         datas = _preflight(cfg, stop, plan=plan)
-        try:
-            return _run(cfg, datas, stop, wait=wait, poll_s=poll_s)
+        try:  # the run folder may not move under us: writing would re-create it under the old name
+            with guard_folder(cfg.out, MOVED_HINT):
+                return _run(cfg, datas, stop, wait=wait, poll_s=poll_s)
         finally:
             for data in datas.values():
                 close_loaders(data)
@@ -256,6 +259,7 @@ def _one_pass(cfg: RunConfig, datas: dict[Hashable, Data], stop: Interrupt, firs
             folder = job_dir(cfg, step, seed)
             stop.flag = any_rank(stop.flag, cfg.dist, cfg.device)  # all ranks stop here together
             check_stop(stop, "between jobs")
+            check_guarded(cfg.out)  # claiming would create the job folder: not in a moved run's old place
             prev = read_result(folder)
             if prev and prev.get("status") in FINISHED:
                 if first_pass:
@@ -287,29 +291,52 @@ def _train(cfg: RunConfig, datas: dict[Hashable, Data], stop: Interrupt, step: S
         raise KeyboardInterrupt from None
 
 
-def _worker_main(cfg: RunConfig, index: int, threads: int, workers: int) -> None:
+def _worker_main(cfg: RunConfig, index: int, threads: int, workers: int, parent: int) -> None:
     """One local worker process: the same claim loop as a single ``train`` process. Its image
     loaders get its share of the cores (cores / ``workers``), not every core: each of the
     ``workers`` processes keeps its own persistent loader workers."""
-    # A parent started in the background by a shell ignores SIGINT, and spawned children inherit
-    # that; the parent forwards Ctrl-C / SIGTERM as SIGINT, so restore Python's handler here.
+    # The parent starts us with SIGINT blocked (a Ctrl-C while Python starts up would print a
+    # traceback from multiprocessing's bootstrap), and a shell starts a background job with it
+    # ignored: take it now, as a quiet stop (exit 130), with Python's handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    torch.set_num_threads(threads)
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        end_with_parent(parent)
+        torch.set_num_threads(threads)
         import_user_modules(cfg.roadmap)  # a spawned process: register the roadmap's kinds again
-    except ModernizeError as exc:
-        print(f"[w{index}] error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    share = loader_workers(processes=workers) if cfg.loader_workers is None else cfg.loader_workers
-    cfg = dataclasses.replace(cfg, worker=index, progress=False, loader_workers=share,
-                              device=f"cuda:{index}" if cfg.device.startswith("cuda") else cfg.device)
-    try:
+        share = loader_workers(processes=workers) if cfg.loader_workers is None else cfg.loader_workers
+        cfg = dataclasses.replace(cfg, worker=index, progress=False, loader_workers=share,
+                                  device=f"cuda:{index}" if cfg.device.startswith("cuda") else cfg.device)
         run(cfg)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except ModernizeError as exc:
-        print(f"[w{index}] error: {exc}", file=sys.stderr, flush=True)
+    except Exception as exc:  # the command line's one line (boundary.py), once per worker
+        msg = expected_message(exc)
+        if msg is None or debug_asked():
+            raise
+        print(f"[w{index}] {msg}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+
+
+def end_with_parent(parent: int) -> None:
+    """End this process (SIGTERM: a checkpoint, then exit) when ``parent`` dies: on Linux the
+    kernel sends it (``PR_SET_PDEATHSIG``); elsewhere a thread polls the parent pid. Without it a
+    killed ``train --workers N`` leaves its workers training, orphaned."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGTERM, 0, 0, 0) != 0:  # 1 = PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, daemon=True, name="modernize-parent-watch").start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None, plan: bool = True) -> Path:
@@ -357,22 +384,35 @@ def _worker_threads(workers: int) -> int:
 
 
 def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | None]:
-    """Spawn the workers and wait for them; Ctrl-C (or a SIGTERM to us) is passed on as SIGINT."""
+    """Spawn the workers and wait for them; Ctrl-C (or a SIGTERM to us) is passed on as SIGTERM."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, args=(cfg, i, threads, workers), name=f"modernize-worker-{i}")
-             for i in range(workers)]
+    procs = [ctx.Process(target=_worker_main, args=(cfg, i, threads, workers, os.getpid()),
+                         name=f"modernize-worker-{i}") for i in range(workers)]
     old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        for p in procs:
-            p.start()
+        # Started with SIGINT blocked (the mask is inherited through exec): a Ctrl-C while Python
+        # starts up in a worker would print a traceback from multiprocessing's bootstrap; it waits
+        # there until the worker can stop quietly. Here it is noted and taken after the starts.
+        noted: list[int] = []
+        before = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for p in procs:
+                p.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            signal.signal(signal.SIGINT, before)
+        if noted:
+            raise KeyboardInterrupt
         for p in procs:
             p.join()
     except KeyboardInterrupt:  # Ctrl-C reached the workers too; a SIGTERM to us is passed on
-        for p in procs:
-            if p.is_alive() and p.pid is not None:
+        started = [p for p in procs if p.pid is not None]
+        for p in started:
+            if p.is_alive():
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGINT)
-        for p in procs:
+                    os.kill(p.pid, signal.SIGTERM)  # type: ignore[arg-type]
+        for p in started:
             p.join()
         raise
     finally:
