@@ -15,7 +15,7 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "docs" / "notebooks").glob("*.ipynb"))
-MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|root|tmp|home)/")
+MACHINE_PATH = re.compile(r"(?<![\w.~+/-])/(?:work|root|home|tmp)/")
 """An absolute path of the machine that ran a notebook (a committed output must not name one)."""
 
 
