@@ -68,28 +68,27 @@ class Config:
 
 OLD_QUICK: dict[str, object] = dict(train_images=4000, epochs=2, batch_size=128, lr=2e-3, lr_batch=128,
                                     precise_bn_batches=5, val_images=0)
-"""The quick recipe before this study (4k images x 2 epochs, batch 128: 62 optimiser steps)."""
+"""Config A's budget (4k images x 2 epochs, batch 128: 62 optimiser steps)."""
 FIDELITY32 = dataclasses.replace(FIDELITY32_PROXY, layer_scale=0.1)
 FIDELITY = dataclasses.replace(FIDELITY_PROXY, layer_scale=0.1)
 """The library's `fidelity32` (stem stride 2, 32 px) and `fidelity` (the paper's stride-4 stems)
-presets as configs B-S were run: with layer scale 0.1. The presets now start it at 1.0 (what L, Q,
-R and S measured); pinned here so that every recorded configuration stays the one that was run."""
+presets at layer scale 0.1, the value configurations B-P (L apart) were run with. The presets start it
+at 1.0 (what L, Q, R, S and T measure); pinned here so that each configuration trains what it records."""
 F_BUDGET: dict[str, object] = dict(train_images=8000, batch_size=32, lr_batch=32, precise_bn_batches=20)
 """Config F's budget (8k unique images once, batch 32: 250 optimiser steps), the base of the knob
 configurations L-P, each of which changes one knob of F."""
 CONFIGS = [
-    Config("A", "quick recipe as it was (4k images x 2 epochs, batch 128, lr 2e-3, 32 px, stem stride 2)",
+    Config("A", "baseline: 4k images x 2 epochs, batch 128, lr 2e-3, 32 px, stem stride 2 (proxy `cpu`)",
            OLD_QUICK, CPU_PROXY),
     Config("B", "A + width-aware init (std 0.02/sqrt(0.25) = 0.04) + layer scale 0.1 (proxy `fidelity32`)",
            OLD_QUICK, FIDELITY32),
     Config("F", "B + batch 32 (lr 4e-3 per 32) over 8k unique images x 1 epoch: 250 optimiser steps "
-           "(the main job until it proved to need about 11 min for 2 seeds on 2 cores)",
+           "(about 11 min for 2 seeds on 2 cores)",
            F_BUDGET, FIDELITY32),
-    Config("G", "F with 30k unique images x 1 epoch: 938 optimiser steps (the `study` recipe; the study preset "
-           "until its proxy took S's layer scale 1.0)", {}, FIDELITY32, base="study"),
+    Config("G", "F with 30k unique images x 1 epoch: 938 optimiser steps (the `study` recipe's budget at layer "
+           "scale 0.1)", {}, FIDELITY32, base="study"),
     Config("H", "F at batch 24 (lr 4e-3 per 24) over 6k unique images: the same 250 optimiser steps, 3/4 of "
-           "the images (the `quick` recipe: the main job, run by `python run_ablation.py`, until its proxy took "
-           "R's layer scale 1.0)", {}, FIDELITY32),
+           "the images (the `quick` recipe's budget at layer scale 0.1)", {}, FIDELITY32),
     Config("J", "F at 2x the pixels with the paper's stride-4 stems: 28 px resized to 56, zero-padded to 64, stage "
            "maps 16/8/4/2 as in F (proxy `fidelity`): the stem change alone, at about F's cost",
            F_BUDGET | dict(resize=56, resolution=64),
@@ -113,16 +112,16 @@ CONFIGS = [
            "and takes P's jobs for the rest",
            F_BUDGET, dataclasses.replace(FIDELITY32, depth=0.67, layer_scale=1.0), reuse="P",
            steps=("bn_to_ln", "separate_downsampling")),
-    Config("R", "H with L's layer scale 1.0: the main job since `fidelity32` adopted it (its seeds 0 and 1 are "
-           "`python run_ablation.py`'s); trains separate_downsampling and bn_to_ln (which must equal H's) and "
-           "takes H's jobs",
+    Config("R", "H with L's layer scale 1.0: the main job (the `quick` recipe with the proxy `fidelity32`; its "
+           "seeds 0 and 1 are `python run_ablation.py`'s); trains separate_downsampling and bn_to_ln (which must "
+           "equal H's) and takes H's jobs",
            {}, dataclasses.replace(FIDELITY32, layer_scale=1.0), reuse="H",
            steps=("bn_to_ln", "separate_downsampling")),
-    Config("S", "G with L's layer scale 1.0: the study preset since `fidelity32` adopted it; trains "
-           "separate_downsampling and bn_to_ln (which must equal G's) and takes G's jobs",
+    Config("S", "G with L's layer scale 1.0: the study preset (the `study` recipe with the proxy "
+           "`fidelity32`); trains separate_downsampling and bn_to_ln (which must equal G's) and takes G's jobs",
            {}, dataclasses.replace(FIDELITY32, layer_scale=1.0), base="study", reuse="G",
            steps=("bn_to_ln", "separate_downsampling")),
-    Config("T", "J with L's layer scale 1.0 (proxy `fidelity` as it is now): whether the layer-scale rule "
+    Config("T", "J with L's layer scale 1.0 (the proxy `fidelity`): whether the layer-scale rule "
            "holds with the paper's stride-4 stems at 64 px; trains separate_downsampling and bn_to_ln (which must "
            "equal J's) and takes J's jobs",
            F_BUDGET | dict(resize=56, resolution=64), dataclasses.replace(FIDELITY, layer_scale=1.0), reuse="J",

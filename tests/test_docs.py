@@ -192,3 +192,50 @@ def test_the_readme_python_example_runs() -> None:
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "separate_downsampling" in done.stdout
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.~+/-])/(?:work|root|home|tmp)/")
+"""An absolute path of the machine that wrote a file (a run folder, a checkout, a temporary folder).
+Not after a word character, '/', '+' or '.', so ``runs/tmp/``, URLs and base64 data do not match."""
+SCANNED = ("docs", "reports", "ablations")
+"""The committed docs, reports (generated pages and tables included) and recipes."""
+
+
+def committed_files(*tops: str) -> list[Path]:
+    """The files git tracks under ``tops``; every file there where the checkout has no git."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--", *tops], cwd=ROOT, capture_output=True, check=True,
+                             timeout=60).stdout
+        files = [ROOT / name for name in out.decode().split("\0") if name]
+    except (OSError, subprocess.SubprocessError):
+        files = [p for top in tops for p in (ROOT / top).rglob("*")]
+    return [p for p in files if p.is_file()]
+
+
+def machine_paths(path: Path) -> list[str]:
+    """``file:line: text`` for each machine path in a text file (a binary file has no text to scan)."""
+    data = path.read_bytes()
+    if b"\0" in data[:8192]:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    return [f"{path.name}:{text.count(chr(10), 0, m.start()) + 1}: {text[m.start():m.start() + 60].splitlines()[0]}"
+            for m in MACHINE_PATH.finditer(text)]
+
+
+def test_no_committed_doc_report_or_recipe_names_a_machine_path() -> None:
+    """A committed file must read the same on every machine: no /work/, /root/, /home/ or /tmp/ path.
+    Generated report files (table.md, index.html) take the run folder from the report's generator."""
+    files = committed_files(*SCANNED)
+    assert len(files) > 20, f"only {len(files)} files found under {SCANNED}"
+    hits = {str(p.relative_to(ROOT)): found for p in files if (found := machine_paths(p))}
+    assert not hits, "absolute machine paths in committed files:\n" + "\n".join(
+        f"  {name}: {found[0]}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
+        for name, found in hits.items())
+
+
+def test_the_machine_path_scan_can_fail(tmp_path: Path) -> None:
+    page = tmp_path / "table.md"
+    page.write_text("Run folder: `/work/after/runs/main`.\nsaved to (/tmp/x.png)\nruns/tmp/a, https://h.org/home/b\n")
+    assert [h.split(": ", 1)[0] for h in machine_paths(page)] == ["table.md:1", "table.md:2"]
+    (tmp_path / "shot.png").write_bytes(b"\x89PNG\0/work/x/")
+    assert machine_paths(tmp_path / "shot.png") == []
