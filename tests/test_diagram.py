@@ -76,16 +76,14 @@ class _UserBlock(nn.Module):
         self.se = SqueezeExcitation(192, 48)
         self.act = nn.Hardswish()
         self.shortcut = nn.Identity()
-        if order == "names":
-            self._branch = ("conv_dw", ":to_nhwc", "se", "act")  # names of registered modules, markers
-        elif order == "method":
-            self.layers = lambda: [self.conv_dw, self.se, self.act]
+        if order == "method":
+            self.branch = lambda: [("conv_dw", self.conv_dw), ("se", self.se), ("act", self.act)]
 
 
-@pytest.mark.parametrize("order", ["names", "method", "children"])
+@pytest.mark.parametrize("order", ["method", "children"])
 def test_unknown_module_kind_is_drawn_generically(order: str) -> None:
     """A kind this module does not know is drawn by class name and its conv children, in the
-    block's forward order (its layers(), its _branch of names, or its children)."""
+    block's forward order (its branch(), or its children)."""
     from modernize.diagram import _block_part
 
     part = _block_part("block", _UserBlock(order))
