@@ -155,3 +155,14 @@ def test_user_step_with_a_user_transform(tmp_path: Path) -> None:
     assert "unchanged downsampling" in comp.after.parts["block"].title
     svg, _ = step_diagram(roadmap, "mlp_ratio_3")
     assert b"convnext_t_variations, step 2/3: mlp_ratio_3" in svg
+
+
+def test_figure4_first_and_last_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The paper's Figure 4 counterpart, paper scale: ResNet-50's block beside ConvNeXt-T's."""
+    assert main(["describe", "--figure4", str(tmp_path / "f4.svg")]) == 0
+    text = (tmp_path / "f4.svg").read_text()
+    assert "Figure 4" in text and "paper scale" in text and "resnet50" in text and "separate_downsampling" in text
+    assert "dw conv 7x7, 192 ch" in text and "conv 3x3 /2, 128→128" in text  # the paper's widths, not a proxy's
+    capsys.readouterr()
+    assert main(["describe", "--figure4", str(tmp_path / "f4.pdf")]) == 2
+    assert "--figure4" in capsys.readouterr().err and not (tmp_path / "f4.pdf").exists()
