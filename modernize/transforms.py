@@ -123,11 +123,12 @@ class _HasTransforms(Protocol):
 
 
 def _transform_of(step: str | _HasTransforms) -> Transform | None:
-    """A transform name's transform; for a roadmap ``Step``, its last registered transform."""
+    """A transform name's transform; for a roadmap ``Step``, its first registered transform (a
+    step that applies several, like ResNet-200's stage ratio + width, sits where it starts)."""
     if isinstance(step, str):
         return TRANSFORMS.get(step)
     found = [TRANSFORMS[name] for name, _ in step.transforms if name in TRANSFORMS]
-    return found[-1] if found else None
+    return found[0] if found else None
 
 
 def phase_of(step: str | _HasTransforms) -> Phase | None:
