@@ -82,10 +82,11 @@ def _user_code() -> dict[str, list[tuple[str, Any]]]:
 def _which(entries: list[tuple[str, Any]], frames: list[Any]) -> str:
     """What the last of ``frames`` (in a user file) runs: the kind of the nearest module being
     called (tagged by ``Kind.build``), else the registered function or class it is."""
+    kinds = sys.modules.get("modernize.kinds")
     for frame in reversed(frames):
-        tag = getattr(frame.f_locals.get("self"), "_modernize_kind", None)
-        if isinstance(tag, tuple) and len(tag) == 2:
-            return f"{tag[0]} kind '{tag[1]}'"
+        kind = kinds.kind_of(frame.f_locals.get("self")) if kinds is not None else None
+        if kind is not None:
+            return f"{kind.family} kind '{kind.name}'"
     frame = frames[-1]
     this = frame.f_locals.get("self")
     for who, code in entries:

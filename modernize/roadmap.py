@@ -274,7 +274,7 @@ def _parse_step(i: int, raw: Any, by_name: dict[str, Step], last_adopted: Step |
         except (Exception, SystemExit) as exc:
             if transform.fn.__module__.split(".")[0] == "modernize":
                 raise  # a built-in transform's bug: its traceback
-            raise fail(f"user transform '{tname}' {user_modules.failure(exc)}", name) from None
+            raise fail(user_modules.failure(exc, f"transform '{tname}'"), name) from exc
     paper_row = raw.get("paper_row")
     if paper_row is not None and paper and paper_row not in paper:
         raise fail(f"paper_row '{paper_row}' is not a row of {paper_file} (valid: {', '.join(paper)})", name)

@@ -98,7 +98,7 @@ def load(name: str, folder: str) -> None:
     except ImportError as exc:
         raise ConfigError(f"imports: cannot import '{name}' from {folder}: {exc}") from None
     except (Exception, SystemExit) as exc:  # the user module's own bug or exit: one line, not a traceback
-        raise ConfigError(f"imports: module '{name}' {failure(exc)}") from None
+        raise ConfigError(f"imports: {failure(exc, f'module {name!r}')}") from exc
     finally:
         sys.path.remove(folder)
     _LOADED[top] = folder
@@ -107,12 +107,15 @@ def load(name: str, folder: str) -> None:
         raise ConfigError(f"imports: '{name}' was imported from {file or 'no file'}, not from {folder}")
 
 
-def failure(exc: BaseException) -> str:
-    """``raised ValueError: ... (at file:line)`` / ``called sys.exit(0) (at file:line)``: the words
-    for an exception that user code raised, with the innermost frame of the user's code."""
+def failure(exc: BaseException, who: str) -> str:
+    """``WHO (file:line, in func) raised ValueError: ...`` / ``... called sys.exit(0)``: one line
+    for an exception that user code raised, at the innermost frame of the user's code (the
+    command line's error boundary words a user kind's error the same way)."""
     frames = traceback.extract_tb(exc.__traceback__)
     mine = [f for f in frames if "importlib" not in f.filename and not Path(f.filename).is_relative_to(PACKAGE_DIR)]
-    at = f" (at {mine[-1].filename}:{mine[-1].lineno})" if mine else ""
+    at = f" ({mine[-1].filename}:{mine[-1].lineno}, in {mine[-1].name})" if mine else ""
     if isinstance(exc, SystemExit):
-        return f"called sys.exit({exc.code!r}){at}; a user module registers kinds and transforms, it does not exit"
-    return f"raised {type(exc).__name__}: {exc}{at}"
+        return (f"{who}{at} called sys.exit({exc.code!r}); a user module registers kinds and transforms, "
+                "it does not exit")
+    text = " ".join(str(exc).split())[:300]
+    return f"{who}{at} raised {type(exc).__name__}{': ' + text if text else ''}"

@@ -80,7 +80,8 @@ def test_modules_load_from_the_roadmap_folder_not_the_current_one(tmp_path: Path
 
 def test_sys_exit_and_errors_in_user_code_are_one_line(tmp_path: Path, clean_kinds: object) -> None:
     (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(0)\n")
-    with pytest.raises(ConfigError, match=r"'exits_on_import' called sys.exit\(0\) \(at .*exits_on_import.py:2\)"):
+    exits = r"'exits_on_import' \(.*exits_on_import.py:2, in <module>\) called sys.exit\(0\)"
+    with pytest.raises(ConfigError, match=exits):
         load_roadmap(_roadmap(tmp_path, ["exits_on_import"], "relu"))
     (tmp_path / "bad_transform.py").write_text(
         "import sys\nfrom modernize import register_transform\n\n"
@@ -89,7 +90,8 @@ def test_sys_exit_and_errors_in_user_code_are_one_line(tmp_path: Path, clean_kin
     for name, words in (("exits_tf", r"sys.exit\(3\)"), ("raises_tf", "KeyError")):
         path = tmp_path / f"{name}.toml"
         path.write_text(f'name = "m"\nimports = ["bad_transform"]\n[[steps]]\nname = "s"\napply = "{name}"\n')
-        with pytest.raises(ConfigError, match=rf"step 's': user transform '{name}' .*{words}.*bad_transform.py:\d+"):
+        where = rf"step 's': transform '{name}' \(.*bad_transform.py:\d+, in .*\) .*{words}"
+        with pytest.raises(ConfigError, match=where):
             load_roadmap(path)
 
 
