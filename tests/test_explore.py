@@ -5,6 +5,7 @@ synthetic data through train's job queue (reuse, resume after SIGKILL, two proce
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import re
@@ -33,6 +34,7 @@ from modernize.explore import (
     worst_case_jobs,
 )
 from modernize.explore.execute import spec_key
+from modernize.explore.plan import plan_explore
 from modernize.proxy import ProxyScale
 from modernize.roadmap import load_roadmap
 from modernize.spec import ArchSpec, base_spec
@@ -253,7 +255,8 @@ def setup(tmp: Path, store: str = "store") -> Setup:
                  proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2), device="cpu", threads=1)
 
 
-def test_explore_end_to_end_rerun_trains_nothing_and_its_roadmap_is_accepted(tmp_path: Path) -> None:
+def test_explore_end_to_end_rerun_trains_nothing_and_its_roadmap_is_accepted(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     first = run_explore(setup(tmp_path), Rule(), Budget(max_rounds=2), tmp_path / "out", say=lambda _: None)
     assert first.trained == first.search.jobs > 0 and first.reused == 0
     table = (tmp_path / "out" / "explore.csv").read_text()
@@ -270,6 +273,16 @@ def test_explore_end_to_end_rerun_trains_nothing_and_its_roadmap_is_accepted(tmp
     assert cli_main(["flops", str(tmp_path / "out" / "roadmap.toml"), "--resolution", "32",
                      "--out", str(tmp_path / "fl")]) == 0
     assert cli_main(["describe", str(tmp_path / "out" / "roadmap.toml"), "--no-counts"]) == 0
+    # A plan over a store that holds round 1 already still estimates the rounds to come from the
+    # timing of round 1's specs (each timed job is made to take 90 s here).
+    import modernize.explore.plan as explore_plan
+
+    timed = explore_plan.plan_steps
+    monkeypatch.setattr(explore_plan, "plan_steps", lambda *a, **k: [
+        dataclasses.replace(p, secs=90.0) for p in timed(*a, **k)])
+    plan = plan_explore(setup(tmp_path), Rule(), Budget(max_rounds=4))
+    assert " 0 already" not in plan[1], plan[1]
+    assert "mean of 1.5 min per job" in plan[-1], plan[-1]
 
 
 @pytest.mark.slow

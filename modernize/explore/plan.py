@@ -3,6 +3,7 @@ first round's candidates timed as ``train --plan`` times a run (``train/plan.py`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 
@@ -38,25 +39,29 @@ def plan_explore(setup: Setup, rule: Rule, budget: Budget) -> list[str]:
                                            measure if rule.name == "flops" else None)
         specs = {spec_key(setup.start.spec): setup.start.spec} | {t.key: t.spec for t in tried if t.key and t.spec}
         run = prepare(setup, specs)
-        pending = []
+        pending, every = [], []
         for k, spec in specs.items():
+            step = Step(name=k, spec=spec, change=k)
+            every.append((step, run.recipe, list(setup.seeds)))
             todo = [s for s in setup.seeds if not is_finished(job_folder(run.out, k, s))]
             if todo:
-                pending.append((Step(name=k, spec=spec, change=k), run.recipe, todo))
+                pending.append((step, run.recipe, todo))
         names = {t.key: t.alternative for t in tried if t.key}
         names[spec_key(setup.start.spec)] = setup.start.name
         before = torch.get_num_threads()  # timed with the threads each worker will have
         torch.set_num_threads(setup.threads or max(1, (os.cpu_count() or 1) // setup.workers))
-        try:
-            plans = plan_steps(run, pending, {}, lambda _r: data)
+        try:  # every round-1 spec is timed: later rounds train specs like them, stored or not
+            timed = plan_steps(run, every, {}, lambda _r: data)
         finally:
             torch.set_num_threads(before)
-        lines, _ = plan_lines(run, [p for p in plans], setup.workers)
+        todo = {step.name: seeds for step, _, seeds in pending}
+        plans = [dataclasses.replace(p, seeds=todo[p.step.name]) for p in timed if p.step.name in todo]
+        lines, _ = plan_lines(run, plans, setup.workers) if plans else ([], 0.0)
         lines = [_named(line, names) for line in lines]
         rounds, jobs = worst_case_jobs(setup.candidates.knobs, len(setup.seeds), budget)
         n_round1 = len(specs) * len(setup.seeds)
         done1 = n_round1 - sum(len(p[2]) for p in pending)
-        per_job = sum(p.secs * len(p.seeds) for p in plans) / max(1, sum(len(p.seeds) for p in plans))
+        per_job = sum(p.secs for p in timed) / max(1, len(timed))
         wall = per_job * max(0, jobs - done1) / max(1, setup.workers)
         head = [f"explore plan: start {setup.start.name}, {sum(len(k.alternatives) for k in setup.candidates.knobs)} "
                 f"candidate(s) in {len(setup.candidates.knobs)} knob(s), rule {rule.name}, "
