@@ -57,7 +57,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list[Pa
 def test_writes_every_output(built) -> None:
     root, _, paths = built
     names = sorted(p.name for p in paths)
-    assert names == sorted(["table.md", "table.csv", "table.tex", "seeds.csv", "agreement.md",
+    assert names == sorted(["report.json", "table.md", "table.csv", "table.tex", "seeds.csv", "agreement.md",
                             "roadmap.png", "roadmap.svg",
                             "acc_vs_gmacs.png", "curves.png", "index.html"])
     assert all(p.parent == root / "out" and p.stat().st_size > 0 for p in paths)
