@@ -48,7 +48,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         from ..report import rebuild  # pandas, matplotlib
 
         paths = rebuild(Path(args.run_dir))
-        print(f"wrote {len(paths)} files to {args.run_dir} from its record (report.json)")
+        print(f"wrote {len(paths)} files (tables, figures, index.html and blocks/) to {args.run_dir} "
+              "from its record (report.json)")
         return 0
     print_report(Path(args.run_dir), Path(args.out) if args.out else None,
                  reference=Path(args.reference) if args.reference else None)

@@ -143,7 +143,7 @@ def record_from_folder(folder: Path, roadmap: Roadmap | str | Path | None = None
                      proxy=proxy, proxy_in_use=dict(proxy_rules_in_use(proxy, [s.spec for s in rm])),
                      run_dir=run_dir.group(1) if run_dir else "")
     return ReportRecord(schema=SCHEMA, run=run, rows=rows, agreement=agr, fidelity=fid, seeds=_seeds(folder),
-                        curves=(), specs=_specs(rm, proxy, run.data))
+                        curves=(), specs=_specs(rm, proxy, run.data), per_seed=(folder / "seeds.csv").is_file())
 
 
 # --- comparisons from before compare.json --------------------------------------------------------

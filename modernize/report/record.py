@@ -164,6 +164,8 @@ class ReportRecord:
     curves: tuple[Curve, ...]
     specs: dict[str, dict[str, Any]]
     """Each step's architecture as drawn on the page (as trained, proxy and data applied)."""
+    per_seed: bool = True
+    """``seeds`` holds every finished seed (False: migrated from a report that kept only means)."""
     reproduction: Reproduction | None = None
     """The check against a reference report (``report --reference``), when one was asked for."""
 

@@ -86,7 +86,7 @@ def write_files(record: ReportRecord, out: Path, *, roadmap: Roadmap | None = No
     text("table.csv", record.frame().to_csv(index=False, float_format=CSV_FLOAT))
     text("table.md", to_markdown(record))
     text("table.tex", to_latex(record))
-    if record.seeds or not (out / SEEDS_FILE).is_file():
+    if record.per_seed:
         text(SEEDS_FILE, record.seeds_frame().to_csv(index=False, float_format=CSV_FLOAT))
     text("agreement.md", f"# {record.run.roadmap}\n\n" + agreement_markdown(record))
     if record.reproduction is not None:
