@@ -21,8 +21,8 @@ from .record import RECORD_FILE, ReportRecord
 from .render import agreement_markdown, to_latex, to_markdown
 from .table import analyze
 
-FIGURES = (("roadmap", ("png", "svg"), figures.roadmap_figure),
-           ("acc_vs_gmacs", ("png",), figures.acc_vs_gmacs_figure), ("curves", ("png",), figures.curves_figure))
+FIGURES = (("roadmap", ("png", "svg")), ("acc_vs_gmacs", ("png",)), ("curves", ("png",)))
+"""Each figure's name (``figures.<name>_figure`` draws it) and the formats it is saved in."""
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,10 @@ def write_files(record: ReportRecord, out: Path, *, roadmap: Roadmap | None = No
 def _figures(record: ReportRecord, out: Path) -> list[Path]:
     plt = figures.pyplot()
     paths = []
-    for name, fmts, draw in FIGURES:
+    for name, fmts in FIGURES:
         if name == "curves" and not record.curves and (out / "curves.png").is_file():
             continue  # a migrated report has no curves: its drawn figure stays
-        fig = draw(record)
+        fig = getattr(figures, f"{name}_figure")(record)
         try:
             for fmt in fmts:
                 figures.save(fig, out / f"{name}.{fmt}", fmt)
