@@ -340,7 +340,7 @@ def rerender(folder: Path) -> list[Path]:
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"{path}: not a comparison record ({type(exc).__name__}: {exc})"[:300]) from None
     else:
-        cmp = comparison_from_folder(folder)
+        cmp = decode(Comparison, comparison_from_folder(folder))
     return write_comparison(cmp, folder)
 
 

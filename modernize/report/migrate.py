@@ -163,13 +163,11 @@ def _runs_table(md: str) -> list[dict[str, str]]:
     return out
 
 
-def comparison_from_folder(folder: Path) -> Any:
-    """The :class:`~modernize.compare.Comparison` of a folder written before ``compare.json``:
-    the runs from ``compare.md``'s first table and its "differs" lines, the cells from
-    ``compare.csv``."""
-    from ..compare import DIFF_COLUMNS, Cell, CompareRow, Comparison, RunInfo
-    from ..compare import SCHEMA as CMP_SCHEMA
-
+def comparison_from_folder(folder: Path) -> dict[str, Any]:
+    """The ``compare.json`` content (schema 1) of a folder written before ``compare.json``: the
+    runs from ``compare.md``'s first table and its "differs" lines, the cells from ``compare.csv``
+    (per run ``<label>_status``, ``_n``, ``_mean``, ``_std``; after the baseline ``_diff``,
+    ``_diff_lo``, ``_diff_hi``)."""
     folder = Path(folder)
     md_path, csv_path = folder / "compare.md", folder / "compare.csv"
     if not (md_path.is_file() and csv_path.is_file()):
@@ -182,25 +180,27 @@ def comparison_from_folder(folder: Path) -> Any:
     for k, r in enumerate(_runs_table(md)):
         proxy = {} if r["proxy"] == "none (paper scale)" else {
             key: _scalar(value) for key, _, value in (p.rpartition(" ") for p in r["proxy"].split(", "))}
-        runs.append(RunInfo(label=r["run"], run_dir=base.group(1) if (k == 0 and base) else "",
-                            roadmap=r["roadmap"], recipe=r["recipe"], lr=float(r["lr"]), data=r["data"], proxy=proxy,
-                            seeds=tuple(int(s) for s in r["seeds"].split(", ") if s), code=r["code"],
-                            machine=r["machine"], differs="" if k == 0 else differs.get(r["run"], "nothing")))
-    table = _read_csv(csv_path)
+        runs.append(dict(label=r["run"], run_dir=base.group(1) if (k == 0 and base) else "", roadmap=r["roadmap"],
+                         recipe=r["recipe"], lr=float(r["lr"]), data=r["data"], proxy=proxy,
+                         seeds=[int(s) for s in r["seeds"].split(", ") if s], code=r["code"], machine=r["machine"],
+                         differs="" if k == 0 else differs.get(r["run"], "nothing")))
     rows = []
-    for rec in table.to_dict("records"):
+    for rec in _read_csv(csv_path).to_dict("records"):
         cells = []
         for k, info in enumerate(runs):
-            status, reason = _status(str(rec[f"{info.label}_status"]))
-            num = {c: _float(rec.get(f"{info.label}_{c}", "")) for c in ("mean", "std", *DIFF_COLUMNS)}
-            cells.append(Cell(status, reason, int(rec[f"{info.label}_n"]), num["mean"], num["std"],
-                              *((num[c] for c in DIFF_COLUMNS) if k else ())))
-        rows.append(CompareRow(str(rec["step"]), tuple(cells)))
-    return Comparison(schema=CMP_SCHEMA, runs=tuple(runs), rows=tuple(rows))
+            label = info["label"]
+            status, reason = _status(str(rec[f"{label}_status"]))
+            cell = dict(status=status.value, status_reason=reason, n=int(rec[f"{label}_n"]))
+            for c in ("mean", "std", *(("diff", "diff_lo", "diff_hi") if k else ())):
+                cell[c] = _float(rec.get(f"{label}_{c}", ""))
+            cells.append(cell)
+        rows.append(dict(step=str(rec["step"]), cells=cells))
+    return dict(schema=1, runs=runs, rows=rows)
 
 
-def _float(value: Any) -> float:
-    return math.nan if value in ("", None) else float(value)
+def _float(value: Any) -> float | None:
+    """A CSV cell as a JSON number (None: empty)."""
+    return None if value in ("", None) or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
 def _scalar(text: str) -> Any:

@@ -189,9 +189,11 @@ class ReportRecord:
 
     @classmethod
     def from_json(cls, text: str) -> ReportRecord:
-        from .migrate import upgrade
-
-        return decode(cls, upgrade(json.loads(text)))
+        """A ``report.json`` of the current schema (``migrate.upgrade`` reads older ones)."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise ValueError(f"schema {data.get('schema') if isinstance(data, dict) else None!r} is not {SCHEMA}")
+        return decode(cls, data)
 
 
 # --- JSON <-> frozen dataclasses (NaN as null, enums as their value, tuples as lists) -------------

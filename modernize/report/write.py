@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from ..reference import SEEDS_FILE, check_reproduction, pooled_spread, read_refe
 from ..roadmap import Roadmap
 from . import figures
 from .load import load_run
+from .migrate import record_from_folder, upgrade
 from .page import write_page
-from .record import RECORD_FILE, ReportRecord
+from .record import RECORD_FILE, ReportRecord, decode
 from .render import agreement_markdown, to_latex, to_markdown
 from .table import analyze
 
@@ -58,13 +60,11 @@ def write_report(run_dir: Path, out: Path | None = None, *, reference: Path | No
 def read_record(folder: Path) -> ReportRecord:
     """The record of a written report folder: its ``report.json``, else one migrated from the
     files of a report written before ``report.json`` existed."""
-    from .migrate import record_from_folder
-
     path = Path(folder) / RECORD_FILE
     if not path.is_file():
         return record_from_folder(Path(folder))
     try:
-        return ReportRecord.from_json(path.read_text(encoding="utf-8"))
+        return decode(ReportRecord, upgrade(json.loads(path.read_text(encoding="utf-8"))))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a report record ({type(exc).__name__}: {exc})"[:300]) from None
 
