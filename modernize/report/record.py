@@ -28,6 +28,12 @@ SCHEMA = 1
 """Version of ``report.json``; ``migrate.upgrade`` brings older versions to this one."""
 RECORD_FILE = "report.json"
 
+COLUMNS = ["step", "change", "adopted", "parent", "status", "n", "seeds", "top1_mean", "top1_std",
+           "top5_mean", "best_top1_mean", "delta", "p_value", "within_noise", "gmacs", "params_m",
+           "resolution", "recipe", "paper_row", "paper_top1", "paper_top1_std", "paper_gflops", "paper_delta",
+           "infer_img_s", "train_img_s", "paper_check", "note"]
+"""The columns of ``table.csv``, in order."""
+
 
 class Status(enum.StrEnum):
     """What a step (or one of its jobs) is: the table shows ``value`` and the reason beside it."""
@@ -171,8 +177,6 @@ class ReportRecord:
 
     def frame(self) -> pd.DataFrame:
         """The table as ``table.csv`` holds it (one row per step, :data:`~.table.COLUMNS`)."""
-        from .table import COLUMNS
-
         rows = [{c: (r.status_text if c == "status" else r.paper_check if c == "paper_check" else getattr(r, c))
                  for c in COLUMNS} for r in self.rows]
         return pd.DataFrame(rows, columns=COLUMNS)
@@ -242,5 +246,5 @@ def decode(tp: Any, value: Any) -> Any:
     return value
 
 
-__all__ = ["RECORD_FILE", "SCHEMA", "Agreement", "Curve", "Provenance", "ReportRecord", "Row", "SeedResult",
+__all__ = ["COLUMNS", "RECORD_FILE", "SCHEMA", "Agreement", "Curve", "Provenance", "ReportRecord", "Row", "SeedResult",
            "Status", "decode", "status_text", "encode"]

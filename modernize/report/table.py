@@ -15,17 +15,11 @@ from ..fidelity import Fidelity, assess, mark_paper_order
 from ..stats import spearman, welch_p
 from . import facts
 from .load import Run
-from .record import SCHEMA, Agreement, ReportRecord, Row, Status, status_text
+from .record import COLUMNS, SCHEMA, Agreement, ReportRecord, Row, Status, status_text
 
 NOISE_ALPHA = 0.05
 NOISE_RULE = (f"within noise = Welch's two-sided t-test of the step's seeds against its parent's seeds "
               f"gives p > {NOISE_ALPHA} (needs >= 2 finished seeds on both sides, else n/a)")
-
-COLUMNS = ["step", "change", "adopted", "parent", "status", "n", "seeds", "top1_mean", "top1_std",
-           "top5_mean", "best_top1_mean", "delta", "p_value", "within_noise", "gmacs", "params_m",
-           "resolution", "recipe", "paper_row", "paper_top1", "paper_top1_std", "paper_gflops", "paper_delta",
-           "infer_img_s", "train_img_s", "paper_check", "note"]
-
 
 def _num(value: Any) -> float:
     """A finite float, else NaN (missing, text, or an edited NaN/Infinity: never shown as a number)."""
