@@ -8,18 +8,21 @@ is n/a). A step a run does not have, or has no finished seed of, shows as missin
 read through the report's loader (``report.load_run`` / ``report.summarize``), so a run
 folder that the report refuses is refused here too, with the same one-line reason.
 
-Output: ``compare.csv`` (a row per step, the step's name first; per run ``<label>_status``,
-``_n``, ``_mean``, ``_std`` and, after the baseline, ``_diff``, ``_diff_lo``, ``_diff_hi``),
-``compare.md``, ``compare.tex`` and ``compare.png``.
+The comparison is computed once as a record (:class:`Comparison`: a :class:`Cell` per step and
+run, with the report's status enum) and written as ``compare.json``; ``compare.csv`` (a row per
+step, the step's name first; per run ``<label>_status``, ``_n``, ``_mean``, ``_std`` and, after
+the baseline, ``_diff``, ``_diff_lo``, ``_diff_hi``), ``compare.md``, ``compare.tex`` and
+``compare.png`` are rendered from it with the report's number formatter.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +31,18 @@ import pandas as pd
 from .errors import ConfigError
 from .fidelity import welch_interval
 from .files import atomic_write_bytes, atomic_write_text, check_writable_dir, replace_entries
+from .fmt import CSV_FLOAT, fixed, significant
 from .provenance import describe_jobs
+from .report.facts import shown_path
+from .report.record import Row, Status, decode, encode, status_text
+from .report.render import tex
 from .runfolder import NOT_IN_FINGERPRINT, differing
 
 LEVEL = 0.95
-STAT_COLUMNS = ("status", "n", "mean", "std")
 DIFF_COLUMNS = ("diff", "diff_lo", "diff_hi")
 DPI = 120
+SCHEMA = 1
+RECORD_FILE = "compare.json"
 
 
 @dataclass(frozen=True)
@@ -42,24 +50,80 @@ class RunInfo:
     """One compared run: its label (column prefix) and what it was trained with."""
 
     label: str
-    run_dir: Path
+    run_dir: str
     roadmap: str
     recipe: str
     lr: float
     data: str
-    proxy: str
+    proxy: dict[str, Any]
+    """run.json's proxy settings (the rules that differ from the paper's scale)."""
     seeds: tuple[int, ...]
     code: str
     machine: str
     differs: str
     """What differs from the baseline's run.json (recipe values, proxy, data); "" for the baseline."""
 
+    @property
+    def proxy_words(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.proxy.items()) or "none (paper scale)"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run's result for one step, and (after the baseline) its difference from the baseline."""
+
+    status: Status
+    status_reason: str
+    n: int
+    mean: float
+    std: float
+    diff: float = math.nan
+    diff_lo: float = math.nan
+    diff_hi: float = math.nan
+
+    @property
+    def status_text(self) -> str:
+        return status_text(self.status, self.status_reason)
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    step: str
+    cells: tuple[Cell, ...]
+    """One per run, in the order of :attr:`Comparison.runs`."""
+
 
 @dataclass(frozen=True)
 class Comparison:
+    """The comparison's record: written as ``compare.json``, rendered into every other file."""
+
+    schema: int
     runs: tuple[RunInfo, ...]
-    table: pd.DataFrame
-    """The csv table: a row per step (union of the runs' steps, the baseline's order first)."""
+    rows: tuple[CompareRow, ...]
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The csv table: a row per step (union of the runs' steps, the baseline's order first)."""
+        out = []
+        for row in self.rows:
+            d: dict[str, Any] = {"step": row.step}
+            for k, (info, c) in enumerate(zip(self.runs, row.cells)):
+                d |= {f"{info.label}_status": c.status_text, f"{info.label}_n": c.n, f"{info.label}_mean": c.mean,
+                      f"{info.label}_std": c.std}
+                if k:
+                    d |= {f"{info.label}_{name}": getattr(c, name) for name in DIFF_COLUMNS}
+            out.append(d)
+        return pd.DataFrame(out)
+
+    def to_json(self) -> str:
+        return json.dumps(encode(self), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Comparison:
+        data = json.loads(text)
+        if data.get("schema") != SCHEMA:
+            raise ConfigError(f"{RECORD_FILE}: schema {data.get('schema')!r} is not {SCHEMA}")
+        return decode(cls, data)
 
 
 def _labels(run_dirs: Sequence[Path]) -> list[str]:
@@ -74,12 +138,12 @@ def _labels(run_dirs: Sequence[Path]) -> list[str]:
     return out
 
 
-def _proxy_words(proxy: Any) -> str:
+def _proxy_rules(proxy: Any) -> dict[str, Any]:
+    """The proxy settings that differ from the paper's scale, in a fixed order."""
     if not isinstance(proxy, dict):
-        return "?"
-    rules = [f"{k} {proxy[k]}" for k in ("width", "depth", "stem_stride", "init", "layer_scale")
-             if proxy.get(k) not in (None, 1, 1.0, "paper")]
-    return ", ".join(rules) or "none (paper scale)"
+        return {}
+    return {k: proxy[k] for k in ("width", "depth", "stem_stride", "init", "layer_scale")
+            if proxy.get(k) not in (None, 1, 1.0, "paper")}
 
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +154,8 @@ def _identity(meta: dict[str, Any]) -> dict[str, Any]:
 
 def compare_runs(run_dirs: Sequence[Path]) -> Comparison:
     """Read every run (nothing is written) and build the side-by-side table."""
-    from .report import load_run, summarize
+    from .report.load import load_run
+    from .report.table import analyze
 
     if len(run_dirs) < 2:
         raise ConfigError(f"compare: give at least two run folders (got {len(run_dirs)})")
@@ -99,14 +164,15 @@ def compare_runs(run_dirs: Sequence[Path]) -> Comparison:
     for d in run_dirs:
         run = load_run(Path(d))
         runs.append(run)
-        tables.append(summarize(run).set_index("step"))
+        tables.append({r.step: r for r in analyze(run).rows})
     base_meta = runs[0].meta
     for label, run in zip(labels, runs):
         m = run.meta
         diff = "" if run is runs[0] else ", ".join(differing(_identity(base_meta), _identity(m))) or "nothing"  # type: ignore[arg-type]
-        infos.append(RunInfo(label=label, run_dir=run.run_dir, roadmap=run.roadmap.name, recipe=m["recipe"]["name"],
+        infos.append(RunInfo(label=label, run_dir=shown_path(run.run_dir), roadmap=run.roadmap.name,
+                             recipe=m["recipe"]["name"],
                              lr=float(m.get("lr", math.nan)), data=str(m.get("data", "?")),
-                             proxy=_proxy_words(m.get("proxy")), seeds=run.seeds,
+                             proxy=_proxy_rules(m.get("proxy")), seeds=run.seeds,
                              code=describe_jobs(jobs := [r for by in run.results.values() for r in by.values()],
                                                 "code", m.get("code")),
                              machine=describe_jobs(jobs, "machine", m.get("machine")),
@@ -119,68 +185,66 @@ def compare_runs(run_dirs: Sequence[Path]) -> Comparison:
         if not shared & set(run.roadmap.names):
             raise ConfigError(f"compare: {run.run_dir} shares no step name with the baseline {runs[0].run_dir} "
                               f"(roadmaps {runs[0].roadmap.name} and {run.roadmap.name})")
-    return Comparison(runs=tuple(infos), table=_table(steps, labels, tables))
+    return Comparison(schema=SCHEMA, runs=tuple(infos), rows=_rows(steps, tables))
 
 
-def _table(steps: list[str], labels: list[str], tables: list[pd.DataFrame]) -> pd.DataFrame:
-    rows = []
+def _cell(row: Row | None) -> Cell:
+    if row is None:
+        return Cell(Status.MISSING, "not in this run's roadmap", 0, math.nan, math.nan)
+    if row.n or row.status is Status.MISSING:
+        return Cell(row.status, row.status_reason, row.n, row.top1_mean, row.top1_std)
+    return Cell(Status.MISSING, row.status_text, 0, math.nan, math.nan)  # no finished seed: say why
+
+
+def _rows(steps: list[str], tables: list[dict[str, Row]]) -> tuple[CompareRow, ...]:
+    out = []
     for step in steps:
-        row: dict[str, Any] = {"step": step}
-        stats = []
-        for label, t in zip(labels, tables):
-            if step in t.index:
-                r = t.loc[step]
-                n, mean, std = int(r["n"]), float(r["top1_mean"]), float(r["top1_std"])
-                status = str(r["status"]) if n or str(r["status"]).startswith("missing") else f"missing ({r['status']})"
-            else:
-                n, mean, std, status = 0, math.nan, math.nan, "missing (not in this run's roadmap)"
-            stats.append((n, mean, std))
-            row |= {f"{label}_status": status, f"{label}_n": n, f"{label}_mean": mean, f"{label}_std": std}
-            if len(stats) > 1:
-                (n0, m0, s0), (n1, m1, s1) = stats[0], stats[-1]
-                diff = welch_interval(m1, s1, n1, m0, s0, n0, LEVEL) if n0 and n1 else (math.nan,) * 3
-                row |= dict(zip((f"{label}_{c}" for c in DIFF_COLUMNS), diff))
-        rows.append(row)
-    return pd.DataFrame(rows)
+        cells = [_cell(t.get(step)) for t in tables]
+        base = cells[0]
+        for k in range(1, len(cells)):
+            c = cells[k]
+            diff = (welch_interval(c.mean, c.std, c.n, base.mean, base.std, base.n, LEVEL) if base.n and c.n
+                    else (math.nan,) * 3)
+            cells[k] = replace(c, **dict(zip(DIFF_COLUMNS, diff)))
+        out.append(CompareRow(step, tuple(cells)))
+    return tuple(out)
 
 
-# --- writing -------------------------------------------------------------------------------------
+# --- rendering -----------------------------------------------------------------------------------
 
-def _cell(row: pd.Series, label: str, pm: str) -> str:
-    n = int(row[f"{label}_n"])
-    if not n:
-        return str(row[f"{label}_status"])
-    text = f"{row[f'{label}_mean']:.2f}"
-    if n >= 2:
-        text += f" {pm} {row[f'{label}_std']:.2f}"
-    return text + f" (n={n})"
+def _top1_cell(c: Cell, pm: str) -> str:
+    if not c.n:
+        return c.status_text
+    text = fixed(c.mean)
+    if c.n >= 2:
+        text += f" {pm} {fixed(c.std)}"
+    return text + f" (n={c.n})"
 
 
-def _diff_cell(row: pd.Series, label: str) -> str:
-    d, lo, hi = (row[f"{label}_{c}"] for c in DIFF_COLUMNS)
-    if math.isnan(d):
+def _diff_cell(c: Cell) -> str:
+    if math.isnan(c.diff):
         return "missing"
-    if math.isnan(lo):
-        return f"{d:+.2f} (interval n/a: < 2 seeds)"
-    mark = " *" if lo > 0 or hi < 0 else ""
-    return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]{mark}"
+    if math.isnan(c.diff_lo):
+        return f"{fixed(c.diff, signed=True)} (interval n/a: < 2 seeds)"
+    mark = " *" if c.diff_lo > 0 or c.diff_hi < 0 else ""
+    return f"{fixed(c.diff, signed=True)} [{fixed(c.diff_lo, signed=True)}, {fixed(c.diff_hi, signed=True)}]{mark}"
 
 
 def display_table(cmp: Comparison, pm: str = "±") -> pd.DataFrame:
     """The human table (strings): top-1 per run, then each run's difference from the baseline."""
     base = cmp.runs[0].label
-    shown: dict[str, list[str]] = {"step": list(cmp.table["step"])}
-    for info in cmp.runs:
-        shown[f"{info.label} top-1"] = [_cell(r, info.label, pm) for _, r in cmp.table.iterrows()]
-    for info in cmp.runs[1:]:
-        shown[f"{info.label} - {base}"] = [_diff_cell(r, info.label) for _, r in cmp.table.iterrows()]
+    shown: dict[str, list[str]] = {"step": [r.step for r in cmp.rows]}
+    for k, info in enumerate(cmp.runs):
+        shown[f"{info.label} top-1"] = [_top1_cell(r.cells[k], pm) for r in cmp.rows]
+    for k, info in enumerate(cmp.runs[1:], 1):
+        shown[f"{info.label} - {base}"] = [_diff_cell(r.cells[k]) for r in cmp.rows]
     return pd.DataFrame(shown)
 
 
 def to_markdown(cmp: Comparison) -> str:
     base = cmp.runs[0]
-    runs = pd.DataFrame([{"run": i.label, "roadmap": i.roadmap, "recipe": i.recipe, "lr": f"{i.lr:.3g}",
-                          "data": i.data, "proxy": i.proxy, "seeds": ", ".join(map(str, i.seeds)),
+    runs = pd.DataFrame([{"run": i.label, "roadmap": i.roadmap, "recipe": i.recipe, "lr": significant(i.lr),
+                          "data": i.data, "proxy": i.proxy_words, "seeds": ", ".join(map(str, i.seeds)),
                           "code": i.code, "machine": i.machine} for i in cmp.runs])
     lines = ["# Runs side by side", "", f"Baseline: `{base.label}` (`{base.run_dir}`).", "",
              runs.to_markdown(index=False, disable_numparse=True), ""]
@@ -194,22 +258,14 @@ def to_markdown(cmp: Comparison) -> str:
     return "\n".join(lines)
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
-
-
-def _tex(text: Any) -> str:
-    return "".join(_TEX.get(ch, ch) for ch in str(text))
-
-
 def to_latex(cmp: Comparison) -> str:
     """A booktabs table body (``\\usepackage{booktabs}``)."""
     shown = display_table(cmp)
     lines = [f"% runs side by side ({', '.join(i.label for i in cmp.runs)}): generated by `run_ablation.py compare`;"
              f" differences from {cmp.runs[0].label} with {LEVEL:.0%} Welch intervals",
              r"\begin{tabular}{l" + "r" * (len(shown.columns) - 1) + "}", r"\toprule",
-             " & ".join(_tex(c) for c in shown.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(_tex(v) for v in r) + r" \\" for _, r in shown.iterrows()]
+             " & ".join(tex(c) for c in shown.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex(v) for v in r) + r" \\" for _, r in shown.iterrows()]
     return "\n".join([*lines, r"\bottomrule", r"\end{tabular}", ""])
 
 
@@ -230,7 +286,7 @@ def figure(cmp: Comparison) -> Any:
         y = [i + (j - (k - 1) / 2) * 0.8 / k for i in range(n)]
         c = colors[j % len(colors)]
         ax.errorbar(t[f"{info.label}_mean"], y, xerr=t[f"{info.label}_std"].fillna(0), fmt="o", color=c, capsize=3,
-                    ms=5, label=f"{info.label} ({info.recipe}, lr {info.lr:.3g})")
+                    ms=5, label=f"{info.label} ({info.recipe}, lr {significant(info.lr)})")
         for yi, mean in zip(y, t[f"{info.label}_mean"]):
             if math.isnan(mean):
                 ax.annotate(f"{info.label}: missing", (0.01, yi), xycoords=("axes fraction", "data"), color=c,
@@ -263,13 +319,32 @@ def write_comparison(cmp: Comparison, out: Path) -> list[Path]:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
-    with replace_entries(out) as stage:  # the four files replaced together, or none
+    with replace_entries(out) as stage:  # the record and its renderings replaced together, or none
         staged = [stage / f"compare.{ext}" for ext in ("csv", "md", "tex", "png")]
-        atomic_write_text(staged[0], cmp.table.to_csv(index=False, float_format="%.6g"))
+        atomic_write_text(stage / RECORD_FILE, cmp.to_json())
+        atomic_write_text(staged[0], cmp.table.to_csv(index=False, float_format=CSV_FLOAT))
         atomic_write_text(staged[1], to_markdown(cmp))
         atomic_write_text(staged[2], to_latex(cmp))
         atomic_write_bytes(staged[3], buf.getvalue())
-    return [out / p.name for p in staged]
+    return [out / RECORD_FILE, *(out / p.name for p in staged)]
 
 
-__all__ = ["Comparison", "RunInfo", "compare_runs", "display_table", "to_latex", "to_markdown", "write_comparison"]
+def rerender(folder: Path) -> list[Path]:
+    """Every file of a written comparison again, from its ``compare.json`` (or, for a folder
+    written before it, from the record migrated out of ``compare.csv`` and ``compare.md``)."""
+    from .report.migrate import comparison_from_folder
+
+    folder = Path(folder)
+    path = folder / RECORD_FILE
+    if path.is_file():
+        try:
+            cmp = Comparison.from_json(path.read_text(encoding="utf-8"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}: not a comparison record ({type(exc).__name__}: {exc})"[:300]) from None
+    else:
+        cmp = decode(Comparison, comparison_from_folder(folder))
+    return write_comparison(cmp, folder)
+
+
+__all__ = ["Cell", "CompareRow", "Comparison", "RunInfo", "rerender",
+           "compare_runs", "display_table", "to_latex", "to_markdown", "write_comparison"]

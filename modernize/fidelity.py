@@ -37,6 +37,8 @@ from typing import Any
 
 import pandas as pd
 
+from .fmt import fixed
+
 ROBUST_DELTA = 0.5
 """|paper delta| (top-1 points) from which a step's direction counts as established."""
 SE_MULTIPLE = 2.0
@@ -253,7 +255,7 @@ def assess(table: pd.DataFrame, paper_csv: Path | None) -> Fidelity:
 
 
 def _pm(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:+.2f}"
+    return fixed(x, signed=True, empty="n/a")
 
 
 NO_PAPER = ("## Paper checks", "", "This roadmap has no paper numbers (no `paper = ...` table, or no step with a "
@@ -262,8 +264,8 @@ NO_PAPER = ("## Paper checks", "", "This roadmap has no paper numbers (no `paper
 
 def fidelity_markdown(fid: Fidelity) -> str:
     final, anchor, diff, lo, hi = fid.end_to_end
-    interval = "n/a (needs >= 2 seeds on both)" if math.isnan(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
-    p = "n/a" if math.isnan(fid.binomial_p) else f"{fid.binomial_p:.3f}"
+    interval = "n/a (needs >= 2 seeds on both)" if math.isnan(lo) else f"[{_pm(lo)}, {_pm(hi)}]"
+    p = fixed(fid.binomial_p, 3, empty="n/a")
     lines = ["## Paper checks (robust steps and equivalence steps)", "",
              f"- Robust steps: **{fid.count('robust', 'agrees')} of {fid.robust} agree** (paper's sign, "
              f"|delta| > {SE_MULTIPLE:g} SE), {fid.count('robust', 'disagrees')} disagree, "
@@ -275,8 +277,8 @@ def fidelity_markdown(fid: Fidelity) -> str:
              f"- End to end, {final} - {anchor}: **{_pm(diff)}** points, 95 % interval {interval}.", "",
              "| step | check | paper delta | delta | 2 SE | verdict |", "|---|---|---:|---:|---:|---|"]
     for c in fid.checks:
-        two_se = "n/a" if math.isnan(c.se) else f"{SE_MULTIPLE * c.se:.2f}"
-        lines.append(f"| {c.step} | {c.kind} | {c.paper_delta:+.2f} | {_pm(c.delta)} | {two_se} | {c.verdict} |")
+        two_se = fixed(SE_MULTIPLE * c.se, empty="n/a")
+        lines.append(f"| {c.step} | {c.kind} | {_pm(c.paper_delta)} | {_pm(c.delta)} | {two_se} | {c.verdict} |")
     lines += ["", "Rules: `modernize/fidelity.py` (robust = |paper delta| >= 0.5 and the same sign in the sister "
               "table; SE over seeds, Welch).", ""]
     return "\n".join(lines)

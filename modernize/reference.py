@@ -17,6 +17,7 @@ The check is a report-layer function: it reads tables, never a run's engine.
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .files import atomic_write_text
+from .fmt import fixed
 
 K_SIGMA = 3.0
 """Three standard errors: a few-point shift of one step is flagged, a new machine's digits are not."""
@@ -33,16 +35,17 @@ SEEDS_FILE = "seeds.csv"
 SEEDS_COLUMNS = ["step", "seed", "top1", "top5"]
 
 
-def seeds_frame(results: dict[str, dict[int, dict]]) -> pd.DataFrame:
-    """Every finished job's top-1/top-5, one row per (step, seed), in roadmap order."""
-    rows = [{"step": step, "seed": seed, "top1": float(r["top1"]), "top5": float(r.get("top5") or math.nan)}
-            for step, by_seed in results.items() for seed, r in sorted(by_seed.items())
-            if r.get("status") == "done" and r.get("top1") is not None and math.isfinite(float(r["top1"]))]
-    return pd.DataFrame(rows, columns=SEEDS_COLUMNS)
+class Match(enum.StrEnum):
+    """How one step of a run stands against the reference."""
+
+    WITHIN = "within"
+    OUTSIDE = "outside"
+    NOT_IN_RUN = "missing in this run"
+    NOT_IN_REFERENCE = "not in the reference"
 
 
 @dataclass(frozen=True)
-class StepCheck:
+class StepReproduction:
     step: str
     ref_mean: float
     ref_n: int
@@ -55,41 +58,43 @@ class StepCheck:
         return self.run_mean - self.ref_mean
 
     @property
-    def status(self) -> str:
+    def status(self) -> Match:
         if self.run_n == 0:
-            return "missing in this run"
+            return Match.NOT_IN_RUN
         if self.ref_n == 0:
-            return "not in the reference"
-        return "within" if abs(self.diff) <= self.tolerance else "outside"
+            return Match.NOT_IN_REFERENCE
+        return Match.WITHIN if abs(self.diff) <= self.tolerance else Match.OUTSIDE
 
 
 @dataclass(frozen=True)
 class Reproduction:
-    reference: Path
+    """The reproduction check's record (``reproduction.md`` renders it; ``report.json`` keeps it)."""
+
+    reference: str
     spread: float
     """The reference's pooled per-seed standard deviation (top-1 points)."""
-    steps: tuple[StepCheck, ...]
+    steps: tuple[StepReproduction, ...]
 
     @property
-    def outside(self) -> list[StepCheck]:
-        return [c for c in self.steps if c.status == "outside"]
+    def outside(self) -> list[StepReproduction]:
+        return [c for c in self.steps if c.status is Match.OUTSIDE]
 
     @property
-    def compared(self) -> list[StepCheck]:
-        return [c for c in self.steps if c.status in ("within", "outside")]
+    def compared(self) -> list[StepReproduction]:
+        return [c for c in self.steps if c.status in (Match.WITHIN, Match.OUTSIDE)]
 
     def summary(self) -> str:
         """One line: ``17 of 17 steps within the reference's seed spread (...)``."""
         within = len(self.compared) - len(self.outside)
         line = (f"reproduction: {within} of {len(self.compared)} steps within the reference's seed spread "
-                f"(|mean - reference| <= {K_SIGMA:g} x {self.spread:.2f} x sqrt(1/n_ref + 1/n_run); "
+                f"(|mean - reference| <= {K_SIGMA:g} x {fixed(self.spread)} x sqrt(1/n_ref + 1/n_run); "
                 f"reference {self.reference})")
         if self.outside:
-            line += "; outside: " + ", ".join(f"{c.step} {c.diff:+.2f} (tolerance {c.tolerance:.2f})"
-                                             for c in self.outside)
-        others = [c for c in self.steps if c.status not in ("within", "outside")]
+            line += "; outside: " + ", ".join(f"{c.step} {fixed(c.diff, signed=True)} (tolerance "
+                                             f"{fixed(c.tolerance)})" for c in self.outside)
+        others = [c for c in self.steps if c.status not in (Match.WITHIN, Match.OUTSIDE)]
         if others:
-            line += "; " + ", ".join(f"{c.step} {c.status}" for c in others)
+            line += "; " + ", ".join(f"{c.step} {c.status.value}" for c in others)
         return line
 
     def markdown(self) -> str:
@@ -97,10 +102,10 @@ class Reproduction:
                  "| step | reference mean (n) | this run mean (n) | difference | tolerance | status |",
                  "|---|---|---|---|---|---|"]
         for c in self.steps:
-            ref = f"{c.ref_mean:.2f} ({c.ref_n})" if c.ref_n else "-"
-            run = f"{c.run_mean:.2f} ({c.run_n})" if c.run_n else "-"
-            diff = f"{c.diff:+.2f}" if c.ref_n and c.run_n else "-"
-            lines.append(f"| {c.step} | {ref} | {run} | {diff} | {c.tolerance:.2f} | {c.status} |")
+            ref = f"{fixed(c.ref_mean)} ({c.ref_n})" if c.ref_n else "-"
+            run = f"{fixed(c.run_mean)} ({c.run_n})" if c.run_n else "-"
+            diff = fixed(c.diff, signed=True) if c.ref_n and c.run_n else "-"
+            lines.append(f"| {c.step} | {ref} | {run} | {diff} | {fixed(c.tolerance)} | {c.status.value} |")
         return "\n".join(lines) + "\n"
 
 
@@ -156,10 +161,10 @@ def check_reproduction(seeds: pd.DataFrame, reference: Path) -> Reproduction:
         ref_n = int(ref.loc[step, "n"]) if step in ref.index else 0
         run_n = int(run.loc[step, "n"]) if step in run.index else 0
         tol = K_SIGMA * spread * math.sqrt(1 / max(ref_n, 1) + 1 / max(run_n, 1))
-        checks.append(StepCheck(step=str(step), ref_mean=float(ref.loc[step, "mean"]) if ref_n else math.nan,
+        checks.append(StepReproduction(step=str(step), ref_mean=float(ref.loc[step, "mean"]) if ref_n else math.nan,
                                 ref_n=ref_n, run_mean=float(run.loc[step, "mean"]) if run_n else math.nan,
                                 run_n=run_n, tolerance=tol))
-    return Reproduction(reference=Path(reference), spread=spread, steps=tuple(checks))
+    return Reproduction(reference=str(reference), spread=spread, steps=tuple(checks))
 
 
 def write_reproduction(check: Reproduction, out: Path) -> Path:
@@ -168,5 +173,5 @@ def write_reproduction(check: Reproduction, out: Path) -> Path:
     return path
 
 
-__all__ = ["K_SIGMA", "Reproduction", "SEEDS_FILE", "StepCheck", "check_reproduction", "pooled_spread",
-           "read_reference", "seeds_frame", "write_reproduction"]
+__all__ = ["K_SIGMA", "Reproduction", "SEEDS_FILE", "Match", "StepReproduction", "check_reproduction", "pooled_spread",
+           "read_reference", "write_reproduction"]

@@ -49,7 +49,8 @@ def test_compare_csv_columns_welch_interval_and_missing_step(runs: tuple[Path, P
     a, b = runs
     out = tmp_path / "cmp"
     assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["compare.csv", "compare.md", "compare.png", "compare.tex"]
+    assert sorted(p.name for p in out.iterdir()) == ["compare.csv", "compare.json", "compare.md", "compare.png",
+                                                     "compare.tex"]
     table = pd.read_csv(out / "compare.csv")
     assert list(table.columns) == ["step", "base_lr_status", "base_lr_n", "base_lr_mean", "base_lr_std",
                                    "high_lr_status", "high_lr_n", "high_lr_mean", "high_lr_std", "high_lr_diff",
@@ -125,3 +126,33 @@ def test_compare_needs_two_runs_sharing_steps(tmp_path: Path, capsys: pytest.Cap
         compare_runs([tmp_path / "a", tmp_path / "b"])
     cmp = compare_runs([tmp_path / "a", tmp_path / "a"])  # the same folder twice: labels stay apart
     assert [r.label for r in cmp.runs] == ["a", "a_2"] and cmp.runs[1].differs == "nothing"
+
+
+def test_compare_json_renders_every_file_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """compare.json alone gives back every file; a folder from before compare.json migrates."""
+    import shutil
+
+    from modernize.compare import Comparison, write_comparison
+    from modernize.report import Status
+
+    roadmap = str(small_roadmap(tmp_path))
+    a = {"resnet50": [73.32, 72.77], "stage_ratio": [81.0, 81.4], "patchify_stem": [79.0, 79.2]}
+    make_run(tmp_path / "a", roadmap=roadmap, seeds=(0, 1), epochs=1, top1=a)
+    make_run(tmp_path / "b", roadmap=roadmap, seeds=(0, 1), epochs=1, top1=a | {"resnet50": [74.0, 74.5]},
+             failed={"stage_ratio": 1}, missing_steps=("depthwise",))
+    out = tmp_path / "cmp"
+    write_comparison(compare_runs([tmp_path / "a", tmp_path / "b"]), out)
+    cmp = Comparison.from_json((out / "compare.json").read_text())
+    cells = {r.step: r.cells[1] for r in cmp.rows}
+    assert cells["depthwise"].status is Status.MISSING and cells["stage_ratio"].status is Status.MISSING
+    assert cells["stage_ratio"].status_reason.startswith("failed")  # no finished seed: missing, and why
+    assert "73.05 ± 0.39 (n=2)" in (out / "compare.md").read_text()  # the report's one rounding
+    for folder, keep in (("alone", ("compare.json",)), ("old", ("compare.csv", "compare.md"))):
+        (tmp_path / folder).mkdir()
+        for name in keep:
+            shutil.copy(out / name, tmp_path / folder / name)
+        assert main(["compare", "--rerender", str(tmp_path / folder)]) == 0
+        for name in ("compare.csv", "compare.md", "compare.tex") + (("compare.png",) if folder == "alone" else ()):
+            assert (tmp_path / folder / name).read_bytes() == (out / name).read_bytes(), (folder, name)
+    assert main(["compare", "--rerender", str(tmp_path / "nothing")]) == 2
+    assert "compare.json" in capsys.readouterr().err

@@ -15,9 +15,11 @@ from browser import check_page, chromium_paths  # noqa: E402
 from report_fixture import make_run, small_roadmap  # noqa: E402
 
 from modernize.cli import main  # noqa: E402
-from modernize.html_page import markdown_html, proxy_from_run_line  # noqa: E402
 from modernize.proxy import FIDELITY32_PROXY, ProxyScale  # noqa: E402
 from modernize.report import build_report  # noqa: E402
+from modernize.report.facts import proxy_scale  # noqa: E402
+from modernize.report.migrate import proxy_from_run_line  # noqa: E402
+from modernize.report.page import markdown_html  # noqa: E402
 from modernize.roadmap import load_roadmap  # noqa: E402
 from modernize.runfolder import read_run_meta, write_run_meta  # noqa: E402
 
@@ -57,9 +59,10 @@ def test_run_page_draws_the_proxy_it_trained(small_report: Path) -> None:
 
 
 def test_page_from_committed_files(small_report: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A report folder without its run (a committed one) gets the same page from its files."""
+    """A report folder written before report.json, without its run, gets the same page from its files."""
     folder = tmp_path / "committed"
     shutil.copytree(small_report, folder)
+    (folder / "report.json").unlink()
     (folder / "index.html").unlink()
     (folder / "blocks" / "depthwise.svg").unlink()
     (folder / "blocks" / "old_step.svg").write_text("<svg/>")  # a step no longer in the roadmap
@@ -76,8 +79,8 @@ def test_page_from_committed_files(small_report: Path, tmp_path: Path, capsys: p
 def test_proxy_from_the_committed_run_lines() -> None:
     for folder in ("resnet50_to_convnext_t", "study"):
         line = (ROOT / "reports" / folder / "table.md").read_text().splitlines()[2]
-        assert proxy_from_run_line(line) == FIDELITY32_PROXY
-    assert proxy_from_run_line("Roadmap `x`, recipe `paper`, seeds 0. Run folder: `r`.") == ProxyScale()
+        assert proxy_scale(proxy_from_run_line(line)) == FIDELITY32_PROXY
+    assert proxy_scale(proxy_from_run_line("Roadmap `x`, recipe `paper`, seeds 0. Run folder: `r`.")) == ProxyScale()
 
 
 @pytest.mark.parametrize("folder", ["resnet50_to_convnext_t", "study"])

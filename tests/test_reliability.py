@@ -768,8 +768,8 @@ def _blank_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     matplotlib's savefig); tests/test_report.py checks the figures themselves."""
     from modernize.report import figures
 
-    def blank(run: object, table: object, *args: object) -> object:
-        return figures._pyplot().figure(figsize=(1, 1))
+    def blank(*args: object) -> object:
+        return figures.pyplot().figure(figsize=(1, 1))
 
     for name in ("roadmap_figure", "acc_vs_gmacs_figure", "curves_figure"):
         monkeypatch.setattr(figures, name, blank)

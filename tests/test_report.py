@@ -57,7 +57,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, list[Pa
 def test_writes_every_output(built) -> None:
     root, _, paths = built
     names = sorted(p.name for p in paths)
-    assert names == sorted(["table.md", "table.csv", "table.tex", "seeds.csv", "agreement.md",
+    assert names == sorted(["report.json", "table.md", "table.csv", "table.tex", "seeds.csv", "agreement.md",
                             "roadmap.png", "roadmap.svg",
                             "acc_vs_gmacs.png", "curves.png", "index.html"])
     assert all(p.parent == root / "out" and p.stat().st_size > 0 for p in paths)
@@ -288,3 +288,85 @@ def test_bench_of_other_models_is_not_shown(tmp_path: Path) -> None:
     bench.write_text("\n".join([lines[0] + ",gmacs"] + [line + ",4.09" for line in lines[1:]]) + "\n")
     build_report(tmp_path / "run", tmp_path / "other")
     assert "img/s" not in (tmp_path / "other" / "table.md").read_text()
+
+
+# --- the record: report.json and everything rendered from it ----------------------------------------
+
+RENDERED = ("table.csv", "seeds.csv", "table.md", "table.tex", "agreement.md", "index.html")
+
+
+def test_page_only_renders_everything_from_report_json_alone(built, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder holding only report.json (no run, no table, no figure) gets the same report back."""
+    root, _, _ = built
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(root / "out" / "report.json", alone / "report.json")
+    assert main(["report", str(alone), "--page-only"]) == 0
+    assert "index.html" in capsys.readouterr().out
+    for name in RENDERED + ("roadmap.svg", "curves.png", "acc_vs_gmacs.png"):
+        assert (alone / name).read_bytes() == (root / "out" / name).read_bytes(), name
+    assert sorted(p.name for p in (alone / "blocks").iterdir()) == sorted(p.name for p in (root / "out" / "blocks")
+                                                                          .iterdir())
+
+
+def test_report_json_is_typed_and_versioned(built) -> None:
+    from modernize.report import ReportRecord, Status
+
+    root, truth, _ = built
+    data = json.loads((root / "out" / "report.json").read_text())
+    assert data["schema"] == 1 and data["run"]["proxy"] == read_run_meta(root / "run").get("proxy", {})
+    record = ReportRecord.from_json((root / "out" / "report.json").read_text())
+    rows = {r.step: r for r in record.rows}
+    assert rows["kernel_11"].status is Status.FAILED and rows["kernel_11"].status_reason.startswith("epoch 4")
+    assert rows["kernel_9"].status is Status.MISSING and rows["gelu"].status is Status.PARTIAL
+    assert rows["recipe"].top1_mean == pytest.approx(statistics.mean(truth["recipe"].values()))
+    assert record.frame().equals(summarize(load_run(root / "run")))
+
+
+def test_a_report_json_of_another_schema_is_one_line(built, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    root, _, _ = built
+    (tmp_path / "report.json").write_text((root / "out" / "report.json").read_text().replace(
+        '"schema": 1', '"schema": 99', 1))
+    assert main(["report", str(tmp_path), "--page-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "report.json" in err and "schema 99" in err
+    assert not (tmp_path / "table.csv").exists()
+
+
+def test_one_rounding_in_every_rendering(tmp_path: Path) -> None:
+    """73.32 and 72.77 average to the float 73.04499...: table.csv says 73.045, and the table,
+    the step's section of the page, the LaTeX and the figure's text all say 73.05."""
+    roadmap = str(small_roadmap(tmp_path))
+    top1 = {"resnet50": [73.32, 72.77], "stage_ratio": [76.2, 76.7], "depthwise": [75.0, 75.1],
+            "patchify_stem": [75.4, 75.5]}
+    make_run(tmp_path / "run", roadmap=roadmap, seeds=(0, 1), epochs=1, top1=top1)
+    build_report(tmp_path / "run", tmp_path / "out")
+    out = tmp_path / "out"
+    assert "73.045," in (out / "table.csv").read_text()
+    assert "| 73.05 ± 0.39 (n=2)" in (out / "table.md").read_text()
+    assert "73.05 $\\pm$ 0.39" in (out / "table.tex").read_text()
+    page = (out / "index.html").read_text()
+    assert "top-1 73.05 %" in page and ">73.05 ± 0.39 (n=2)<" in page and "73.04" not in page
+    assert "73.04" not in (out / "roadmap.svg").read_text()
+
+
+def test_old_report_folder_migrates_to_the_same_record(built, tmp_path: Path) -> None:
+    """A report folder written before report.json reads back as the same rows and seeds."""
+    from modernize.report.migrate import record_from_folder
+    from modernize.report.record import ReportRecord
+
+    root, _, _ = built
+    record = ReportRecord.from_json((root / "out" / "report.json").read_text())
+    old = tmp_path / "old"
+    shutil.copytree(root / "out", old)
+    (old / "report.json").unlink()
+    migrated = record_from_folder(old)
+    assert [(r.status, r.status_reason, r.paper_check) for r in migrated.rows] == \
+        [(r.status, r.status_reason, r.paper_check) for r in record.rows]
+    assert migrated.frame().to_csv(float_format="%.6g") == record.frame().to_csv(float_format="%.6g")
+    assert migrated.seeds == record.seeds and migrated.run.proxy_in_use == record.run.proxy_in_use
+    assert main(["report", str(old), "--page-only"]) == 0
+    for name in ("table.csv", "seeds.csv"):
+        assert (old / name).read_bytes() == (root / "out" / name).read_bytes(), name

@@ -4,6 +4,7 @@ and every default output leave a checkout's reports/ untouched."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -84,6 +85,12 @@ def test_report_reference_flag(reference: Path, tmp_path: Path, capsys: pytest.C
     assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--reference", str(reference)]) == 0
     assert "reproduction: " in capsys.readouterr().out
     assert (tmp_path / "out" / "reproduction.md").is_file()
+    record = json.loads((tmp_path / "out" / "report.json").read_text())["reproduction"]
+    assert record["reference"] == str(reference) and len(record["steps"]) >= 1
+    md = (tmp_path / "out" / "reproduction.md").read_bytes()
+    (tmp_path / "out" / "reproduction.md").unlink()
+    assert main(["report", str(tmp_path / "out"), "--page-only"]) == 0  # the record keeps the check
+    assert (tmp_path / "out" / "reproduction.md").read_bytes() == md
     assert main(["report", str(tmp_path / "run"), "--reference", str(tmp_path / "nowhere")]) == 2
     assert not (tmp_path / "run" / "report").exists()  # refused before any write
 

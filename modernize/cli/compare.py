@@ -7,15 +7,19 @@ from pathlib import Path
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..compare import compare_runs, display_table, write_comparison  # pandas, scipy, matplotlib
+    from ..compare import compare_runs, display_table, rerender, write_comparison  # pandas, scipy, matplotlib
+    from ..fmt import significant
 
+    if args.rerender:  # a written comparison: every file again from its compare.json
+        print(f"wrote {', '.join(str(p) for p in rerender(Path(args.rerender)))}")
+        return 0
     run_dirs = [Path(d) for d in args.run_dirs]
+    cmp = compare_runs(run_dirs)  # fewer than two folders: refused here, before any write
     out = Path(args.out) if args.out else run_dirs[0] / "compare"
-    cmp = compare_runs(run_dirs)
     paths = write_comparison(cmp, out)  # files first: a closed stdout pipe must not cost them
     for info in cmp.runs:
-        print(f"{info.label}: {info.run_dir} (recipe {info.recipe}, lr {info.lr:.3g}, proxy {info.proxy}, "
-              f"data {info.data}, code {info.code}, machine {info.machine})"
+        print(f"{info.label}: {info.run_dir} (recipe {info.recipe}, lr {significant(info.lr)}, "
+              f"proxy {info.proxy_words}, data {info.data}, code {info.code}, machine {info.machine})"
               + (f"; differs from the baseline in: {info.differs}" if info.differs else "; baseline"))
     print(display_table(cmp, pm="+-").to_string(index=False))
     print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -27,8 +31,11 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                        description="Put run folders of one roadmap (or of roadmaps sharing step names) side by "
                                    "side: each run's mean top-1 and seed spread per step, and every run's "
                                    "difference from the first (the baseline) with a 95 % Welch interval. Writes "
-                                   "compare.csv, compare.md, compare.tex and compare.png.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                                   "compare.json (the record), compare.csv, compare.md, compare.tex and compare.png.")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
                    help="folders written by `train`; the first is the baseline")
+    p.add_argument("--rerender", default=None, metavar="DIR",
+                   help="a folder written by `compare`: render its files again from its compare.json alone "
+                        "(a folder written before compare.json is migrated from compare.csv and compare.md)")
     p.add_argument("--out", default=None, help="output folder (default: FIRST_RUN_DIR/compare/)")
     p.set_defaults(func=cmd_compare)

@@ -3,54 +3,53 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..report import ReportRecord
 
 
 def print_report(run_dir: Path, out: Path | None = None, *, reference: Path | None = None) -> None:
     """Write the report of ``run_dir`` (default into ``RUN_DIR/report/``), then print its table;
     with ``reference`` (a report folder), also the step-by-step reproduction check."""
-    from ..reference import check_reproduction, pooled_spread, read_reference  # pandas
-    from ..report import display_table, write_report  # pandas, matplotlib
+    from ..report import write_report  # pandas, matplotlib
 
-    if reference is not None:
-        pooled_spread(read_reference(reference))  # a bad --reference (or one without a spread) fails first
-    report = write_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
-    table, agr = report.table, report.agreement
-    print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"], errors="ignore")
-          .to_string(index=False))
-    rho = _signed(agr.spearman, 3)
-    fid = report.fidelity
-    final, anchor, diff, lo, hi = fid.end_to_end
-    interval = f" [{_signed(lo)}, {_signed(hi)}]" if math.isfinite(lo) and math.isfinite(hi) else ""
-    if not table["paper_top1"].notna().any():
-        print(f"paper checks: none (this roadmap has no paper numbers); {final} - {anchor} = {_signed(diff)}{interval}")
-    else:
-        print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
-              f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} "
-              f"fail; {final} - {anchor} = {_signed(diff)}{interval}")
-    print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, Spearman {rho}")
-    if reference is not None:
-        import pandas as pd
-
-        from ..reference import SEEDS_FILE, write_reproduction
-
-        check = check_reproduction(pd.read_csv(report.out / SEEDS_FILE), reference)
-        report.paths.append(write_reproduction(check, report.out))
-        print(check.summary())
+    report = write_report(run_dir, out, reference=reference)  # files first: a closed stdout pipe must not cost them
+    print_summary(report.record)
     print(f"wrote {len(report.paths)} files to {report.out}")
 
 
-def _signed(x: float, digits: int = 2) -> str:
-    """``+1.23``, or ``n/a`` for a figure that could not be computed (never ``nan``)."""
-    return f"{x:+.{digits}f}" if math.isfinite(x) else "n/a"
+def print_summary(record: ReportRecord) -> None:
+    """The terminal's table and the lines under it, rendered from the record."""
+    from ..fmt import fixed
+    from ..report import display_table
+
+    print(display_table(record, pm="+-").drop(columns=["change", "from", "paper GFLOPs"], errors="ignore")
+          .to_string(index=False))
+    agr, fid = record.agreement, record.fidelity
+    final, anchor, diff, lo, hi = fid.end_to_end
+    interval = f" [{fixed(lo, signed=True)}, {fixed(hi, signed=True)}]" if fixed(lo) and fixed(hi) else ""
+    e2e = f"{final} - {anchor} = {fixed(diff, signed=True, empty='n/a')}{interval}"
+    if not record.has_paper:
+        print(f"paper checks: none (this roadmap has no paper numbers); {e2e}")
+    else:
+        print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
+              f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} "
+              f"fail; {e2e}")
+    print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, "
+          f"Spearman {fixed(agr.spearman, 3, signed=True, empty='n/a')}")
+    if record.reproduction is not None:
+        print(record.reproduction.summary())
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    if args.page_only:  # a written report without its run (a committed one): only index.html and blocks/
-        from ..html_page import write_page_from_files  # pandas, matplotlib
+    if args.page_only:  # a written report folder, its run gone: everything again from its record
+        from ..report import rebuild  # pandas, matplotlib
 
-        print(f"wrote {write_page_from_files(Path(args.run_dir))} and its blocks/ diagrams")
+        paths = rebuild(Path(args.run_dir))
+        print(f"wrote {len(paths)} files (tables, figures, index.html and blocks/) to {args.run_dir} "
+              "from its record (report.json)")
         return 0
     print_report(Path(args.run_dir), Path(args.out) if args.out else None,
                  reference=Path(args.reference) if args.reference else None)
@@ -65,6 +64,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
                    help="a report folder (e.g. reports/resnet50_to_convnext_t) to check this run against, "
                         "step by step, within the reference's seed spread; writes reproduction.md")
     p.add_argument("--page-only", action="store_true",
-                   help="RUN_DIR is a written report folder (table.md, table.csv, figures) whose run is gone: "
-                        "rebuild only its index.html and blocks/ from those files, without the run")
+                   help="RUN_DIR is a written report folder whose run may be gone: render its tables, figures, "
+                        "index.html and blocks/ again from its report.json alone (a folder written before "
+                        "report.json is migrated from its table.csv, table.md and seeds.csv)")
     p.set_defaults(func=cmd_report)

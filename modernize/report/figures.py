@@ -9,11 +9,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from ..files import atomic_write_bytes
-from .load import Run
-from .render import fmt_gmacs
+from ..fmt import fixed, gmacs, significant
+from .record import ReportRecord, Status
 
 DPI = 120
 """Figures are saved at a fixed DPI and size (no tight bbox), so their pixel size is known."""
@@ -34,13 +32,15 @@ def curves_figsize(n_steps: int, ncols: int = 4) -> tuple[float, float]:
 ACC_VS_GMACS_SIZE = (8.0, 6.0)
 
 
-def _save(fig: Any, path: Path, fmt: str) -> None:
+def save(fig: Any, path: Path, fmt: str) -> None:
+    """``fig`` as ``fmt`` at :data:`DPI`, without dates or versions (reruns give the same bytes)."""
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=DPI, metadata={"Software": None} if fmt == "png" else {"Date": None})
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, with stable SVG ids."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never a window
@@ -50,12 +50,13 @@ def _pyplot() -> Any:
     return plt
 
 
-def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
+def roadmap_figure(record: ReportRecord) -> Any:
     """Figure 2 of the paper from this run: a bar per step (top-1, seed std as error bar),
     GMACs beside each bar, explored branches hatched. The paper's top-1 (diamonds, with its
     GFLOPs) sits in a panel of its own on the same rows: its numbers are ImageNet at 224 px,
     ours are not, so the two never share an accuracy axis."""
-    plt = _pyplot()
+    plt = pyplot()
+    table, failed = record.frame(), [r.status is Status.FAILED for r in record.rows]
     n = len(table)
     has_paper = bool(table["paper_top1"].notna().any())
     fig, axes = plt.subplots(1, 2 if has_paper else 1, figsize=roadmap_figsize(n), dpi=DPI, sharey=True,
@@ -74,17 +75,17 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
         adopted = bool(r["adopted"])
         if not ok[i]:
             ax.text(lo + 0.01 * (hi - lo), i, str(r["status"])[:70], va="center", ha="left", fontsize=8,
-                    color=FAILED if str(r["status"]).startswith("failed") else "0.4", style="italic")
+                    color=FAILED if failed[i] else "0.4", style="italic")
             continue
         ax.barh(i, r["top1_mean"] - lo, left=lo, height=0.62, color=ADOPTED if adopted else BRANCH,
                 hatch=None if adopted else "///", edgecolor="white" if adopted else ADOPTED, linewidth=0.6)
         if r["n"] >= 2:
             ax.errorbar(r["top1_mean"], i, xerr=r["top1_std"], fmt="none", ecolor="black", elinewidth=1, capsize=3)
-        label = f"{r['top1_mean']:.2f}"
+        label = fixed(r["top1_mean"])
         if not math.isnan(r["gmacs"]):
-            label += f"  {fmt_gmacs(r['gmacs'])} G"
+            label += f"  {gmacs(r['gmacs'])} G"
         if not math.isnan(r["infer_img_s"]):
-            label += f"  {r['infer_img_s']:.3g} img/s"
+            label += f"  {significant(r['infer_img_s'])} img/s"
         x_text = r["top1_mean"] + (0 if math.isnan(r["top1_std"]) else r["top1_std"]) + 0.012 * (hi - lo)
         ax.text(x_text, i, label, va="center", ha="left", fontsize=8)
     ax.set_xlim(lo, hi)
@@ -94,8 +95,8 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
     res = table["resolution"].dropna().unique()
     at = f" at {int(res[0])} px" if len(res) == 1 else ""
     extra = "; img/s = inference throughput" if table["infer_img_s"].notna().any() else ""
-    ax.set_xlabel(f"top-1 (%) on {run.meta.get('data', '?')}, mean ± seed std\nG = GMACs{at}{extra}", fontsize=9)
-    ax.set_title(f"this run: recipe {run.meta['recipe']['name']}, {len(run.seeds)} seed(s)", fontsize=10)
+    ax.set_xlabel(f"top-1 (%) on {record.run.data}, mean ± seed std\nG = GMACs{at}{extra}", fontsize=9)
+    ax.set_title(f"this run: recipe {record.run.recipe}, {len(record.run.seeds)} seed(s)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.set_axisbelow(True)
     handles = [plt.Rectangle((0, 0), 1, 1, color=ADOPTED, label="adopted step"),
@@ -108,7 +109,7 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
         for i, r in paper.iterrows():
             ax2.plot([p_lo, r["paper_top1"]], [i, i], color=PAPER, lw=0.8, alpha=0.35)
             ax2.plot(r["paper_top1"], i, "D", color=PAPER, ms=5, mfc=PAPER if r["adopted"] else "white")
-            text = f"{r['paper_top1']:.2f}" + ("" if math.isnan(r["paper_gflops"]) else f"  {r['paper_gflops']:.2f} G")
+            text = fixed(r["paper_top1"]) + ("" if math.isnan(r["paper_gflops"]) else f"  {fixed(r['paper_gflops'])} G")
             ax2.text(r["paper_top1"] + 0.04 * pspan, i, text, va="center", ha="left", fontsize=7.5, color="0.25")
         ax2.set_xlim(p_lo, p_hi)
         ax2.set_xlabel("ImageNet-1K top-1 (%)\nG = GFLOPs at 224 px", fontsize=9)
@@ -118,13 +119,14 @@ def roadmap_figure(run: Run, table: pd.DataFrame) -> Any:
         handles.append(plt.Line2D([], [], marker="D", color=PAPER, linestyle="none",
                                   label="paper top-1 (hollow: branch)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"{run.roadmap.name}: one bar per step", fontsize=11)
+    fig.suptitle(f"{record.run.roadmap}: one bar per step", fontsize=11)
     return fig
 
 
-def acc_vs_gmacs_figure(run: Run, table: pd.DataFrame) -> Any:
+def acc_vs_gmacs_figure(record: ReportRecord) -> Any:
     """Accuracy against compute; the adopted chain is joined parent -> step."""
-    plt = _pyplot()
+    plt = pyplot()
+    table = record.frame()
     fig, ax = plt.subplots(figsize=ACC_VS_GMACS_SIZE, dpi=DPI, layout="constrained")
     t = table[table["top1_mean"].notna() & table["gmacs"].notna()]
     pos = {r["step"]: (r["gmacs"], r["top1_mean"]) for _, r in t.iterrows()}
@@ -142,8 +144,8 @@ def acc_vs_gmacs_figure(run: Run, table: pd.DataFrame) -> Any:
         ax.annotate(r["step"], (r["gmacs"], r["top1_mean"]), xytext=(5, 4), textcoords="offset points", fontsize=7)
     res = table["resolution"].dropna().unique()
     ax.set_xlabel(f"GMACs per image{f' at {int(res[0])} px' if len(res) == 1 else ''} (conv + linear)")
-    ax.set_ylabel(f"top-1 (%) on {run.meta.get('data', '?')}")
-    ax.set_title(f"{run.roadmap.name}: accuracy vs compute")
+    ax.set_ylabel(f"top-1 (%) on {record.run.data}")
+    ax.set_title(f"{record.run.roadmap}: accuracy vs compute")
     ax.grid(alpha=0.3)
     missing = [s for s in table["step"] if s not in pos]
     if missing:
@@ -153,9 +155,10 @@ def acc_vs_gmacs_figure(run: Run, table: pd.DataFrame) -> Any:
     return fig
 
 
-def curves_figure(run: Run, table: pd.DataFrame, ncols: int = 4) -> Any:
+def curves_figure(record: ReportRecord, ncols: int = 4) -> Any:
     """Validation top-1 per epoch, one panel per step, one line per seed (failed: red)."""
-    plt = _pyplot()
+    plt = pyplot()
+    table = record.frame()
     n = len(table)
     nrows = max(1, math.ceil(n / ncols))
     w, h = curves_figsize(n, ncols)
@@ -167,15 +170,15 @@ def curves_figure(run: Run, table: pd.DataFrame, ncols: int = 4) -> Any:
             ax.set_visible(False)
             continue
         step = table["step"].iloc[k]
-        logs = run.logs.get(step, {})
-        for seed, log in sorted(logs.items()):
-            status = run.results.get(step, {}).get(seed, {}).get("status", "running")
-            color = FAILED if status == "failed" else (ADOPTED if table["adopted"].iloc[k] else "#6d8fc4")
+        logs = sorted((c for c in record.curves if c.step == step), key=lambda c: c.seed)
+        for log in logs:
+            failed = log.status is Status.FAILED
+            color = FAILED if failed else (ADOPTED if table["adopted"].iloc[k] else "#6d8fc4")
             # A line needs two points: a one-epoch run (the quick recipe) logs one, drawn as a marker.
-            ax.plot(log["epoch"], log["top1"], color=color, lw=1.1, alpha=0.85, marker="o" if len(log) < 3 else None,
-                    ms=4, linestyle="--" if status != "done" else "-")
-            if status == "failed" and len(log):
-                ax.plot(log["epoch"].iloc[-1], log["top1"].iloc[-1], "x", color=FAILED)
+            ax.plot(log.epoch, log.top1, color=color, lw=1.1, alpha=0.85, marker="o" if len(log.epoch) < 3 else None,
+                    ms=4, linestyle="--" if log.status is not Status.DONE else "-")
+            if failed and log.epoch:
+                ax.plot(log.epoch[-1], log.top1[-1], "x", color=FAILED)
         if not logs:
             ax.text(0.5, 0.5, str(table["status"].iloc[k])[:28], transform=ax.transAxes, ha="center", va="center",
                     fontsize=8, color="0.4", style="italic")
@@ -185,7 +188,7 @@ def curves_figure(run: Run, table: pd.DataFrame, ncols: int = 4) -> Any:
         if k + ncols >= n:  # the panel below is empty: this one carries the epoch ticks
             ax.xaxis.set_tick_params(labelbottom=True)
     fig.supxlabel("epoch", fontsize=9, y=0.12 / h)
-    fig.supylabel(f"val top-1 (%), {run.meta.get('data', '?')}", fontsize=9, x=0.12 / w)
-    fig.suptitle(f"{run.roadmap.name}: training curves (one line per seed; dashed = not finished)", fontsize=10,
+    fig.supylabel(f"val top-1 (%), {record.run.data}", fontsize=9, x=0.12 / w)
+    fig.suptitle(f"{record.run.roadmap}: training curves (one line per seed; dashed = not finished)", fontsize=10,
                  y=1 - 0.15 / h)
     return fig

@@ -6,24 +6,20 @@ noise test, paper values, throughput) and what follows from the table -- the pap
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..fidelity import Fidelity, assess, mark_paper_order
 from ..stats import spearman, welch_p
+from . import facts
 from .load import Run
+from .record import COLUMNS, SCHEMA, Agreement, ReportRecord, Row, Status, status_text
 
 NOISE_ALPHA = 0.05
 NOISE_RULE = (f"within noise = Welch's two-sided t-test of the step's seeds against its parent's seeds "
               f"gives p > {NOISE_ALPHA} (needs >= 2 finished seeds on both sides, else n/a)")
-
-COLUMNS = ["step", "change", "adopted", "parent", "status", "n", "seeds", "top1_mean", "top1_std",
-           "top5_mean", "best_top1_mean", "delta", "p_value", "within_noise", "gmacs", "params_m",
-           "resolution", "recipe", "paper_row", "paper_top1", "paper_top1_std", "paper_gflops", "paper_delta",
-           "infer_img_s", "train_img_s", "paper_check", "note"]
-
 
 def _num(value: Any) -> float:
     """A finite float, else NaN (missing, text, or an edited NaN/Infinity: never shown as a number)."""
@@ -40,9 +36,46 @@ def _failure(r: dict[str, Any]) -> str:
     return f"epoch {epoch}: {reason}" if epoch is not None else reason
 
 
-def _rows(run: Run) -> pd.DataFrame:
+def _job_problem(r: dict[str, Any] | None, done: bool) -> tuple[Status, str] | None:
+    """Why one seed of a step has no result (None: it has one)."""
+    if r is None:
+        return Status.MISSING, ""
+    if r["status"] == "failed":
+        return Status.FAILED, _failure(r)
+    if r["status"] == "running":
+        return Status.RUNNING, f"epoch {r.get('epochs_done')}/{r.get('epochs')}"
+    if r["status"] == Status.STALE.value:
+        return Status.STALE, str(r.get("reason") or "trained otherwise than this run")
+    return None if done else (Status.DONE, "without top1")
+
+
+def _step_status(run: Run, step: str, res: dict[int, Any], done: dict[int, Any]) -> tuple[Status, str, str]:
+    """The step's status, its reason and the note naming the seeds that did not finish."""
+    problems: dict[tuple[Status, str], list[int]] = {}  # so three identical failures read as one
+    for seed in run.seeds:
+        problem = _job_problem(res.get(seed), seed in done)
+        if problem is not None:
+            problems.setdefault(problem, []).append(seed)
+    words = {p: f"{p[0].value} ({p[1]})" if p[1] and p[0] is not Status.DONE else
+             f"{p[0].value} {p[1]}".strip() for p in problems}
+    note = "; ".join(f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))} {words[p]}"
+                     for p, s in problems.items())
+    if done:
+        return (Status.DONE if len(done) == len(run.seeds) else Status.PARTIAL), "", note
+    for status in (Status.STALE, Status.FAILED):
+        first = next((p for p in problems if p[0] is status), None)
+        if first is not None:
+            return status, first[1], note
+    if any(p[0] is Status.RUNNING for p in problems):
+        return Status.RUNNING, "", note
+    if isinstance(run.meta.get("steps"), list) and step not in run.meta["steps"]:
+        return Status.MISSING, "not in this run's steps", note
+    return Status.MISSING, "", note
+
+
+def _rows(run: Run) -> list[dict[str, Any]]:
     """One row per roadmap step: seed statistics, delta vs parent, noise test, paper values
-    (``paper_check`` still empty)."""
+    (the paper check still empty); ``status`` is a :class:`Status`, ``status_reason`` beside it."""
     rows: list[dict[str, Any]] = []
     by_name: dict[str, dict[str, Any]] = {}
     for step in run.roadmap:
@@ -51,32 +84,7 @@ def _rows(run: Run) -> pd.DataFrame:
                 if r.get("status") == "done" and _num(r.get("top1")) == _num(r.get("top1"))}
         top1 = [float(done[s]["top1"]) for s in sorted(done)]
         n = len(top1)
-        problems: dict[str, list[int]] = {}  # message -> seeds, so three identical failures read as one
-        for seed in run.seeds:
-            r = res.get(seed)
-            if r is None:
-                msg = "missing"
-            elif r["status"] == "failed":
-                msg = f"failed ({_failure(r)})"
-            elif r["status"] == "running":
-                msg = f"running (epoch {r.get('epochs_done')}/{r.get('epochs')})"
-            elif seed not in done:
-                msg = "done without top1"
-            else:
-                continue
-            problems.setdefault(msg, []).append(seed)
-        notes = [f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))} {m}" for m, s in problems.items()]
-        if n:
-            status = "done" if n == len(run.seeds) else "partial"
-        elif any(r["status"] == "failed" for r in res.values()):
-            first = next(r for s, r in sorted(res.items()) if r["status"] == "failed")
-            status = f"failed ({_failure(first)})"
-        elif any(r["status"] == "running" for r in res.values()):
-            status = "running"
-        elif isinstance(run.meta.get("steps"), list) and step.name not in run.meta["steps"]:
-            status = "missing (not in this run's steps)"
-        else:
-            status = "missing"
+        status, reason, note = _step_status(run, step.name, res, done)
         any_res = next((done[s] for s in sorted(done)), None) or next((r for _, r in sorted(res.items())), {})
         mean = float(pd.Series(top1).mean()) if n else math.nan
         std = float(pd.Series(top1).std(ddof=1)) if n >= 2 else math.nan
@@ -84,8 +92,8 @@ def _rows(run: Run) -> pd.DataFrame:
         best = [_num(done[s].get("best_top1")) for s in sorted(done)]
         row: dict[str, Any] = {
             "step": step.name, "change": step.change, "adopted": step.adopted, "parent": step.parent or "",
-            "status": status, "n": n, "seeds": len(run.seeds), "top1_mean": mean, "top1_std": std,
-            "top5_mean": float(pd.Series(top5).mean()) if n else math.nan,
+            "status": status, "status_reason": reason, "n": n, "seeds": len(run.seeds), "top1_mean": mean,
+            "top1_std": std, "top5_mean": float(pd.Series(top5).mean()) if n else math.nan,
             "best_top1_mean": float(pd.Series(best).mean()) if n else math.nan,
             "gmacs": _num(any_res.get("gmacs")), "params_m": _num(any_res.get("params_m")),
             "resolution": _num(any_res.get("resolution")),
@@ -94,7 +102,7 @@ def _rows(run: Run) -> pd.DataFrame:
             "paper_top1": _num(step.paper.get("paper_top1")),
             "paper_top1_std": _num(step.paper.get("paper_top1_std")),
             "paper_gflops": _num(step.paper.get("paper_gflops")),
-            "note": "; ".join(notes),
+            "note": note,
         }
         parent = by_name.get(step.parent or "")
         row["delta"], row["p_value"], row["within_noise"] = math.nan, math.nan, "n/a"
@@ -110,7 +118,7 @@ def _rows(run: Run) -> pd.DataFrame:
         row["paper_check"] = ""
         rows.append(row)
         by_name[step.name] = row
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return rows
 
 
 def _bench_of(bench: pd.DataFrame | None, step: str, gmacs: float) -> tuple[float, float]:
@@ -130,17 +138,6 @@ def _bench_of(bench: pd.DataFrame | None, step: str, gmacs: float) -> tuple[floa
 
 # --- agreement with the paper ------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Agreement:
-    compared: int
-    """Steps where both this run's delta and the paper's delta exist."""
-    sign_matches: int
-    mismatches: tuple[str, ...]
-    ranked: int
-    """Steps with both our top-1 and the paper's (the Spearman sample)."""
-    spearman: float
-
-
 def _sign(x: float) -> int:
     return (x > 0) - (x < 0)
 
@@ -155,24 +152,37 @@ def agreement(table: pd.DataFrame) -> Agreement:
                      ranked=len(ranked), spearman=spearman(ranked["top1_mean"], ranked["paper_top1"]))
 
 
-@dataclass(frozen=True)
-class Findings:
-    """A run's table and what follows from it, computed once per report."""
-
-    table: pd.DataFrame
-    agreement: Agreement
-    fidelity: Fidelity
+def _na_reason(check: str) -> str:
+    """The reason inside fidelity's ``n/a (reason)`` mark of a step the paper never measured."""
+    return check[len("n/a ("):-1] if check.startswith("n/a (") and check.endswith(")") else check
 
 
-def analyze(run: Run) -> Findings:
-    """The table of :func:`summarize` with its paper checks, and the agreement figures."""
-    table = mark_paper_order(_rows(run), run.roadmap.paper_path)  # paper deltas only from the paper's parents
-    fid = assess(table, run.roadmap.paper_path)
-    for c in fid.checks:
-        table.loc[table["step"] == c.step, "paper_check"] = f"{c.kind}: {c.verdict}"
-    return Findings(table=table, agreement=agreement(table), fidelity=fid)
+def findings(rows: list[dict[str, Any]], paper_csv: Path | None
+             ) -> tuple[tuple[Row, ...], Agreement, Fidelity]:
+    """The rows (with status enums) made :class:`Row` records, with their paper checks and the
+    agreement figures: the one place a table becomes verdicts (also for migrated reports)."""
+    frame = pd.DataFrame([{**r, "status": status_text(r["status"], r["status_reason"])} for r in rows],
+                         columns=COLUMNS)
+    frame = mark_paper_order(frame, paper_csv)  # paper deltas only from the paper's parents
+    fid = assess(frame, paper_csv)
+    checks = {c.step: c for c in fid.checks}
+    out = []
+    for r, (_, f) in zip(rows, frame.iterrows()):
+        c = checks.get(r["step"])
+        fields = {k: f[k] for k in COLUMNS if k not in ("status", "paper_check", "adopted", "n", "seeds")}
+        fields |= {k: r[k] for k in ("status", "status_reason", "adopted", "n", "seeds")}
+        out.append(Row(**{**fields, "paper_kind": c.kind if c else "", "paper_verdict": c.verdict if c else "",
+                          "na_reason": "" if c or not f["paper_check"] else _na_reason(str(f["paper_check"]))}))
+    return tuple(out), agreement(frame), fid
+
+
+def analyze(run: Run) -> ReportRecord:
+    """The run's :class:`ReportRecord`: table, paper checks, agreement, seeds, curves, drawn specs."""
+    rows, agr, fid = findings(_rows(run), run.roadmap.paper_path)
+    return ReportRecord(schema=SCHEMA, run=facts.provenance(run), rows=rows, agreement=agr, fidelity=fid,
+                        seeds=facts.seeds(run), curves=facts.curves(run), specs=facts.specs(run))
 
 
 def summarize(run: Run) -> pd.DataFrame:
     """One row per roadmap step: seed statistics, delta vs parent, noise test, paper values."""
-    return analyze(run).table
+    return analyze(run).frame()

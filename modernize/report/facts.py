@@ -1,0 +1,91 @@
+"""What a report records about its run besides the table: provenance, every finished seed,
+the training curves and the architecture each step was trained as (so the page draws it
+without the run folder)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..fidelity import proxy_rules_in_use
+from ..proxy import ProxyScale
+from ..runfolder import job_folder, read_job_config
+from ..spec import ArchSpec
+from .load import Run
+from .record import Curve, Provenance, SeedResult, Status
+
+
+def shown_path(path: Path) -> str:
+    """Relative to the working folder when inside it, so committed reports name no machine."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):  # outside the working folder, or the working folder was deleted
+        return str(path)
+
+
+def proxy_settings(meta_proxy: Any) -> dict[str, Any]:
+    """run.json's proxy as :class:`ProxyScale` fields (its notes left out)."""
+    known = {f.name for f in fields(ProxyScale)}
+    return {k: v for k, v in (meta_proxy or {}).items() if k in known} if isinstance(meta_proxy, dict) else {}
+
+
+def proxy_scale(settings: dict[str, Any]) -> ProxyScale:
+    """The :class:`ProxyScale` of recorded settings; the paper's scale when they are not valid."""
+    try:
+        return ProxyScale(**settings)
+    except (ConfigError, TypeError):
+        return ProxyScale()
+
+
+def provenance(run: Run) -> Provenance:
+    m = run.meta
+    return Provenance(roadmap=run.roadmap.name, roadmap_path=str(m["roadmap"].get("path") or ""),
+                      title=run.roadmap.description or run.roadmap.name, recipe=str(m["recipe"]["name"]),
+                      data=str(m.get("data", "?")), seeds=tuple(run.seeds), proxy=proxy_settings(m.get("proxy")),
+                      proxy_in_use=dict(proxy_rules_in_use(m.get("proxy"), [s.spec for s in run.roadmap])),
+                      run_dir=shown_path(run.run_dir))
+
+
+def seeds(run: Run) -> tuple[SeedResult, ...]:
+    """Every finished job's top-1/top-5, in roadmap order (``seeds.csv``)."""
+    out = []
+    for step, by_seed in run.results.items():
+        for seed, r in sorted(by_seed.items()):
+            top1 = r.get("top1")
+            if r.get("status") == "done" and top1 is not None and math.isfinite(float(top1)):
+                out.append(SeedResult(step, seed, float(top1), float(r.get("top5") or math.nan)))
+    return tuple(out)
+
+
+def curves(run: Run) -> tuple[Curve, ...]:
+    out = []
+    for step, logs in run.logs.items():
+        for seed, log in sorted(logs.items()):
+            status = str(run.results.get(step, {}).get(seed, {}).get("status", "running"))
+            out.append(Curve(step, seed, Status(status) if status in Status._value2member_map_ else Status.RUNNING,
+                             tuple(float(e) for e in log["epoch"]), tuple(float(t) for t in log["top1"])))
+    return tuple(out)
+
+
+def specs(run: Run) -> dict[str, dict[str, Any]]:
+    """Each step as its job trained it (``config.json``: proxy, data channels and classes),
+    else as the run's proxy makes it."""
+    proxy = proxy_scale(proxy_settings(run.meta.get("proxy")))
+    out: dict[str, dict[str, Any]] = {}
+    for step in run.roadmap:
+        for seed in run.seeds:
+            try:
+                out[step.name] = ArchSpec.from_dict(read_job_config(job_folder(run.run_dir, step.name, seed))["spec"]
+                                                    ).to_dict()
+                break
+            except (OSError, ConfigError, KeyError, TypeError, ValueError):
+                continue
+        else:
+            out[step.name] = proxy.apply(step.spec).to_dict()
+    return out
+
+
+__all__ = ["curves", "proxy_scale", "proxy_settings", "provenance", "seeds", "shown_path", "specs"]

@@ -1,0 +1,311 @@
+"""One HTML page per report (``index.html`` beside the tables), rendered from the report's
+record alone: the paper checks, the roadmap figure, the table, every step's change in words
+with its block diagram, the training curves.
+
+Every picture is embedded as a data URI and the styles are inline: the single file opens from
+the file system with no network and can be sent on its own. Diagrams are also written to
+``blocks/<step>.svg``. Each step is drawn as its job trained it (the record's ``specs``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+from ..describe import change_phrases, describe_step
+from ..diagram_draw import SpecOf, step_diagram
+from ..errors import ConfigError, ModernizeError
+from ..files import atomic_write_bytes, atomic_write_text
+from ..fmt import fixed
+from ..proxy import ProxyScale
+from ..roadmap import Roadmap, load_roadmap
+from ..spec import ArchSpec
+from .facts import proxy_scale
+from .record import ReportRecord, Row
+from .render import agreement_markdown, display_table, run_line
+
+PAGE = "index.html"
+LEGEND = ('Colours: <span class="key" style="background:#dbe7f6"></span>conv or linear'
+          '<span class="key" style="background:#dcefd8"></span>norm'
+          '<span class="key" style="background:#fff1bf"></span>activation'
+          '<span class="key" style="background:#ececec"></span>pooling'
+          '<span class="key" style="background:#eadcf3"></span>other. '
+          "A thick orange outline and a word mark what this step made new, changed or moved; a dashed grey "
+          "outline what it removed or replaced. ")
+BLOCKS = "blocks"
+
+CSS = """
+:root{--ink:#1a1a1a;--muted:#3f4650;--line:#c8ccd2;--accent:#0b4f9c;--changed:#9a3412;--bg:#fff;--soft:#f4f6f8}
+*{box-sizing:border-box}
+html{font-size:clamp(16px,0.55vw + 13px,22px)}
+body{margin:0;color:var(--ink);background:var(--bg);line-height:1.5;
+ font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",Arial,sans-serif}
+main{max-width:78rem;margin:0 auto;padding:1rem}
+h1{font-size:1.7rem;line-height:1.25;margin:.5rem 0}
+h2{font-size:1.35rem;margin-top:2.2rem;border-bottom:2px solid var(--line);padding-bottom:.2rem}
+h3{font-size:1.12rem;margin:1.8rem 0 .4rem}
+a{color:var(--accent)}
+code{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:.9em;overflow-wrap:anywhere}
+p,li{overflow-wrap:anywhere}
+.lead{font-size:1.05rem;color:var(--muted)}
+.box{overflow-x:auto;max-width:100%;border:1px solid var(--line);border-radius:6px;background:var(--bg)}
+figure{margin:1rem 0}
+figure img{display:block;width:100%;height:auto}
+figure .box img.wide{min-width:34rem}
+figure .box img.roadmap{max-width:50rem;margin:0 auto}
+.pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,26rem),1fr));gap:.5rem;
+ border:1px solid var(--line);border-radius:6px;padding:.3rem}
+.pair img{width:100%;height:auto;max-width:44rem}
+.key{display:inline-block;width:1.4em;height:.9em;border:1px solid #444;vertical-align:middle;margin:0 .2em 0 .5em}
+figcaption{font-size:.9rem;color:var(--muted);margin-top:.3rem}
+table{border-collapse:collapse;font-size:.85rem;width:100%}
+th,td{border-bottom:1px solid var(--line);padding:.3rem .5rem;text-align:left;vertical-align:top;white-space:nowrap}
+thead th{background:var(--soft);position:sticky;top:0}
+tbody tr:nth-child(even){background:var(--soft)}
+caption{position:absolute;left:-999px}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+.verdict{font-weight:600}
+.facts{display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;margin:.3rem 0;padding:0;list-style:none;color:var(--muted)}
+details pre{overflow-x:auto;font-size:.8rem;background:var(--soft);padding:.6rem;border-radius:6px}
+nav ol{columns:14rem;padding-left:1.4rem}
+.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff;padding:.3rem}
+"""
+
+
+# --- small markdown (the report's own .md files) -> HTML ---------------------------------------
+
+def _inline(text: str) -> str:
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+
+
+def markdown_html(md: str, shift: int = 1) -> str:
+    """The subset the report writes: headings (moved down ``shift`` levels), bullets, pipe
+    tables and paragraphs. Not a general Markdown parser."""
+    out: list[str] = []
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        if m := re.match(r"(#+) (.*)", line):
+            level = min(6, len(m.group(1)) + shift)
+            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline(lines[i][2:])}</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+            continue
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            body = [r for r in rows[1:] if not all(set(c) <= set(":-") for c in r)]
+            head = "".join(f'<th scope="col">{_inline(c)}</th>' for c in rows[0])
+            trs = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+            out.append(f'<div class="box"><table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table></div>')
+            continue
+        elif line:
+            out.append(f"<p>{_inline(line)}</p>")
+        i += 1
+    return "\n".join(out)
+
+
+# --- pieces of the page ---------------------------------------------------------------------------
+
+def _data_uri(path: Path) -> str:
+    kind = {"svg": "image/svg+xml", "png": "image/png"}[path.suffix.lstrip(".")]
+    return f"data:{kind};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _figure(uri: str, alt: str, caption: str, cls: str = "wide") -> str:
+    return (f'<figure><div class="box"><img class="{cls}" src="{uri}" alt="{html.escape(alt)}"></div>'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+NUMERIC = ("GMACs", "params", "delta", "paper top", "paper delta", "paper GF", "infer", "train")
+
+
+def _table_html(record: ReportRecord) -> str:
+    shown = display_table(record).drop(columns=["change"])  # each step's section says it in full
+    head = list(shown.columns)
+    ths = "".join(f'<th scope="col">{html.escape(c)}</th>' for c in head)
+    rows = []
+    for values in shown.itertuples(index=False):
+        step = html.escape(values[0])
+        cells = [f'<th scope="row"><a href="#step-{step}">{step}</a></th>']
+        for name, v in zip(head[1:], values[1:]):
+            cls = "num" if name.startswith(NUMERIC) else ("verdict" if name == "paper check" else "")
+            cells.append(f'<td class="{cls}">{html.escape(v)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return ("<p>One row per step; on a narrow screen the table scrolls sideways. top-1: mean ± seed std; delta: "
+            "against the parent step (from); paper columns: ImageNet-1K at 224 px.</p>"
+            '<div class="box" tabindex="0" role="region" aria-label="ablation table (scrolls sideways)">'
+            '<table id="ablation"><caption>Ablation table, one row per step</caption>'
+            f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _roadmap_alt(record: ReportRecord) -> str:
+    vals = [f"{r.step} {fixed(r.top1_mean) or 'no result'}"
+            + (f" (paper {fixed(r.paper_top1)})" if fixed(r.paper_top1) else "") for r in record.rows]
+    return "Bar chart, one bar per step, top-1 of this run beside the paper's: " + "; ".join(vals) + "."
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+def _step_facts(r: Row) -> str:
+    top1 = fixed(r.top1_mean)
+    facts = [f"top-1 {top1} %" if top1 else f"status: {r.status_text}"]
+    if d := fixed(r.delta, signed=True):
+        facts.append(f"delta {d} (within seed noise: {r.within_noise})")
+    if p := fixed(r.paper_delta, signed=True):
+        facts.append(f"paper delta {p}")
+    if r.paper_check:
+        facts.append(f"paper check: {r.paper_check}")
+    return '<ul class="facts">' + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>"
+
+
+def _step_section(roadmap: Roadmap, k: int, row: Row | None, diagrams: list[tuple[str, str]],
+                  scale: str) -> str:
+    step = roadmap[k]
+    parent = roadmap[step.parent] if step.parent else None
+    kind = "adopted" if step.adopted else "explored branch, not adopted"
+    sid = html.escape(step.name)
+    out = [f'<section id="step-{sid}" aria-labelledby="h-{sid}">',
+           f'<h3 id="h-{sid}">{k + 1}. {sid} <small>({kind}'
+           + (f"; from {html.escape(parent.name)}" if parent else "") + ")</small></h3>",
+           f"<p>{html.escape(step.change)}</p>"]
+    if row is not None:
+        out.append(_step_facts(row))
+    if parent is not None:
+        phrases = change_phrases(parent.spec, step.spec) or ["no architecture change"]
+        r0, r1 = parent.recipe or roadmap.recipe, step.recipe or roadmap.recipe
+        if r0 != r1:
+            phrases.append(f"training recipe {r0} -> {r1}")
+        out.append("<p>What changed (paper scale):</p><ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in phrases)
+                   + "</ul>")
+    imgs = "".join(f'<img src="{uri}" alt="{html.escape(alt)}">' for uri, alt in diagrams)
+    out.append(f'<figure><div class="pair">{imgs}</div><figcaption>{LEGEND}The block '
+               + (f"before ({html.escape(parent.name)}) and after this step" if parent else "of the first step")
+               + f", drawn from the built model ({html.escape(scale)}); the file "
+               f'<a href="{BLOCKS}/{sid}.svg">{BLOCKS}/{sid}.svg</a> holds both sides.</figcaption></figure>')
+    text = describe_step(roadmap, step)
+    out.append(f"<details><summary>describe's text and per-stage cost (paper scale, 224 px)</summary>"
+               f"<pre>{html.escape(text)}</pre></details></section>")
+    return "\n".join(out)
+
+
+def build_page(record: ReportRecord, folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
+               resolution: int = 224, scale: str = "paper scale", blocks: bool = True) -> str:
+    """The page of ``record``, its figures read from ``folder`` (written there beforehand); with
+    ``blocks`` each step's diagram is also written to ``folder/blocks/<step>.svg``."""
+    folder = Path(folder)
+    rows = {r.step: r for r in record.rows}
+    agreement = f"# {record.run.roadmap}\n\n" + agreement_markdown(record)
+    page_title = f"{record.run.roadmap}, recipe {record.run.recipe}: ablation report"
+    body = [f'<a class="skip" href="#steps">Skip to the steps</a><main><h1>{html.escape(record.run.title)}</h1>',
+            f'<p class="lead">{_inline(run_line(record.run))}</p>']
+    bullets = [line for line in agreement.split("\n|", 1)[0].splitlines() if line.startswith("- ")]
+    if bullets:
+        body.append('<h2 id="summary">In short: this run against the paper</h2>' + markdown_html("\n".join(bullets)))
+    figures = {name: folder / name for name in ("roadmap.svg", "roadmap.png", "curves.png", "acc_vs_gmacs.png")}
+    roadmap_fig = figures["roadmap.svg"] if figures["roadmap.svg"].is_file() else figures["roadmap.png"]
+    if roadmap_fig.is_file():
+        body.append(_figure(_data_uri(roadmap_fig), _roadmap_alt(record), "The roadmap, one bar per step: "
+                            "this run on the left, the paper's ImageNet-1K top-1 on the right.", cls="wide roadmap"))
+    body.append("<h2>The table</h2>" + _table_html(record))
+    body.append(markdown_html("\n".join(line for line in agreement.splitlines() if not line.startswith("# ")), 0))
+    body.append('<h2 id="steps">What each step changes</h2><nav aria-label="steps"><ol>' + "".join(
+        f'<li><a href="#step-{html.escape(n)}">{html.escape(n)}</a></li>' for n in roadmap.names) + "</ol></nav>")
+    body += _step_sections(folder, roadmap, rows, dict(spec_of=spec_of, resolution=resolution, scale=scale), blocks)
+    body.append("<h2>Training</h2>")
+    if figures["curves.png"].is_file():
+        body.append(_figure(_data_uri(figures["curves.png"]), "Validation top-1 per epoch, one panel per step, "
+                            "one line per seed.", "Training curves: validation top-1 per epoch."))
+    if figures["acc_vs_gmacs.png"].is_file():
+        body.append(_figure(_data_uri(figures["acc_vs_gmacs.png"]), "Scatter plot of top-1 against GMACs per "
+                            "image, one point per step, the adopted steps joined in order.",
+                            "Accuracy against compute."))
+    links = " · ".join(f'<a href="{n}">{n}</a>' for n in ("table.md", "table.csv", "table.tex", "agreement.md",
+                                                          "report.json") if (folder / n).is_file())
+    body.append(f"<footer><p>Files beside this page: {links}. Written by <code>run_ablation.py report</code>."
+                "</p></footer></main>")
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,"><title>{html.escape(page_title)}</title>'
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def _proxied(proxy: Any, spec: ArchSpec) -> ArchSpec:
+    """A step's spec under the run's proxy; a step the proxy makes invalid (``groups = 32`` on 8
+    channels: never trained, ``missing`` in the table) is drawn at the paper's scale instead."""
+    try:
+        return proxy.apply(spec)
+    except ModernizeError:
+        return spec
+
+
+def _step_sections(folder: Path, roadmap: Roadmap, rows: dict[str, Row], kw: dict[str, Any],
+                   blocks: bool) -> list[str]:
+    """Each step's section with its diagrams (and ``blocks/<step>.svg`` when ``blocks``)."""
+    if blocks and (folder / BLOCKS).is_dir():  # a step renamed or dropped since the last report
+        for stale in (folder / BLOCKS).glob("*.svg"):
+            if stale.stem not in roadmap.names:
+                stale.unlink()
+    out = []
+    for k, step in enumerate(roadmap):
+        if blocks:
+            atomic_write_bytes(folder / BLOCKS / f"{step.name}.svg", step_diagram(roadmap, step.name, **kw)[0])
+        halves = [step_diagram(roadmap, step.name, only=side, **kw)
+                  for side in (("before", "after") if step.parent else ("after",))]
+        uris = [("data:image/svg+xml;base64," + base64.b64encode(svg).decode(), alt) for svg, alt in halves]
+        out.append(_step_section(roadmap, k, rows.get(step.name), uris, kw["scale"]))
+    return out
+
+
+# --- from the record to the file ----------------------------------------------------------------
+
+def scale_text(proxy: ProxyScale) -> str:
+    """How the drawn networks were scaled, in the caption's words."""
+    if proxy.is_identity:
+        return "paper scale"
+    parts = [f"width ×{proxy.width:g}", f"depth ×{proxy.depth:g}"]
+    if proxy.stem_stride is not None:
+        parts.append(f"stem stride {proxy.stem_stride}")
+    return "proxy as trained: " + ", ".join(parts)
+
+
+def roadmap_of(record: ReportRecord) -> Roadmap:
+    """The record's roadmap: its file where it still is, else the built-in of its name."""
+    path = Path(record.run.roadmap_path) if record.run.roadmap_path else None
+    if path is not None and path.is_file():
+        return load_roadmap(path)
+    try:
+        return load_roadmap(record.run.roadmap)
+    except ConfigError:
+        raise ConfigError(f"report record: the roadmap file ({record.run.roadmap_path!r}) is missing and its name "
+                          f"({record.run.roadmap!r}) is not a built-in roadmap") from None
+
+
+def write_page(record: ReportRecord, out: Path, roadmap: Roadmap | None = None) -> Path:
+    """``index.html`` (and ``blocks/``) of ``record`` in ``out``, beside its written figures."""
+    rm = roadmap if roadmap is not None else roadmap_of(record)
+    proxy = proxy_scale(record.run.proxy)
+
+    def spec_of(name: str) -> ArchSpec:
+        spec = record.specs.get(name)
+        return ArchSpec.from_dict(spec) if spec is not None else _proxied(proxy, rm[name].spec)
+
+    res = sorted({int(r.resolution) for r in record.rows if r.resolution == r.resolution})
+    page = build_page(record, out, rm, spec_of=spec_of, resolution=res[0] if res else 224, scale=scale_text(proxy))
+    atomic_write_text(Path(out) / PAGE, page)
+    return Path(out) / PAGE
+
+
+__all__ = ["PAGE", "build_page", "markdown_html", "roadmap_of", "scale_text", "write_page"]

@@ -1,0 +1,250 @@
+"""The report as data: :class:`ReportRecord`, computed once from a run and written as
+``report.json``; every other file of a report folder (tables, figures, ``index.html``) is
+rendered from it, so a rewording in one renderer cannot change what another one reads.
+
+A row's status is a :class:`Status` with a reason beside it, the paper check a kind, a verdict
+and an n/a reason, the proxy a dict of its settings: nothing here is prose that code parses.
+``report.json`` carries :data:`SCHEMA`; older files and report folders written before it are
+read through ``modernize.report.migrate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ..fidelity import Fidelity
+from ..reference import Reproduction
+
+SCHEMA = 1
+"""Version of ``report.json``; ``migrate.upgrade`` brings older versions to this one."""
+RECORD_FILE = "report.json"
+
+COLUMNS = ["step", "change", "adopted", "parent", "status", "n", "seeds", "top1_mean", "top1_std",
+           "top5_mean", "best_top1_mean", "delta", "p_value", "within_noise", "gmacs", "params_m",
+           "resolution", "recipe", "paper_row", "paper_top1", "paper_top1_std", "paper_gflops", "paper_delta",
+           "infer_img_s", "train_img_s", "paper_check", "note"]
+"""The columns of ``table.csv``, in order."""
+
+
+class Status(enum.StrEnum):
+    """What a step (or one of its jobs) is: the table shows ``value`` and the reason beside it."""
+
+    DONE = "done"
+    PARTIAL = "partial"
+    """Some seeds finished, others failed, run or are missing (the note says which)."""
+    FAILED = "failed"
+    RUNNING = "running"
+    MISSING = "missing"
+    STALE = "stale"
+    """Trained otherwise than the run now describes (never averaged in)."""
+
+
+def status_text(status: Status, reason: str) -> str:
+    """The table's status cell: ``failed (epoch 3: loss is NaN)``."""
+    return f"{status.value} ({reason})" if reason else status.value
+
+
+@dataclass(frozen=True)
+class Row:
+    """One roadmap step of the table, in the units of ``table.csv`` (NaN: no value)."""
+
+    step: str
+    change: str
+    adopted: bool
+    parent: str
+    status: Status
+    status_reason: str
+    n: int
+    seeds: int
+    top1_mean: float
+    top1_std: float
+    top5_mean: float
+    best_top1_mean: float
+    delta: float
+    p_value: float
+    within_noise: str
+    """'yes', 'no' or 'n/a'."""
+    gmacs: float
+    params_m: float
+    resolution: float
+    recipe: str
+    paper_row: str
+    paper_top1: float
+    paper_top1_std: float
+    paper_gflops: float
+    paper_delta: float
+    infer_img_s: float
+    train_img_s: float
+    paper_kind: str
+    """'robust', 'equivalence', or '' (no check)."""
+    paper_verdict: str
+    """The verdict of ``modernize.fidelity`` for ``paper_kind``; 'n/a' with ``na_reason``."""
+    na_reason: str
+    note: str
+
+    @property
+    def status_text(self) -> str:
+        return status_text(self.status, self.status_reason)
+
+    @property
+    def paper_check(self) -> str:
+        if self.paper_kind:
+            return f"{self.paper_kind}: {self.paper_verdict}"
+        return f"n/a ({self.na_reason})" if self.na_reason else ""
+
+    @property
+    def has_result(self) -> bool:
+        return self.n > 0
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """One finished job (``seeds.csv``)."""
+
+    step: str
+    seed: int
+    top1: float
+    top5: float
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One job's validation top-1 per epoch (the training-curves figure)."""
+
+    step: str
+    seed: int
+    status: Status
+    epoch: tuple[float, ...]
+    top1: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    compared: int
+    """Steps where both this run's delta and the paper's delta exist."""
+    sign_matches: int
+    mismatches: tuple[str, ...]
+    ranked: int
+    """Steps with both our top-1 and the paper's (the Spearman sample)."""
+    spearman: float
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What the run was: the roadmap, recipe, data, seeds, proxy and where it came from."""
+
+    roadmap: str
+    roadmap_path: str
+    """The roadmap file as run.json names it ('' for a built-in roadmap)."""
+    title: str
+    recipe: str
+    data: str
+    seeds: tuple[int, ...]
+    proxy: dict[str, Any]
+    """The proxy settings of run.json (``ProxyScale`` fields)."""
+    proxy_in_use: dict[str, Any]
+    """The settings that changed at least one step (what the run line states)."""
+    run_dir: str
+    """The run folder, relative to the working folder when inside it."""
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """Everything a report shows, computed once."""
+
+    schema: int
+    run: Provenance
+    rows: tuple[Row, ...]
+    agreement: Agreement
+    fidelity: Fidelity
+    seeds: tuple[SeedResult, ...]
+    curves: tuple[Curve, ...]
+    specs: dict[str, dict[str, Any]]
+    """Each step's architecture as drawn on the page (as trained, proxy and data applied)."""
+    per_seed: bool = True
+    """``seeds`` holds every finished seed (False: migrated from a report that kept only means)."""
+    reproduction: Reproduction | None = None
+    """The check against a reference report (``report --reference``), when one was asked for."""
+
+    def frame(self) -> pd.DataFrame:
+        """The table as ``table.csv`` holds it (one row per step, :data:`~.table.COLUMNS`)."""
+        rows = [{c: (r.status_text if c == "status" else r.paper_check if c == "paper_check" else getattr(r, c))
+                 for c in COLUMNS} for r in self.rows]
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+    def seeds_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([dataclasses.asdict(s) for s in self.seeds], columns=["step", "seed", "top1", "top5"])
+
+    @property
+    def has_paper(self) -> bool:
+        return any(not math.isnan(r.paper_top1) for r in self.rows)
+
+    def to_json(self) -> str:
+        return json.dumps(encode(self), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> ReportRecord:
+        """A ``report.json`` of the current schema (``migrate.upgrade`` reads older ones)."""
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise ValueError(f"schema {data.get('schema') if isinstance(data, dict) else None!r} is not {SCHEMA}")
+        return decode(cls, data)
+
+
+# --- JSON <-> frozen dataclasses (NaN as null, enums as their value, tuples as lists) -------------
+
+def encode(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): encode(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [encode(v) for v in obj]
+    if hasattr(obj, "item"):  # a numpy scalar
+        return encode(obj.item())
+    return obj
+
+
+def decode(tp: Any, value: Any) -> Any:
+    """``value`` (parsed JSON) as an instance of the type ``tp``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return tp(**{f.name: decode(hints[f.name], value[f.name]) for f in dataclasses.fields(tp)
+                     if f.name in value})
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return decode(next(a for a in args if a is not type(None)), value)
+    if tp is float:
+        return math.nan if value is None else float(value)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(decode(args[0], v) for v in value)
+        return tuple(decode(a, v) for a, v in zip(args, value))
+    if origin is dict:
+        return {k: decode(args[1], v) for k, v in value.items()}
+    if origin is list:
+        return [decode(args[0], v) for v in value]
+    if tp is int:
+        return int(value)
+    return value
+
+
+__all__ = ["COLUMNS", "RECORD_FILE", "SCHEMA", "Agreement", "Curve", "Provenance", "ReportRecord", "Row", "SeedResult",
+           "Status", "decode", "status_text", "encode"]
