@@ -18,10 +18,10 @@ from functools import lru_cache
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-from torchvision.ops.misc import Permute
 
 from .errors import ConfigError
-from .kinds import PLACES, get_kind
+from .kinds import PLACES, get_kind, kind_of
+from .layer_view import LAYOUT_ONLY, block_view, module_view
 from .model import build_model
 from .roadmap import Roadmap, Step
 from .spec import ArchSpec
@@ -34,55 +34,24 @@ _STEM_FIELDS = ("stem", "stem_width", "stem_kernel", "stem_stride", "stem_pool",
 
 # --- drawing modules -------------------------------------------------------------------------
 
-def _conv(m: nn.Conv2d) -> str:
-    k, s = m.kernel_size[0], m.stride[0]
-    ks = f"{k}x{k}" + (f"/{s}" if s > 1 else "")
-    if m.groups == m.in_channels and m.in_channels > 1:
-        return f"dw {ks} {m.in_channels}"
-    g = f" g{m.groups}" if m.groups > 1 else ""
-    return f"{ks}{g} {m.in_channels}->{m.out_channels}"
-
-
 def draw_module(m: nn.Module) -> str | None:
     """One token per layer: ``3x3/2 64->64``, ``dw 7x7 96``, ``BN``, ``LN``, ``GELU`` ...; a
     module of a registered kind draws as the kind's token (``SE``, ``GN``, a user's own)."""
-    kind = getattr(m, "_modernize_kind", None)
-    if kind is not None:
-        return get_kind(*kind).token
-    if isinstance(m, nn.Conv2d):
-        return _conv(m)
-    if isinstance(m, nn.Linear):
-        return f"1x1 {m.in_features}->{m.out_features}"
-    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        return "BN"
-    if isinstance(m, nn.LayerNorm):  # torchvision's LayerNorm2d is a subclass
-        return "LN"
-    if isinstance(m, nn.ReLU):
-        return "ReLU"
-    if isinstance(m, nn.GELU):
-        return "GELU"
-    if isinstance(m, nn.MaxPool2d):
-        return f"maxpool {m.kernel_size}x{m.kernel_size}/{m.stride}"
-    if isinstance(m, nn.AdaptiveAvgPool2d):
-        return "avgpool"
-    if isinstance(m, (nn.Identity, nn.Flatten, Permute)):
+    if isinstance(m, LAYOUT_ONLY):
         return None
-    if isinstance(m, nn.Sequential):
+    if isinstance(m, nn.Sequential) and kind_of(m) is None:
         return " | ".join(t for t in (draw_module(c) for c in m) if t) or None
-    return type(m).__name__
+    return module_view("", m).token
 
 
 def draw_block(block: nn.Module) -> str:
-    """The residual branch in order, then the shortcut and what follows the add."""
-    tokens = [t for t in (draw_module(m) for m in block.layers()) if t]
-    if getattr(block, "gamma", None) is not None:
-        tokens.append("x layer scale")
-    if not isinstance(block.drop_path, nn.Identity):
-        tokens.append("drop path")
-    shortcut = draw_module(block.shortcut)
+    """The residual branch in order, then the shortcut and what follows the add: the block's
+    layer view (:func:`modernize.layer_view.block_view`), the diagrams' too."""
+    view = block_view(block)
+    tokens = [v.token for v in view.branch]
+    shortcut = " | ".join(v.token for v in view.shortcut)
     text = " | ".join(tokens) + (f"  + proj({shortcut})" if shortcut else "  + x")
-    after = draw_module(block.act_out)
-    return text + (f" -> {after}" if after else "")
+    return text + "".join(f" -> {v.token}" for v in view.after_add)
 
 
 @dataclass(frozen=True)

@@ -32,16 +32,10 @@ from functools import lru_cache
 
 import torch
 from torch import nn
-from torchvision.ops.misc import Permute
 
+from .layer_view import LayerView, block_view, module_view, sequence_view
 from .model import build_model
 from .spec import ArchSpec
-
-_LAYOUT_ONLY = (nn.Identity, nn.Flatten, Permute, nn.Dropout)
-"""Modules that move or pass data without computing on it: not drawn."""
-
-_ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "groups", "in_features", "out_features",
-          "num_features", "num_channels", "num_groups", "normalized_shape")
 
 
 @dataclass(frozen=True)
@@ -91,112 +85,28 @@ class Side:
                 f"maps {'-'.join(map(str, h))} px")
 
 
-# --- one module -> one box ---------------------------------------------------------------------
+# --- one module -> one box (the layer view that ``describe`` also reads) --------------------------
 
-def _pair(v: object) -> int:
-    return int(v[0]) if isinstance(v, (tuple, list)) else int(v)  # type: ignore[arg-type]
-
-
-def _conv_label(m: nn.Conv2d) -> tuple[str, tuple[object, ...]]:
-    k, s, g = _pair(m.kernel_size), _pair(m.stride), m.groups
-    stride = f" /{s}" if s > 1 else ""
-    bias = m.bias is not None
-    if g == m.in_channels and g > 1:
-        text = f"dw conv {k}x{k}{stride}, {m.in_channels} ch"
-    else:
-        text = f"conv {k}x{k}{stride}{f' g{g}' if g > 1 else ''}, {m.in_channels}→{m.out_channels}"
-    return text + (" +b" if bias else ""), ("Conv2d", k, s, m.in_channels, m.out_channels, g, bias)
-
-
-def _generic_label(m: nn.Module) -> tuple[str, tuple[object, ...]]:
-    """Class name plus the conv / linear attributes it has, plus a summary of its conv and
-    linear children (a squeeze-and-excitation unit reads ``SqueezeExcitation: 1x1 96→24, ...``)."""
-    attrs = {a: getattr(m, a) for a in _ATTRS if isinstance(getattr(m, a, None), (int, tuple, list))}
-    parts = []
-    if "kernel_size" in attrs:
-        k = _pair(attrs["kernel_size"])
-        parts.append(f"{k}x{k}")
-    if "stride" in attrs and _pair(attrs["stride"]) > 1:
-        parts.append(f"/{_pair(attrs['stride'])}")
-    for a, b in (("in_channels", "out_channels"), ("in_features", "out_features")):
-        if a in attrs and b in attrs:
-            parts.append(f"{attrs[a]}→{attrs[b]}")
-    for a in ("num_features", "num_channels", "normalized_shape"):
-        if a in attrs:
-            parts.append(f"{_pair(attrs[a])} ch")
-    if "num_groups" in attrs:
-        parts.append(f"{attrs['num_groups']} groups")
-    inner = [_conv_label(c)[0].removeprefix("conv ").replace(",", "") if isinstance(c, nn.Conv2d) else
-             f"linear {c.in_features}→{c.out_features}" for c in m.modules()
-             if c is not m and isinstance(c, (nn.Conv2d, nn.Linear))]
-    own = list(m.parameters(recurse=False))
-    if not parts and not inner and own and own[0].dim():  # e.g. a norm that keeps only its gamma: its channels
-        parts.append(f"{max(own[0].shape)} ch")
-    text = " ".join([type(m).__name__, *parts])
-    if inner:
-        text += ": " + ", ".join(inner)
-    key = (type(m).__name__, tuple(parts), tuple(inner))
-    return text, key
+def _layer(v: LayerView) -> Layer:
+    return Layer(v.name, v.label, v.role, v.key)
 
 
 def layer_of(name: str, m: nn.Module) -> Layer:
-    """The box of one module (unknown types: :func:`_generic_label`)."""
-    if isinstance(m, nn.Conv2d):
-        text, key = _conv_label(m)
-        return Layer(name, text, "conv", key)
-    if isinstance(m, nn.Linear):  # in a block: the 1x1 conv it computes on channels-last tensors
-        key = ("Conv2d", 1, 1, m.in_features, m.out_features, 1, m.bias is not None)
-        bias = " +b" if m.bias is not None else ""
-        return Layer(name, f"linear, {m.in_features}→{m.out_features}{bias}", "conv", key)
-    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        return Layer(name, f"BatchNorm, {m.num_features} ch", "norm", ("BatchNorm", m.num_features))
-    if isinstance(m, nn.LayerNorm):  # torchvision's LayerNorm2d is a subclass
-        c = m.normalized_shape[0]
-        return Layer(name, f"LayerNorm, {c} ch", "norm", ("LayerNorm", c))
-    if isinstance(m, nn.MaxPool2d):
-        k, s = _pair(m.kernel_size), _pair(m.stride)
-        return Layer(name, f"max-pool {k}x{k} /{s}", "pool", ("MaxPool2d", k, s))
-    if isinstance(m, nn.AdaptiveAvgPool2d):
-        return Layer(name, "global average pool", "pool", ("AdaptiveAvgPool2d",))
-    text, key = _generic_label(m)
-    leaf = not list(m.children())
-    kind = ("act" if type(m).__module__ == "torch.nn.modules.activation" and leaf else
-            "norm" if "Norm" in type(m).__name__ and leaf else "other")
-    return Layer(name, text, kind, key)
+    """The box of one module (:func:`modernize.layer_view.module_view`)."""
+    return _layer(module_view(name, m))
 
-
-# --- one part -> its layers ----------------------------------------------------------------------
 
 def _sequence(named: list[tuple[str, nn.Module]], prefix: str = "") -> tuple[Layer, ...]:
-    return tuple(layer_of(prefix + n, m) for n, m in named if not isinstance(m, _LAYOUT_ONLY))
+    return tuple(_layer(v) for v in sequence_view(named, prefix))
 
 
 def _block_part(title: str, block: nn.Module) -> Part:
-    """The residual branch in forward order (the block's ``layers()`` or ``_branch`` where it
-    has one: what its ``forward`` runs; else its children), the shortcut, then what follows the add."""
-    names = {id(m): n for n, m in block.named_children()}
-    side = {"shortcut", "act_out", "drop_path"}
-    if callable(getattr(block, "layers", None)):
-        branch = list(block.layers())
-    elif getattr(block, "_branch", None) is not None:  # modules, or names of registered modules
-        branch = [getattr(block, b) if isinstance(b, str) else b for b in block._branch
-                  if not (isinstance(b, str) and b.startswith(":"))]
-    else:
-        branch = [m for n, m in block.named_children() if n not in side]
-    named = [(names.get(id(m), type(m).__name__), m) for m in branch]
-    layers = tuple(replace(la, label=la.label.replace("linear, ", "conv 1x1 (linear), ")) for la in _sequence(named))
-    gamma = getattr(block, "gamma", None)
-    if isinstance(gamma, torch.Tensor):
-        layers += (Layer("gamma", f"× layer scale γ, {gamma.shape[0]} ch", "other", ("gamma", gamma.shape[0])),)
-    drop = getattr(block, "drop_path", None)
-    if drop is not None and not isinstance(drop, nn.Identity):
-        layers += (layer_of("drop_path", drop),)
-    sc = getattr(block, "shortcut", None)
-    shortcut = () if sc is None or isinstance(sc, nn.Identity) else (
-        _sequence(list(sc.named_children()), "shortcut.") if list(sc.children()) else (layer_of("shortcut", sc),))
-    after = getattr(block, "act_out", None)
-    after_add = () if after is None or isinstance(after, nn.Identity) else (layer_of("act_out", after),)
-    return Part(title, layers, shortcut=shortcut, after_add=after_add)
+    """The residual branch in forward order, the shortcut, then what follows the add
+    (:func:`modernize.layer_view.block_view`)."""
+    view = block_view(block)
+    layers = tuple(replace(la, label=la.label.replace("linear, ", "conv 1x1 (linear), "))
+                   for la in map(_layer, view.branch))
+    return Part(title, layers, shortcut=tuple(map(_layer, view.shortcut)), after_add=tuple(map(_layer, view.after_add)))
 
 
 def _plain_part(title: str, module: nn.Module) -> Part:

@@ -292,4 +292,25 @@ def save_step_diagram(roadmap: Roadmap, step: str, path: Path, **kwargs: Any) ->
     return path
 
 
-__all__ = ["alt_text", "figure_bytes", "render", "save_step_diagram", "step_comparison", "step_diagram", "step_figure"]
+def figure4(roadmap: Roadmap, *, resolution: int = 224, fmt: str = "svg") -> tuple[bytes, str]:
+    """The paper's Figure 4 counterpart: the roadmap's first block (ResNet-50's) beside its last
+    adopted step's (ConvNeXt-T's), at the roadmap's (paper) scale, as file bytes and alt text."""
+    first, last = roadmap[0], [s for s in roadmap if s.adopted][-1]
+    title = f"{roadmap.name}: the first and the last block (the paper's Figure 4)"
+    subtitle = (f"paper scale (what the paper describes), {resolution} px input · stage 2's first block · "
+                f"left: {first.name}, right: {last.name}")
+    return _rendered(title, subtitle, (first.name, first.spec), (last.name, last.spec), resolution, fmt, None)
+
+
+def save_figure4(roadmap: Roadmap, path: Path, *, resolution: int = 224) -> Path:
+    """Write :func:`figure4`; the format is the suffix of ``path`` (.svg or .png)."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ConfigError(f"--figure4 {path}: the file name must end in .svg or .png")
+    atomic_write_bytes(path, figure4(roadmap, resolution=resolution, fmt=fmt)[0])
+    return path
+
+
+__all__ = ["alt_text", "figure4", "figure_bytes", "render", "save_figure4", "save_step_diagram", "step_comparison",
+           "step_diagram", "step_figure"]

@@ -17,17 +17,25 @@ import torch.fx
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from .kinds import kind_of
+
 
 def leaf_module_types(model: nn.Module) -> list[type[nn.Module]]:
     """The classes of the model's modules whose kind was registered ``leaf=True``."""
-    return sorted({type(m) for m in model.modules() if getattr(m, "_modernize_leaf", False)}, key=str)
+    return sorted({type(m) for m in model.modules() if is_leaf_kind(m)}, key=str)
+
+
+def is_leaf_kind(m: nn.Module) -> bool:
+    """Built by a kind registered ``leaf=True`` (its forward cannot be traced)."""
+    kind = kind_of(m)
+    return kind is not None and kind.leaf
 
 
 class LeafTracer(torch.fx.Tracer):
     """``torch.fx.Tracer`` that keeps the modules of ``leaf=True`` kinds as call_module nodes."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return getattr(m, "_modernize_leaf", False) or super().is_leaf_module(m, module_qualified_name)
+        return is_leaf_kind(m) or super().is_leaf_module(m, module_qualified_name)
 
 
 def symbolic_trace(model: nn.Module) -> torch.fx.GraphModule:
@@ -46,4 +54,4 @@ def feature_extractor(model: nn.Module, return_nodes: Sequence[str] | dict[str, 
     return create_feature_extractor(model, return_nodes=nodes, tracer_kwargs=tracer_kwargs, **kwargs)
 
 
-__all__ = ["LeafTracer", "feature_extractor", "leaf_module_types", "symbolic_trace"]
+__all__ = ["LeafTracer", "feature_extractor", "is_leaf_kind", "leaf_module_types", "symbolic_trace"]

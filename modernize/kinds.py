@@ -120,9 +120,7 @@ class Kind:
         module = self.factory(*a, **kw)
         if not isinstance(module, nn.Module):
             raise SpecError(f"{self.family} kind '{self.name}' returned {type(module).__name__}, not an nn.Module")
-        module._modernize_kind = (self.family, self.name)  # read by describe's drawings
-        if self.leaf:
-            module._modernize_leaf = True  # read by modernize.fx
+        setattr(module, KIND_ATTRIBUTE, KindTag(self.family, self.name))
         return module
 
     def words(self, args: tuple[tuple[str, Any], ...] | dict[str, Any] = ()) -> str:
@@ -133,6 +131,29 @@ class Kind:
 
 REGISTRIES: dict[str, dict[str, Kind]] = {f: {} for f in FAMILIES}
 """``{family: {name: Kind}}``: specs refer to kinds by these names."""
+
+
+@dataclass(frozen=True)
+class KindTag:
+    """What a built module of a registered kind carries (under ``KIND_ATTRIBUTE``): the kind's
+    family and name, so drawings and ``modernize.fx`` ask :func:`kind_of` instead of guessing
+    from the module's class (a user kind may return an ``nn.GroupNorm`` or an ``nn.Sequential``)."""
+
+    family: str
+    name: str
+
+
+KIND_ATTRIBUTE = "modernize_kind"
+"""The public attribute :meth:`Kind.build` sets on every module it returns (a :class:`KindTag`)."""
+
+
+def kind_of(module: object) -> Kind | None:
+    """The registered kind that built ``module``, or None (a plain torch module, or a kind not
+    registered in this process, e.g. a model unpickled without its user module imported)."""
+    tag = getattr(module, KIND_ATTRIBUTE, None)
+    if not isinstance(tag, KindTag):
+        return None
+    return REGISTRIES.get(tag.family, {}).get(tag.name)
 
 
 def _source_hash(fn: Callable[..., Any]) -> str:
@@ -295,5 +316,5 @@ def __getattr__(name: str) -> Any:  # the built-in kinds' own modules, imported 
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["FAMILIES", "PLACES", "REGISTRIES", "Kind", "get_kind", "register_act",
-           "register_component", "register_norm"]
+__all__ = ["FAMILIES", "KIND_ATTRIBUTE", "PLACES", "REGISTRIES", "Kind", "KindTag", "get_kind", "kind_of",
+           "register_act", "register_component", "register_norm"]

@@ -26,14 +26,11 @@ from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
 from .errors import SpecError
-from .kinds import LN_EPS, get_kind
+from .kinds import LN_EPS, PLACES, get_kind
 from .spec import ArchSpec
 
-__all__ = ["LN_EPS", "Block", "ModernNet", "build_model", "make_act", "make_norm", "make_stem"]
-
-_NHWC, _NCHW = ":nhwc", ":nchw"
-"""Branch entries that permute (not modules, so module names stay those of the paper's steps)."""
-
+__all__ = ["LN_EPS", "Block", "BottleneckBlock", "ConvNeXtBlock", "ModernNet", "build_model", "make_act",
+           "make_block", "make_norm", "make_stem"]
 
 def make_norm(spec: ArchSpec, channels: int, *, layout: str = "NCHW") -> nn.Module:
     """The spec's norm kind for a ``layout`` tensor ("NCHW", "NHWC" in a channels-last block,
@@ -67,68 +64,61 @@ def _residual_add(x: Tensor, shortcut: Tensor) -> Tensor:
 torch.fx.wrap("_residual_add")
 
 
+def _then(x: Tensor, *layers: nn.Module | None) -> Tensor:
+    """``x`` through the layers a spec gives, in order; ``None`` marks one it leaves out (a
+    slot absent in this step: no module, no state-dict key, no node in an FX graph)."""
+    for layer in layers:
+        if layer is not None:
+            x = layer(x)
+    return x
+
+
+def _nchw(x: Tensor) -> Tensor:
+    return x.permute(0, 3, 1, 2)
+
+
+def _nhwc(x: Tensor) -> Tensor:
+    return x.permute(0, 2, 3, 1)
+
+
 class Block(nn.Module):
-    """One residual block of any step: three convs in spec order, norms and activations
-    where the spec puts them, optional layer scale and stochastic depth, then the add.
+    """One residual block of any step, the parts both block families share: three convs with
+    the norms and activations the spec puts after them, components at ``PLACES``, layer scale,
+    stochastic depth, the shortcut (identity or a 1x1 projection + norm) and the activation
+    after the add. The slots a step leaves out are ``None``. :func:`make_block` picks the form:
+    :class:`BottleneckBlock` (1x1 -> kxk -> 1x1) or :class:`ConvNeXtBlock` (kxk -> 1x1 -> 1x1).
 
-    When the block is ConvNeXt-like (kxk conv on top, LayerNorm) everything after the kxk
-    conv runs channels-last with ``nn.Linear`` as the 1x1 convs: the official ConvNeXt
-    form, which is faster on both CPU and GPU than 1x1 ``Conv2d`` plus two permutes per
-    norm. In every other case the block stays NCHW with ``Conv2d`` 1x1 convs.
-
-    Layer scale multiplies the NCHW view (``gamma.view(-1, 1, 1)``, like torchvision's
-    ``layer_scale``); scaling the NHWC tensor before the permute back measured the same on
-    CPU (8.1 vs 7.2 ms, ranges overlapping), so we keep torchvision's op sequence.
+    The kxk conv is ``conv_dw`` when depthwise (the paper's name) and ``conv_kxk`` otherwise;
+    its norm and activation carry the same suffix. :attr:`conv_spatial`, :attr:`norm_spatial`
+    and :attr:`act_spatial` name whichever is there. Modules register in forward order (the
+    parameter init, which draws from the random stream module by module, depends on it).
     """
+
+    conv_pw1: nn.Module
+    conv_pw2: nn.Module
+    norm_pw1: nn.Module | None
+    norm_pw2: nn.Module | None
+    act_pw1: nn.Module | None
+    conv_dw: nn.Conv2d | None
+    conv_kxk: nn.Conv2d | None
+    norm_dw: nn.Module | None
+    norm_kxk: nn.Module | None
+    act_dw: nn.Module | None
+    act_kxk: nn.Module | None
+
+    channels_last = False
+    """ConvNeXt form with a ``channels_last`` norm: the 1x1 convs are ``nn.Linear`` on NHWC tensors."""
 
     def __init__(self, spec: ArchSpec, in_dim: int, out_dim: int, stride: int, drop_path: float) -> None:
         super().__init__()
-        hidden = out_dim // spec.expansion if spec.block == "bottleneck" else out_dim * spec.expansion
-        k = spec.kernel_size
-        spatial = "conv_dw"
-        top = spec.spatial_pos == "top"
-        channels_last = channels_last_block(spec)
-        # (name, in, out, kernel, stride); the kxk conv is named conv_dw when depthwise.
-        if top:
-            convs = [("spatial", in_dim, in_dim, k, stride), ("conv_pw1", in_dim, hidden, 1, 1),
-                     ("conv_pw2", hidden, out_dim, 1, 1)]
-        else:
-            convs = [("conv_pw1", in_dim, hidden, 1, 1), ("spatial", hidden, hidden, k, stride),
-                     ("conv_pw2", hidden, out_dim, 1, 1)]
-        groups_of = (lambda c: c) if spec.groups == "depthwise" else (lambda c: spec.groups)
-        branch: list[str] = []
-        layout = "NCHW"
-        for i, (name, cin, cout, ksize, s) in enumerate(convs):
-            if i == len(convs) - 1:
-                layout = self._components(spec, "before_last", cin, branch, layout)
-            if name == "spatial":
-                g = groups_of(cin)
-                name = "conv_dw" if g == cin and cin > 1 else "conv_kxk"
-                conv: nn.Module = nn.Conv2d(cin, cout, ksize, s, ksize // 2, groups=g, bias=spec.conv_bias)
-                spatial = name
-            elif channels_last:
-                conv = nn.Linear(cin, cout, bias=spec.conv_bias)
-            else:
-                conv = nn.Conv2d(cin, cout, 1, bias=spec.conv_bias)
-            self.add_module(name, conv)
-            branch.append(name)
-            if channels_last and i == 0:
-                branch.append(_NHWC)
-                layout = "NHWC"
-            suffix = name.removeprefix("conv_")
-            if spec.norms == "every_conv" or name == spatial:
-                self.add_module(f"norm_{suffix}", make_norm(spec, cout, layout=layout))
-                branch.append(f"norm_{suffix}")
-            last = i == len(convs) - 1
-            if (spec.acts == "every_conv" and not last) or (spec.acts == "one" and name == "conv_pw1"):
-                self.add_module(f"act_{suffix}", make_act(spec))
-                branch.append(f"act_{suffix}")
-            if name == spatial:
-                layout = self._components(spec, "after_spatial", cout, branch, layout)
-        if layout == "NHWC":
-            branch.append(_NCHW)
-        self._components(spec, "end", out_dim, branch, "NCHW")
-        self._branch = tuple(branch)  # names of registered modules, in order, and permutes
+        self.places: dict[str, tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]]] = {p: ((), ()) for p in PLACES}
+        """Each place's component modules in spec order (registered as ``<kind>_<place>``): those
+        that run in the block's layout, then, from the first NCHW-only kind in a channels-last
+        block on, those that run on an NCHW view."""
+
+    def _finish(self, spec: ArchSpec, in_dim: int, out_dim: int, stride: int, drop_path: float) -> None:
+        """End components, layer scale, stochastic depth, shortcut, activation after the add."""
+        self._add_components(spec, "end", out_dim, "NCHW")
         self.gamma = nn.Parameter(torch.full((out_dim,), spec.layer_scale)) if spec.layer_scale > 0 else None
         self.drop_path = StochasticDepth(drop_path, "row") if drop_path > 0 else nn.Identity()
         if stride != 1 or in_dim != out_dim:
@@ -138,41 +128,159 @@ class Block(nn.Module):
         else:
             self.shortcut = nn.Identity()
         self.act_out = make_act(spec) if spec.acts == "every_conv" else nn.Identity()
+        for name in ("norm_pw1", "norm_pw2", "act_pw1", "conv_dw", "conv_kxk", "norm_dw", "norm_kxk",
+                     "act_dw", "act_kxk"):
+            if name not in self._modules:
+                self.register_module(name, None)
 
-    def _components(self, spec: ArchSpec, place: str, channels: int, branch: list[str], layout: str) -> str:
-        """Add the spec's components at ``place``; an NCHW-only kind in a channels-last block gets
-        permutes around it. Returns the layout after them (the one before)."""
-        before = layout
+    def _add_pointwise(self, spec: ArchSpec, slot: str, cin: int, cout: int, *, act: bool, layout: str) -> None:
+        """A 1x1 conv (``nn.Linear`` on channels-last tensors), its norm if every conv has one, its act."""
+        linear = layout == "NHWC"
+        conv = nn.Linear(cin, cout, bias=spec.conv_bias) if linear else nn.Conv2d(cin, cout, 1, bias=spec.conv_bias)
+        self.add_module(f"conv_{slot}", conv)
+        if spec.norms == "every_conv":
+            self.add_module(f"norm_{slot}", make_norm(spec, cout, layout=layout))
+        if act:
+            self.add_module(f"act_{slot}", make_act(spec))
+
+    def _add_spatial_conv(self, spec: ArchSpec, channels: int, stride: int) -> str:
+        """The kxk conv (depthwise: ``conv_dw``, else ``conv_kxk``); returns its suffix."""
+        k = spec.kernel_size
+        groups = channels if spec.groups == "depthwise" else spec.groups
+        suffix = "dw" if groups == channels and channels > 1 else "kxk"
+        self.add_module(f"conv_{suffix}", nn.Conv2d(channels, channels, k, stride, k // 2, groups=groups,
+                                                    bias=spec.conv_bias))
+        return suffix
+
+    def _add_spatial_rest(self, spec: ArchSpec, suffix: str, channels: int, layout: str) -> None:
+        """The kxk conv's norm (every block has it), its activation, the ``after_spatial`` components."""
+        self.add_module(f"norm_{suffix}", make_norm(spec, channels, layout=layout))
+        if spec.acts == "every_conv":
+            self.add_module(f"act_{suffix}", make_act(spec))
+        self._add_components(spec, "after_spatial", channels, layout)
+
+    def _add_components(self, spec: ArchSpec, place: str, channels: int, layout: str) -> None:
+        own: list[nn.Module] = []
+        nchw: list[nn.Module] = []
+        permuted = False
         for comp in spec.components:
             if comp.at != place:
                 continue
             kind = get_kind("component", comp.kind)
             if layout == "NHWC" and not kind.channels_last:
-                branch.append(_NCHW)
-                layout = "NCHW"
-            self.add_module(comp.module_name, kind.build(channels, layout=layout, **dict(comp.args)))
-            branch.append(comp.module_name)
-        if layout != before:
-            branch.append(_NHWC)  # back to channels-last for the rest of the block
-        return before
+                layout, permuted = "NCHW", True  # one permute for the rest of the place, one back after it
+            module = kind.build(channels, layout=layout, **dict(comp.args))
+            self.add_module(comp.module_name, module)
+            (nchw if permuted else own).append(module)
+        self.places = {**self.places, place: (tuple(own), tuple(nchw))}
 
-    def layers(self) -> list[nn.Module]:
-        """The residual branch's modules in order (what ``describe`` draws)."""
-        return [getattr(self, name) for name in self._branch if not name.startswith(":")]
+    @property
+    def conv_spatial(self) -> nn.Conv2d:
+        """The kxk conv: ``conv_dw`` or ``conv_kxk``."""
+        conv = self.conv_dw if self.conv_dw is not None else self.conv_kxk
+        assert conv is not None
+        return conv
 
-    def forward(self, x: Tensor) -> Tensor:
-        shortcut = self.shortcut(x)
-        for name in self._branch:
-            if name == _NHWC:
-                x = x.permute(0, 2, 3, 1)
-            elif name == _NCHW:
-                x = x.permute(0, 3, 1, 2)
-            else:
-                x = getattr(self, name)(x)
+    @property
+    def norm_spatial(self) -> nn.Module | None:
+        return self.norm_dw if self.norm_dw is not None else self.norm_kxk
+
+    @property
+    def act_spatial(self) -> nn.Module | None:
+        return self.act_dw if self.act_dw is not None else self.act_kxk
+
+    def branch(self) -> list[tuple[str, nn.Module]]:
+        """The residual branch's modules with their names, in the order ``forward`` runs them
+        (modules register in that order; what ``describe`` and the diagrams show)."""
+        return [(n, m) for n, m in self.named_children() if n not in ("shortcut", "drop_path", "act_out")]
+
+    def components(self, place: str, x: Tensor) -> Tensor:
+        """``x`` through the components at ``place`` (an NCHW-only kind in a channels-last block
+        and those after it at the same place see an NCHW view)."""
+        own, nchw = self.places[place]
+        x = _then(x, *own)
+        if nchw:
+            x = _nhwc(_then(_nchw(x), *nchw))
+        return x
+
+    def residual(self, x: Tensor, shortcut: Tensor) -> Tensor:
+        """Layer scale, stochastic depth, the add, the activation after it."""
         if self.gamma is not None:
             x = x * self.gamma.view(-1, 1, 1)
         x = self.drop_path(x)
         return self.act_out(_residual_add(x, shortcut))
+
+
+class BottleneckBlock(Block):
+    """ResNet's bottleneck and its inverted form with the kxk conv in the middle (the paper's
+    Figure 3 a/b): 1x1 conv -> kxk conv -> 1x1 conv, NCHW throughout. ``hidden`` is
+    ``out_dim / expansion`` for a bottleneck (reduce, then expand) and ``out_dim * expansion``
+    for an inverted one."""
+
+    def __init__(self, spec: ArchSpec, in_dim: int, out_dim: int, stride: int, drop_path: float) -> None:
+        super().__init__(spec, in_dim, out_dim, stride, drop_path)
+        hidden = out_dim // spec.expansion if spec.block == "bottleneck" else out_dim * spec.expansion
+        self._add_pointwise(spec, "pw1", in_dim, hidden, act=True, layout="NCHW")
+        suffix = self._add_spatial_conv(spec, hidden, stride)
+        self._add_spatial_rest(spec, suffix, hidden, "NCHW")
+        self._add_components(spec, "before_last", hidden, "NCHW")
+        self._add_pointwise(spec, "pw2", hidden, out_dim, act=False, layout="NCHW")
+        self._finish(spec, in_dim, out_dim, stride, drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shortcut = self.shortcut(x)
+        x = _then(x, self.conv_pw1, self.norm_pw1, self.act_pw1)                # 1x1 conv
+        x = _then(x, self.conv_spatial, self.norm_spatial, self.act_spatial)    # kxk conv
+        x = self.components("after_spatial", x)
+        x = self.components("before_last", x)
+        x = _then(x, self.conv_pw2, self.norm_pw2)                              # 1x1 conv
+        x = self.components("end", x)
+        return self.residual(x, shortcut)
+
+
+class ConvNeXtBlock(Block):
+    """The kxk (depthwise) conv moved up (the paper's Figure 3 c and ConvNeXt's block): kxk
+    conv -> 1x1 expand -> 1x1 reduce. With a ``channels_last`` norm (LayerNorm) everything
+    after the kxk conv runs on NHWC tensors with ``nn.Linear`` as the 1x1 convs, the official
+    ConvNeXt form (faster on CPU and GPU than 1x1 ``Conv2d`` plus two permutes per norm); with
+    any other norm the block stays NCHW.
+
+    Layer scale multiplies the NCHW view (``gamma.view(-1, 1, 1)``, like torchvision's
+    ``layer_scale``); scaling the NHWC tensor before the permute back measured the same on CPU."""
+
+    def __init__(self, spec: ArchSpec, in_dim: int, out_dim: int, stride: int, drop_path: float) -> None:
+        super().__init__(spec, in_dim, out_dim, stride, drop_path)
+        hidden = out_dim // spec.expansion if spec.block == "bottleneck" else out_dim * spec.expansion
+        self.channels_last = channels_last_block(spec)
+        layout = "NHWC" if self.channels_last else "NCHW"
+        suffix = self._add_spatial_conv(spec, in_dim, stride)
+        self._add_spatial_rest(spec, suffix, in_dim, layout)
+        self._add_pointwise(spec, "pw1", in_dim, hidden, act=True, layout=layout)
+        self._add_components(spec, "before_last", hidden, layout)
+        self._add_pointwise(spec, "pw2", hidden, out_dim, act=False, layout=layout)
+        self._finish(spec, in_dim, out_dim, stride, drop_path)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shortcut = self.shortcut(x)
+        x = self.conv_spatial(x)                                                # kxk conv
+        if self.channels_last:
+            x = _nhwc(x)
+        x = _then(x, self.norm_spatial, self.act_spatial)
+        x = self.components("after_spatial", x)
+        x = _then(x, self.conv_pw1, self.norm_pw1, self.act_pw1)                # 1x1 conv, expand
+        x = self.components("before_last", x)
+        x = _then(x, self.conv_pw2, self.norm_pw2)                              # 1x1 conv, reduce
+        if self.channels_last:
+            x = _nchw(x)
+        x = self.components("end", x)
+        return self.residual(x, shortcut)
+
+
+def make_block(spec: ArchSpec, in_dim: int, out_dim: int, stride: int, drop_path: float) -> Block:
+    """The block of ``spec``: :class:`ConvNeXtBlock` when the kxk conv is on top, else
+    :class:`BottleneckBlock`."""
+    form = ConvNeXtBlock if spec.spatial_pos == "top" else BottleneckBlock
+    return form(spec, in_dim, out_dim, stride, drop_path)
 
 
 class Stage(nn.Module):
@@ -238,7 +346,7 @@ class ModernNet(nn.Module):
                 downsample, first_stride = nn.Identity(), (2 if (i > 0 and spec.downsample == "in_block") else 1)
             blocks = []
             for j in range(depth):
-                blocks.append(Block(spec, prev, dim, first_stride if j == 0 else 1, rates[b]))
+                blocks.append(make_block(spec, prev, dim, first_stride if j == 0 else 1, rates[b]))
                 prev, b = dim, b + 1
             stages.append(Stage(downsample, blocks))
         self.stages = nn.Sequential(*stages)

@@ -1,9 +1,11 @@
 """The roadmap of "A ConvNet for the 2020s" (Liu et al., CVPR 2022), one transform per step.
 
 Each transform is a pure function ``ArchSpec -> ArchSpec`` registered under the name a
-roadmap file uses. Its docstring's first line is the paper's label; the rest says what
-changes and why. A transform refuses a spec it cannot meaningfully change (a step it
-needs is missing, or it would change nothing) with a ``PreconditionError``.
+roadmap file uses, with the paper's phase (:data:`PHASES`) and the paper's one-line reason for
+the step: the single source that ``describe``, the report page and the notebooks read through
+:func:`phase_of` and :func:`reason_of`. Its docstring says what changes. A transform refuses a
+spec it cannot meaningfully change (a step it needs is missing, or it would change nothing)
+with a ``PreconditionError``.
 
 Add your own with ``@register_transform("my_step", label="...")`` and name it in a roadmap.
 """
@@ -14,7 +16,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ._typing import coerce
 from .errors import ConfigError, PreconditionError, SpecError
@@ -22,10 +24,36 @@ from .spec import ArchSpec
 
 
 @dataclass(frozen=True)
+class Phase:
+    """One of the paper's design phases (its Figure 2 groups the roadmap's rows under them)."""
+
+    name: str
+    section: str
+    """Section of the paper that describes it."""
+    summary: str
+
+
+MACRO, RESNEXT, INVERTED, LARGE_KERNEL, MICRO = PHASES = (
+    Phase("macro design", "2.2", "Swin Transformer's stage compute ratio and patchify stem"),
+    Phase("ResNeXt-ify", "2.3", "grouped (depthwise) convolution, the saving spent on width"),
+    Phase("inverted bottleneck", "2.4", "a Transformer MLP's wide hidden layer"),
+    Phase("large kernel", "2.5", "the spatial conv moved up, then grown to Swin's 7x7 window"),
+    Phase("micro design", "2.6", "a Transformer block's activation, norm and downsampling choices"),
+)
+"""The paper's five phases, in roadmap order."""
+TRAINING = Phase("training techniques", "2.1", "the modern training recipe (and its layer scale)")
+"""Not one of the five architecture phases: the recipe's part of the roadmap."""
+
+
+@dataclass(frozen=True)
 class Transform:
     name: str
     fn: Callable[..., ArchSpec]
     label: str
+    phase: Phase | None = None
+    """The paper's phase; None for a design-space or user transform outside the paper's roadmap."""
+    reason: str = ""
+    """The paper's one-line reason for the step (why, not what)."""
 
     @property
     def doc(self) -> str:
@@ -66,15 +94,17 @@ TRANSFORMS: dict[str, Transform] = {}
 """The registry: roadmap files refer to transforms by these names."""
 
 
-def register_transform(name: str, *, label: str) -> Callable[[Callable[..., ArchSpec]], Callable[..., ArchSpec]]:
-    """Register ``fn(spec, *, **params) -> spec`` as transform ``name`` (paper label ``label``)."""
+def register_transform(name: str, *, label: str, phase: Phase | None = None, reason: str = ""
+                       ) -> Callable[[Callable[..., ArchSpec]], Callable[..., ArchSpec]]:
+    """Register ``fn(spec, *, **params) -> spec`` as transform ``name`` (paper label ``label``,
+    the paper's ``phase`` and one-line ``reason``, if it has them)."""
 
     def deco(fn: Callable[..., ArchSpec]) -> Callable[..., ArchSpec]:
         old = TRANSFORMS.get(name)
         # The same definition imported again (a reloaded user module) replaces the old one.
         if old is not None and (old.fn.__module__, old.fn.__qualname__) != (fn.__module__, fn.__qualname__):
             raise ValueError(f"transform {name!r} is already registered")
-        TRANSFORMS[name] = Transform(name, fn, label)
+        TRANSFORMS[name] = Transform(name, fn, label, phase, reason)
         return fn
 
     return deco
@@ -87,6 +117,32 @@ def get_transform(name: str) -> Transform:
         raise ConfigError(f"unknown transform '{name}' (valid: {', '.join(TRANSFORMS)})") from None
 
 
+class _HasTransforms(Protocol):
+    @property
+    def transforms(self) -> tuple[tuple[str, dict[str, Any]], ...]: ...
+
+
+def _transform_of(step: str | _HasTransforms) -> Transform | None:
+    """A transform name's transform; for a roadmap ``Step``, its last registered transform."""
+    if isinstance(step, str):
+        return TRANSFORMS.get(step)
+    found = [TRANSFORMS[name] for name, _ in step.transforms if name in TRANSFORMS]
+    return found[-1] if found else None
+
+
+def phase_of(step: str | _HasTransforms) -> Phase | None:
+    """The paper's phase of a transform (by name) or of a roadmap ``Step`` (its transform's);
+    None for a step without one (the base network, a recipe-only row, a user transform)."""
+    found = _transform_of(step)
+    return found.phase if found else None
+
+
+def reason_of(step: str | _HasTransforms) -> str:
+    """The paper's one-line reason for a transform (by name) or a roadmap ``Step``; '' if none."""
+    found = _transform_of(step)
+    return found.reason if found else ""
+
+
 def _require(ok: bool, step: str, why: str) -> None:
     if not ok:
         raise PreconditionError(f"'{step}' {why}")
@@ -94,7 +150,9 @@ def _require(ok: bool, step: str, why: str) -> None:
 
 # --- Macro design (Section 2.2) ------------------------------------------------------------
 
-@register_transform("stage_ratio", label="stage ratio")
+@register_transform("stage_ratio", label="stage ratio", phase=MACRO,
+                    reason=("Swin-T puts most of its compute in the third stage (1:1:3:1); ResNet-50's 3:4:6:3 moves "
+                            "towards it"))
 def stage_ratio(spec: ArchSpec, *, depths: tuple[int, ...] = (3, 3, 9, 3)) -> ArchSpec:
     """Changing stage compute ratio: blocks per stage (3, 4, 6, 3) -> (3, 3, 9, 3).
 
@@ -105,7 +163,9 @@ def stage_ratio(spec: ArchSpec, *, depths: tuple[int, ...] = (3, 3, 9, 3)) -> Ar
     return spec.replace(depths=depths)
 
 
-@register_transform("patchify_stem", label="patchify stem")
+@register_transform("patchify_stem", label="patchify stem", phase=MACRO,
+                    reason=("a ViT cuts the image into non-overlapping patches; a 4x4 stride-4 conv does the same, for "
+                            "fewer FLOPs"))
 def patchify_stem(spec: ArchSpec, *, patch: int = 4) -> ArchSpec:
     """Changing stem to "Patchify": the 7x7/2 conv + max-pool becomes one 4x4 stride-4 conv.
 
@@ -117,7 +177,9 @@ def patchify_stem(spec: ArchSpec, *, patch: int = 4) -> ArchSpec:
 
 # --- ResNeXt-ify (Section 2.3) ---------------------------------------------------------------
 
-@register_transform("depthwise", label="depthwise conv")
+@register_transform("depthwise", label="depthwise conv", phase=RESNEXT,
+                    reason=("depthwise conv mixes space per channel like self-attention's weighted sum, and frees FLOPs"
+                            " for width"))
 def depthwise(spec: ArchSpec) -> ArchSpec:
     """ResNeXt-ify: the 3x3 conv becomes depthwise (groups = channels); the stride stays on it.
 
@@ -127,7 +189,8 @@ def depthwise(spec: ArchSpec) -> ArchSpec:
     return spec.replace(groups="depthwise")
 
 
-@register_transform("widen", label="wider")
+@register_transform("widen", label="wider", phase=RESNEXT,
+                    reason="spend the FLOPs that depthwise conv saved on Swin-T's width of 96 channels")
 def widen(spec: ArchSpec, *, width: int = 96) -> ArchSpec:
     """ResNeXt-ify: increase the network width to Swin-T's 96 channels (stem included).
 
@@ -141,7 +204,9 @@ def widen(spec: ArchSpec, *, width: int = 96) -> ArchSpec:
 
 # --- Inverted bottleneck (Section 2.4) -------------------------------------------------------
 
-@register_transform("inverted_bottleneck", label="inverted bottleneck")
+@register_transform("inverted_bottleneck", label="inverted bottleneck", phase=INVERTED,
+                    reason=("a Transformer's MLP is 4x wider inside than outside; inverting the block also shrinks the "
+                            "downsampling shortcuts"))
 def inverted_bottleneck(spec: ArchSpec) -> ArchSpec:
     """Inverted bottleneck: the block's hidden layer becomes 4x wider than its input, as in a
     Transformer's MLP. Block dims become the old bottleneck widths (384 -> 96 -> 384 turns
@@ -152,7 +217,9 @@ def inverted_bottleneck(spec: ArchSpec) -> ArchSpec:
 
 # --- Large kernel sizes (Section 2.5) --------------------------------------------------------
 
-@register_transform("move_up_dwconv", label="move up depthwise conv")
+@register_transform("move_up_dwconv", label="move up depthwise conv", phase=LARGE_KERNEL,
+                    reason=("attention comes before the MLP in a Transformer; on top, a large kernel runs on the narrow"
+                            " input"))
 def move_up_dwconv(spec: ArchSpec) -> ArchSpec:
     """Moving up depthwise conv layer: kxk depthwise -> 1x1 expand -> 1x1 reduce, like a
     Transformer's attention before its MLP. The costly 1x1s keep the work; the large kernel
@@ -164,7 +231,8 @@ def move_up_dwconv(spec: ArchSpec) -> ArchSpec:
     return spec.replace(spatial_pos="top")
 
 
-@register_transform("kernel_size", label="kernel size")
+@register_transform("kernel_size", label="kernel size", phase=LARGE_KERNEL,
+                    reason="Swin's attention sees 7x7 windows; larger kernels help up to 7x7, then saturate")
 def kernel_size(spec: ArchSpec, *, kernel_size: int = 7) -> ArchSpec:
     """Increasing the kernel size: 3x3 -> 7x7 (5, 9, 11 explored). Gains saturate at 7,
     Swin's window size. Padding is k // 2, so the kernel must be odd."""
@@ -176,14 +244,16 @@ def kernel_size(spec: ArchSpec, *, kernel_size: int = 7) -> ArchSpec:
 
 # --- Micro design (Section 2.6) --------------------------------------------------------------
 
-@register_transform("gelu", label="ReLU -> GELU")
+@register_transform("gelu", label="ReLU -> GELU", phase=MICRO,
+                    reason="Transformers (BERT, GPT-2, ViT) use GELU; in a ConvNet it matches ReLU")
 def gelu(spec: ArchSpec) -> ArchSpec:
     """Replacing ReLU with GELU everywhere, as BERT, GPT-2 and ViT use; accuracy is unchanged."""
     _require(spec.act != "gelu", "gelu", "changes nothing: the activation is already GELU")
     return spec.replace(act="gelu")
 
 
-@register_transform("fewer_activations", label="fewer activations")
+@register_transform("fewer_activations", label="fewer activations", phase=MICRO,
+                    reason="a Transformer block has one activation, in its MLP; one GELU per block is enough")
 def fewer_activations(spec: ArchSpec) -> ArchSpec:
     """Fewer activation functions: one GELU between the two 1x1 convs, none after the add,
     like a Transformer block's MLP."""
@@ -192,7 +262,8 @@ def fewer_activations(spec: ArchSpec) -> ArchSpec:
     return spec.replace(acts="one")
 
 
-@register_transform("fewer_norms", label="fewer norms")
+@register_transform("fewer_norms", label="fewer norms", phase=MICRO,
+                    reason="a Transformer block has fewer norms; one before the 1x1 convs is enough")
 def fewer_norms(spec: ArchSpec) -> ArchSpec:
     """Fewer normalization layers: one norm, after the depthwise conv; those after the 1x1
     convs go. The shortcut projection keeps its norm."""
@@ -201,7 +272,9 @@ def fewer_norms(spec: ArchSpec) -> ArchSpec:
     return spec.replace(norms="one")
 
 
-@register_transform("bn_to_ln", label="BN -> LN")
+@register_transform("bn_to_ln", label="BN -> LN", phase=MICRO,
+                    reason=("Transformers use LayerNorm; with the other changes in place it trains as well as BN, "
+                            "slightly better"))
 def bn_to_ln(spec: ArchSpec) -> ArchSpec:
     """Substituting BN with LN: every BatchNorm becomes a LayerNorm over channels (eps 1e-6).
     Convs that fed a BN had no bias; they get one now."""
@@ -209,7 +282,9 @@ def bn_to_ln(spec: ArchSpec) -> ArchSpec:
     return spec.replace(norm="layer", norm_args=(), conv_bias=True)
 
 
-@register_transform("separate_downsampling", label="separate d.s. conv")
+@register_transform("separate_downsampling", label="separate d.s. conv", phase=MICRO,
+                    reason=("Swin downsamples between stages with a separate layer; norms where the resolution changes "
+                            "keep training stable"))
 def separate_downsampling(spec: ArchSpec) -> ArchSpec:
     """Separate downsampling layers: blocks no longer stride; between stages a norm then a
     2x2 stride-2 conv. Norms after the stem and after global pooling keep training stable
@@ -222,7 +297,9 @@ def separate_downsampling(spec: ArchSpec) -> ArchSpec:
     return spec.replace(downsample="separate", stem_norm=True, head_norm=True)
 
 
-@register_transform("layer_scale", label="layer scale")
+@register_transform("layer_scale", label="layer scale", phase=TRAINING,
+                    reason=("CaiT's layer scale lets deep residual networks start close to the identity; part of the "
+                            "paper's training recipe"))
 def layer_scale(spec: ArchSpec, *, init: float = 1e-6) -> ArchSpec:
     """Layer scale (CaiT): a learnable per-channel scale on each residual branch, init 1e-6.
     Official ConvNeXt uses it; the authors' intermediate steps did not (0 turns it off)."""
@@ -265,4 +342,5 @@ def remove_block_component(spec: ArchSpec, *, kind: str, at: str = "") -> ArchSp
     return spec.replace(components=kept)
 
 
-__all__ = ["TRANSFORMS", "Transform", "get_transform", "register_transform"]
+__all__ = ["PHASES", "TRAINING", "TRANSFORMS", "Phase", "Transform", "get_transform", "phase_of", "reason_of",
+           "register_transform"]

@@ -192,3 +192,33 @@ def test_cli_describe_unknown_step_is_one_line(capsys: pytest.CaptureFixture[str
     assert main(["describe", "--step", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --step: unknown step(s) nope") and "\n" not in err
+
+
+def test_describe_and_diagrams_agree_on_a_user_kind() -> None:
+    """One layer view feeds both: a user activation returning its own class is an activation
+    with the kind's token in the text and the kind's colour class and label in the diagram."""
+    from torch import nn
+
+    from modernize.diagram import side_of
+    from modernize.kinds import REGISTRIES, register_act
+    from modernize.layer_view import block_view
+    from modernize.model import build_model
+
+    class Wobble(nn.Module):  # a class name nothing in the package knows
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return x * 0.5
+
+    register_act("test_wobble", label="wobble activation", token="WOB")(lambda: Wobble())
+    try:
+        spec = BASE_SPECS["resnet50"].replace(act="test_wobble")
+        block = build_model(spec, device="meta").stages[1].blocks[0]
+        view = block_view(block)
+        text = drawing(spec).block
+        part = side_of(spec).parts["block"]
+        assert [v.name for v in view.branch] == [la.name for la in part.layers]
+        assert text.split("  + ")[0].split(" | ") == [v.token for v in view.branch]
+        acts = [la for la in part.all_layers if la.name.startswith("act_")]
+        assert acts and all(la.kind == "act" and la.label == "wobble activation" for la in acts)
+        assert text.count("WOB") == len(acts) and "Wobble" not in text
+    finally:
+        del REGISTRIES["act"]["test_wobble"]

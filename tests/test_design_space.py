@@ -90,8 +90,9 @@ def test_se_macs_match_a_hand_count() -> None:
 def test_component_places_and_names() -> None:
     spec = CPU_PROXY.apply(CONVNEXT_T).replace(components=["se@after_spatial", "grn", "se"])
     block = build_model(spec, device="meta").stages[0].blocks[0]
-    assert block._branch == ("conv_dw", ":nhwc", "norm_dw", ":nchw", "se_after_spatial", ":nhwc", "conv_pw1",
-                             "act_pw1", "grn_before_last", "conv_pw2", ":nchw", "se_end")
+    assert [n for n, _ in block.branch()] == ["conv_dw", "norm_dw", "se_after_spatial", "conv_pw1", "act_pw1",
+                                              "grn_before_last", "conv_pw2", "se_end"]
+    assert [len(p) for p in block.places["after_spatial"]] == [0, 1]  # SE is NCHW-only: an NCHW view
     assert "SE" in drawing(spec).block and "GRN" in drawing(spec).block
     with pytest.raises(SpecError, match="'se' appears twice at 'end'"):
         R50.replace(components=["se", "se@end"])

@@ -76,16 +76,14 @@ class _UserBlock(nn.Module):
         self.se = SqueezeExcitation(192, 48)
         self.act = nn.Hardswish()
         self.shortcut = nn.Identity()
-        if order == "names":
-            self._branch = ("conv_dw", ":to_nhwc", "se", "act")  # names of registered modules, markers
-        elif order == "method":
-            self.layers = lambda: [self.conv_dw, self.se, self.act]
+        if order == "method":
+            self.branch = lambda: [("conv_dw", self.conv_dw), ("se", self.se), ("act", self.act)]
 
 
-@pytest.mark.parametrize("order", ["names", "method", "children"])
+@pytest.mark.parametrize("order", ["method", "children"])
 def test_unknown_module_kind_is_drawn_generically(order: str) -> None:
     """A kind this module does not know is drawn by class name and its conv children, in the
-    block's forward order (its layers(), its _branch of names, or its children)."""
+    block's forward order (its branch(), or its children)."""
     from modernize.diagram import _block_part
 
     part = _block_part("block", _UserBlock(order))
@@ -157,3 +155,14 @@ def test_user_step_with_a_user_transform(tmp_path: Path) -> None:
     assert "unchanged downsampling" in comp.after.parts["block"].title
     svg, _ = step_diagram(roadmap, "mlp_ratio_3")
     assert b"convnext_t_variations, step 2/3: mlp_ratio_3" in svg
+
+
+def test_figure4_first_and_last_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The paper's Figure 4 counterpart, paper scale: ResNet-50's block beside ConvNeXt-T's."""
+    assert main(["describe", "--figure4", str(tmp_path / "f4.svg")]) == 0
+    text = (tmp_path / "f4.svg").read_text()
+    assert "Figure 4" in text and "paper scale" in text and "resnet50" in text and "separate_downsampling" in text
+    assert "dw conv 7x7, 192 ch" in text and "conv 3x3 /2, 128→128" in text  # the paper's widths, not a proxy's
+    capsys.readouterr()
+    assert main(["describe", "--figure4", str(tmp_path / "f4.pdf")]) == 2
+    assert "--figure4" in capsys.readouterr().err and not (tmp_path / "f4.pdf").exists()

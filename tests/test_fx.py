@@ -106,3 +106,16 @@ def test_untraceable_user_kind_is_kept_as_a_leaf() -> None:
         assert any(n.op == "call_module" and n.target.endswith("test_untraceable_end") for n in graph.nodes)
     finally:
         del REGISTRIES["component"]["test_untraceable"]
+
+
+@pytest.mark.parametrize("name", STEPS)
+def test_block_branch_is_the_order_forward_runs(name: str) -> None:
+    """``Block.branch()`` (what describe and the diagrams show) lists the modules in the order
+    the traced forward calls them: the drawings cannot disagree with the computation."""
+    model = build_model(ROADMAP[name].spec, device="meta")
+    graph = torch.fx.symbolic_trace(model).graph
+    called = [n.target for n in graph.nodes if n.op == "call_module"]
+    for prefix in ("stages.1.blocks.0.", "stages.0.blocks.1."):
+        block = model.get_submodule(prefix.rstrip("."))
+        branch = [prefix + n for n, _ in block.branch()]
+        assert [t for t in called if t in branch] == branch

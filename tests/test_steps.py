@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from modernize import base_spec, build_model
+from modernize.proxy import CPU_PROXY
 
 from .conftest import GOLDEN, all_steps, load
 
@@ -81,3 +87,42 @@ def test_layer_scale_and_drop_path_built() -> None:
     assert torch.allclose(blocks[0].gamma, torch.full((96,), 1e-6))
     assert blocks[0].drop_path.__class__.__name__ == "Identity"  # rate 0 at the first block
     assert blocks[-1].drop_path.p == pytest.approx(0.2)
+
+
+# --- the block's wiring pinned: state-dict keys and outputs of every step ------------------------
+
+PINS = Path(__file__).parent / "golden" / "block_pins.json"
+
+
+def _pin(roadmap: str, step: str) -> dict[str, object]:
+    """Digest of the paper-scale state-dict keys and shapes (meta device: no memory), and the
+    logits of the CPU-proxy model with every parameter and buffer randomized (at init, layer
+    scale 1e-6 and BatchNorm's identity would hide a wrong wiring)."""
+    spec = load(roadmap)[step].spec
+    keys = [f"{k}:{tuple(v.shape)}" for k, v in build_model(spec, device="meta").state_dict().items()]
+    torch.manual_seed(0)
+    model = build_model(CPU_PROXY.apply(spec), num_classes=10).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dtype.is_floating_point:
+                t.copy_(torch.rand(t.shape, generator=g) * 0.2 + 0.9 if t.dim() == 1
+                        else torch.randn(t.shape, generator=g) * 0.1)
+        y = model(torch.randn(2, 3, 32, 32, generator=g))
+    return {"keys": hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16], "n_keys": len(keys),
+            "logits": [round(v, 5) for v in y.flatten().tolist()]}
+
+
+@pytest.mark.parametrize("roadmap, step", STEPS)
+def test_block_wiring_is_pinned(roadmap: str, step: str) -> None:
+    """State-dict keys and randomized-parameter outputs of every step equal the pinned ones
+    (tests/golden/block_pins.json, written by ``MODERNIZE_WRITE_PINS=1 pytest -k pinned``):
+    a refactor of the block that reorders, renames or rewires a layer fails here."""
+    got = _pin(roadmap, step)
+    pins = json.loads(PINS.read_text()) if PINS.exists() else {}
+    if os.environ.get("MODERNIZE_WRITE_PINS"):
+        pins.setdefault(roadmap, {})[step] = got
+        PINS.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
+    want = pins[roadmap][step]
+    assert (got["keys"], got["n_keys"]) == (want["keys"], want["n_keys"])
+    assert got["logits"] == pytest.approx(want["logits"], rel=1e-4, abs=1e-4)

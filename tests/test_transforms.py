@@ -104,3 +104,20 @@ def test_user_transform_registers_and_applies() -> None:
         assert get_transform("test_swap_act")(base_spec("resnet50")).act == "gelu"
     finally:
         del TRANSFORMS["test_swap_act"]
+
+
+def test_every_paper_step_has_its_phase_and_reason() -> None:
+    """One source for the lesson's shape: each adopted step of both roadmaps after the recipe
+    has the paper's phase and a one-line reason; the phases come in the paper's order."""
+    from modernize.transforms import PHASES, TRAINING, phase_of, reason_of
+
+    for name in ("resnet50_to_convnext_t", "resnet200_to_convnext_b"):
+        roadmap = load(name)
+        phases = [phase_of(s) for s in roadmap if s.transforms and s.adopted]
+        assert all(p is not None for p in phases) and all(reason_of(s) for s in roadmap if s.transforms)
+        order = [PHASES.index(p) for p in phases if p in PHASES]
+        assert order == sorted(order) and set(order) == set(range(5))
+        assert phase_of(roadmap[0]) is None and reason_of(roadmap[0]) == ""
+    assert phase_of("kernel_size").name == "large kernel" and phase_of("layer_scale") is TRAINING
+    assert phase_of("act") is None and phase_of("no_such_transform") is None
+    assert "Swin" in reason_of("kernel_size") and len(reason_of("kernel_size")) < 120

@@ -33,6 +33,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
     from ..describe import describe  # torch: imported by the handler, not by --help
 
     roadmap = load_roadmap(args.roadmap)
+    if args.figure4:
+        from ..diagram_draw import save_figure4
+
+        print(f"wrote the first vs last block (Figure 4): {save_figure4(roadmap, Path(args.figure4))}")
+        return 0
     if args.figure:
         written = write_figures(roadmap, args.step, Path(args.figure))
         print(f"wrote {len(written)} block diagram(s): {written[0] if len(written) == 1 else args.figure}")
@@ -51,4 +56,7 @@ def add_describe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figure", metavar="PATH", default=None,
                    help="write block diagrams (before/after, paper scale) instead of the text: PATH.svg or "
                         "PATH.png for one --step, or a folder for one SVG per step")
+    p.add_argument("--figure4", metavar="PATH", default=None,
+                   help="write the roadmap's first block beside its last (the paper's Figure 4), paper scale: "
+                        "PATH.svg or PATH.png")
     p.set_defaults(func=cmd_describe)
