@@ -24,6 +24,7 @@ from ..fmt import fixed
 from ..proxy import ProxyScale
 from ..roadmap import Roadmap, load_roadmap
 from ..spec import ArchSpec
+from . import figures
 from .facts import proxy_scale
 from .record import ReportRecord, Row
 from .render import agreement_markdown, display_table, run_line
@@ -55,7 +56,6 @@ p,li{overflow-wrap:anywhere}
 .box{overflow-x:auto;max-width:100%;border:1px solid var(--line);border-radius:6px;background:var(--bg)}
 figure{margin:1rem 0}
 figure img{display:block;width:100%;height:auto}
-figure .box img.wide{min-width:34rem}
 figure .box img.roadmap{max-width:50rem;margin:0 auto}
 .pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,26rem),1fr));gap:.5rem;
  border:1px solid var(--line);border-radius:6px;padding:.3rem}
@@ -80,6 +80,7 @@ nav ol{columns:14rem;padding-left:1.4rem}
 .sticky thead th:first-child{z-index:2;background:var(--soft)}
 .sticky tbody tr:nth-child(even) th[scope=row]{background:var(--soft)}
 tr.phase th{background:#e8eef7;white-space:normal;font-weight:600;position:static}
+tr.phase th div{position:sticky;left:.5rem;max-width:calc(100vw - 3rem)}
 tr.phase th small{font-weight:400;color:var(--muted)}
 td.why{white-space:normal;min-width:16rem;max-width:30rem;color:var(--muted)}
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff;padding:.3rem}
@@ -135,9 +136,20 @@ def _data_uri(path: Path) -> str:
     return f"data:{kind};base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _figure(uri: str, alt: str, caption: str, cls: str = "wide") -> str:
-    return (f'<figure><div class="box"><img class="{cls}" src="{uri}" alt="{html.escape(alt)}"></div>'
-            f"<figcaption>{caption}</figcaption></figure>")
+def width_inches(path: Path) -> float:
+    """A written figure's width in inches (a PNG at ``figures.DPI``, an SVG in points)."""
+    data = path.read_bytes()
+    if path.suffix == ".png":
+        return int.from_bytes(data[16:20], "big") / figures.DPI
+    m = re.search(rb'<svg[^>]*\swidth="([\d.]+)pt"', data[:2000])
+    return float(m.group(1)) / 72.0 if m else 0.0
+
+
+def _figure(path: Path, alt: str, caption: str, cls: str = "wide") -> str:
+    """An embedded figure, never narrower than its smallest text needs (the box scrolls sideways)."""
+    least = figures.min_display_px(width_inches(path))
+    return (f'<figure><div class="box"><img class="{cls}" style="min-width:{least}px" src="{_data_uri(path)}" '
+            f'alt="{html.escape(alt)}"></div><figcaption>{caption}</figcaption></figure>')
 
 
 NUMERIC = ("GMACs", "params", "delta", "paper top", "paper delta", "paper GF", "infer", "train")
@@ -181,8 +193,8 @@ def _phase_header(row: Row, ncols: int) -> str:
         title, note = "Starting point, recipe and other steps", "not one of the paper's design phases"
     else:
         title, note = f"{row.phase[:1].upper()}{row.phase[1:]} (§{row.phase_section})", row.phase_summary
-    return (f'<tr class="phase"><th colspan="{ncols}" scope="colgroup">{html.escape(title)} '
-            f"<small>{html.escape(note)}</small></th></tr>")
+    return (f'<tr class="phase"><th colspan="{ncols}" scope="colgroup"><div>{html.escape(title)} '
+            f"<small>{html.escape(note)}</small></div></th></tr>")
 
 
 def lesson_table(record: ReportRecord) -> str:
@@ -357,10 +369,10 @@ def build_page(record: ReportRecord, folder: Path, roadmap: Roadmap, *, spec_of:
     bullets = [line for line in agreement.split("\n|", 1)[0].splitlines() if line.startswith("- ")]
     if bullets:
         body.append('<h2 id="summary">In short: this run against the paper</h2>' + markdown_html("\n".join(bullets)))
-    figures = {name: folder / name for name in ("roadmap.svg", "roadmap.png", "curves.png", "acc_vs_gmacs.png")}
-    roadmap_fig = figures["roadmap.svg"] if figures["roadmap.svg"].is_file() else figures["roadmap.png"]
+    drawn = {name: folder / name for name in ("roadmap.svg", "roadmap.png", "curves.png", "acc_vs_gmacs.png")}
+    roadmap_fig = drawn["roadmap.svg"] if drawn["roadmap.svg"].is_file() else drawn["roadmap.png"]
     if roadmap_fig.is_file():
-        body.append(_figure(_data_uri(roadmap_fig), _roadmap_alt(record), "The roadmap, one bar per step: "
+        body.append(_figure(roadmap_fig, _roadmap_alt(record), "The roadmap, one bar per step: "
                             "this run on the left, the paper's ImageNet-1K top-1 on the right.", cls="wide roadmap"))
     body.append('<h2 id="phases">The steps, phase by phase</h2><p>Each step under the paper\'s design phase, '
                 "with the paper's reason for it. delta: this run's top-1 change against the step's parent; paper "
@@ -374,14 +386,14 @@ def build_page(record: ReportRecord, folder: Path, roadmap: Roadmap, *, spec_of:
         f'<li><a href="#step-{html.escape(n)}">{html.escape(n)}</a></li>' for n in roadmap.names) + "</ol></nav>")
     body += _step_sections(folder, roadmap, rows, dict(spec_of=spec_of, resolution=resolution, scale=scale), blocks)
     body.append("<h2>Training</h2>")
-    if figures["curves.png"].is_file() and has_curves(record):
-        body.append(_figure(_data_uri(figures["curves.png"]), "Validation top-1 per epoch, one panel per step, "
+    if drawn["curves.png"].is_file() and has_curves(record):
+        body.append(_figure(drawn["curves.png"], "Validation top-1 per epoch, one panel per step, "
                             "one line per seed.", "Training curves: validation top-1 per epoch."))
     else:
         body.append("<p>No training curves: each job logged one evaluation (a one-epoch run, or a report "
                     "migrated without its logs), so a curve would be a single point.</p>")
-    if figures["acc_vs_gmacs.png"].is_file():
-        body.append(_figure(_data_uri(figures["acc_vs_gmacs.png"]), "Scatter plot of top-1 against GMACs per "
+    if drawn["acc_vs_gmacs.png"].is_file():
+        body.append(_figure(drawn["acc_vs_gmacs.png"], "Scatter plot of top-1 against GMACs per "
                             "image, one point per step, the adopted steps joined in order.",
                             "Accuracy against compute."))
     links = " · ".join(f'<a href="{n}">{n}</a>' for n in ("table.md", "table.csv", "table.tex", "agreement.md",
