@@ -72,6 +72,8 @@ class PageCheck:
     cells: list[list[str]]
     """The text of every cell of ``table_selector``'s rows (the folded table included)."""
     scrolled_screenshot: Path | None = None
+    result_bottom: float = -1.0
+    """The bottom of the page's main result (``.result``) before any scrolling (-1: none)."""
 
 
 def open_browser(paths: tuple[str, str], width: int, height: int) -> Any:
@@ -135,6 +137,8 @@ def check_page(paths: tuple[str, str], page: Path, screenshot: Path, *, width: i
                                       ".map(c => c.textContent)) : [];")
         shown = [(alt, figure_text_px(w, nat, kind, figures.MIN_FONT_PT, figures.DPI))
                  for alt, w, nat, kind in driver.execute_script(JS_FIGURES)]
+        bottom = driver.execute_script("const r = document.querySelector('.result');"
+                                       "return r ? r.getBoundingClientRect().bottom : -1;")
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
         scrolled = {}
@@ -147,7 +151,8 @@ def check_page(paths: tuple[str, str], page: Path, screenshot: Path, *, width: i
     return PageCheck(console_errors=errors, broken_images=[s for s, ok, _ in images if not ok],
                      images_without_alt=[s for s, _, alt in images if not alt], images=len(images),
                      table_rows=int(rows), scroll_width=int(scroll), screenshot=screenshot, sticky=scrolled,
-                     figure_text_px=shown, cells=cells, scrolled_screenshot=scrolled_screenshot)
+                     figure_text_px=shown, cells=cells, scrolled_screenshot=scrolled_screenshot,
+                     result_bottom=float(bottom))
 
 
 if __name__ == "__main__":  # python tests/browser.py PAGE.html SHOT.png [WIDTH HEIGHT]: check a page, screenshot it

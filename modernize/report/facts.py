@@ -47,7 +47,10 @@ def proxy_scale(settings: dict[str, Any]) -> ProxyScale:
 
 def provenance(run: Run) -> Provenance:
     m = run.meta
-    return Provenance(roadmap=run.roadmap.name, roadmap_path=str(m["roadmap"].get("path") or ""),
+    path = m["roadmap"].get("path") or ""
+    # Relative inside the working folder (every built-in roadmap); a roadmap file elsewhere keeps its
+    # absolute path here only, so `report --page-only` finds it again (no rendered file names it).
+    return Provenance(roadmap=run.roadmap.name, roadmap_path=shown_path(path) if path else "",
                       title=run.roadmap.description or run.roadmap.name, recipe=str(m["recipe"]["name"]),
                       data=str(m.get("data", "?")), seeds=tuple(run.seeds), proxy=proxy_settings(m.get("proxy")),
                       proxy_in_use=dict(proxy_rules_in_use(m.get("proxy"), [s.spec for s in run.roadmap])),

@@ -150,7 +150,9 @@ def record_from_folder(folder: Path, roadmap: Roadmap | str | Path | None = None
     run_dir = re.search(r"Run folder: `([^`]*)`", line)
     rows, agr, fid = findings(_rows(_read_csv(folder / "table.csv"), folder / "table.csv"), rm.paper_path)
     rows = with_lesson(rows, rm)
-    run = Provenance(roadmap=rm.name, roadmap_path="", title=rm.description or rm.name, recipe=field["recipe"],
+    path = "" if isinstance(roadmap, Roadmap) else str(roadmap or name)
+    run = Provenance(roadmap=rm.name, roadmap_path=path if Path(path).is_file() else "",
+                     title=rm.description or rm.name, recipe=field["recipe"],
                      data=field["data"] or "?",
                      seeds=tuple(int(s) for s in seeds.group(1).replace(" ", "").split(",") if s) if seeds else (),
                      proxy=proxy, proxy_in_use=dict(proxy_rules_in_use(proxy, [s.spec for s in rm])),
