@@ -64,6 +64,16 @@ class PageCheck:
     table_rows: int
     scroll_width: int
     screenshot: Path
+    sticky: dict[str, tuple[float, float, float, float, str]]
+    """Per table selector, after scrolling its box fully sideways: (box scrollLeft, the first step
+    cell's left and right, the viewport width, its text)."""
+    figure_text_px: list[tuple[str, float]]
+    """Per report figure (not the block diagrams): its smallest text in CSS px as displayed."""
+    cells: list[list[str]]
+    """The text of every cell of ``table_selector``'s rows (the folded table included)."""
+    scrolled_screenshot: Path | None = None
+    result_bottom: float = -1.0
+    """The bottom of the page's main result (``.result``) before any scrolling (-1: none)."""
 
 
 def open_browser(paths: tuple[str, str], width: int, height: int) -> Any:
@@ -85,9 +95,30 @@ JS_IMAGES = """return Array.from(document.images).map(i => [
   (i.getAttribute('alt') || '').trim().length > 0]);"""
 
 
+JS_STICKY = """const t = document.querySelector(arguments[0]); if (!t) return null;
+const d = t.closest('details'); if (d) d.open = true;
+const box = t.closest('.box'); box.scrollIntoView(); box.scrollLeft = box.scrollWidth;
+const cell = t.querySelector('tbody th[scope=row]'); const r = cell.getBoundingClientRect();
+return [box.scrollLeft, r.left, r.right, window.innerWidth, cell.textContent];"""
+
+JS_FIGURES = """return Array.from(document.querySelectorAll('figure .box img')).map(i => [
+  i.getAttribute('alt').slice(0, 40), i.getBoundingClientRect().width, i.naturalWidth,
+  i.currentSrc.startsWith('data:image/svg') ? 'svg' : 'png']);"""
+
+
+def figure_text_px(shown: float, natural: float, kind: str, font_pt: float, dpi: float) -> float:
+    """CSS px of ``font_pt`` text in a figure drawn ``natural`` px wide and shown ``shown`` px wide
+    (an SVG's natural px are CSS px, 4/3 per point; a PNG's are ``dpi``/72 per point)."""
+    per_pt = 4.0 / 3.0 if kind == "svg" else dpi / 72.0
+    return font_pt * per_pt * shown / natural if natural else 0.0
+
+
 def check_page(paths: tuple[str, str], page: Path, screenshot: Path, *, width: int = 390, height: int = 844,
-               table_selector: str = "#ablation tbody") -> PageCheck:
-    """Load ``page`` in a ``width``-px-wide window, wait for every image, and report."""
+               table_selector: str = "#ablation tbody", sticky: tuple[str, ...] = (),
+               scrolled_screenshot: Path | None = None) -> PageCheck:
+    """Load ``page`` in a ``width``-px-wide window, wait for every image, and report; each table
+    of ``sticky`` is then scrolled sideways (the first one photographed as ``scrolled_screenshot``)."""
+    from modernize.report import figures
     driver = open_browser(paths, width, height)
     try:
         # Emulate a phone's CSS viewport exactly (a headless window's size includes no chrome).
@@ -101,13 +132,27 @@ def check_page(paths: tuple[str, str], page: Path, screenshot: Path, *, width: i
                                      "return t ? t.rows.length : -1;")
         scroll = driver.execute_script("return document.documentElement.scrollWidth;")
         errors = [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        cells = driver.execute_script(f"const t = document.querySelector('{table_selector}');"
+                                      "return t ? Array.from(t.rows).map(r => Array.from(r.cells)"
+                                      ".map(c => c.textContent)) : [];")
+        shown = [(alt, figure_text_px(w, nat, kind, figures.MIN_FONT_PT, figures.DPI))
+                 for alt, w, nat, kind in driver.execute_script(JS_FIGURES)]
+        bottom = driver.execute_script("const r = document.querySelector('.result');"
+                                       "return r ? r.getBoundingClientRect().bottom : -1;")
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
+        scrolled = {}
+        for k, selector in enumerate(sticky):
+            scrolled[selector] = tuple(driver.execute_script(JS_STICKY, selector) or ())
+            if k == 0 and scrolled_screenshot is not None:
+                driver.save_screenshot(str(scrolled_screenshot))
     finally:
         driver.quit()
     return PageCheck(console_errors=errors, broken_images=[s for s, ok, _ in images if not ok],
                      images_without_alt=[s for s, _, alt in images if not alt], images=len(images),
-                     table_rows=int(rows), scroll_width=int(scroll), screenshot=screenshot)
+                     table_rows=int(rows), scroll_width=int(scroll), screenshot=screenshot, sticky=scrolled,
+                     figure_text_px=shown, cells=cells, scrolled_screenshot=scrolled_screenshot,
+                     result_bottom=float(bottom))
 
 
 if __name__ == "__main__":  # python tests/browser.py PAGE.html SHOT.png [WIDTH HEIGHT]: check a page, screenshot it
@@ -117,4 +162,8 @@ if __name__ == "__main__":  # python tests/browser.py PAGE.html SHOT.png [WIDTH 
     if found is None:
         sys.exit(f"no browser: {why}")
     w, h = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (1280, 800)
-    print(check_page(found, Path(sys.argv[1]), Path(sys.argv[2]), width=w, height=h))
+    shot = Path(sys.argv[2])
+    result = check_page(found, Path(sys.argv[1]), shot, width=w, height=h, sticky=("#lesson", "#ablation"),
+                        scrolled_screenshot=shot.with_name(shot.stem + "-scrolled.png"))
+    result.cells = result.cells[:2]
+    print(result)

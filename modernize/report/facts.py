@@ -26,6 +26,11 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+def relative_only(path: str) -> str:
+    """``path`` when relative, else '': a report names no machine's folder."""
+    return "" if not path or Path(path).is_absolute() or path.startswith("~") else path
+
+
 def proxy_settings(meta_proxy: Any) -> dict[str, Any]:
     """run.json's proxy as :class:`ProxyScale` fields (its notes left out)."""
     known = {f.name for f in fields(ProxyScale)}
@@ -42,11 +47,22 @@ def proxy_scale(settings: dict[str, Any]) -> ProxyScale:
 
 def provenance(run: Run) -> Provenance:
     m = run.meta
-    return Provenance(roadmap=run.roadmap.name, roadmap_path=str(m["roadmap"].get("path") or ""),
+    path = m["roadmap"].get("path") or ""
+    # Relative inside the working folder (every built-in roadmap); a roadmap file elsewhere keeps its
+    # absolute path here only, so `report --page-only` finds it again (no rendered file names it).
+    return Provenance(roadmap=run.roadmap.name, roadmap_path=shown_path(path) if path else "",
                       title=run.roadmap.description or run.roadmap.name, recipe=str(m["recipe"]["name"]),
                       data=str(m.get("data", "?")), seeds=tuple(run.seeds), proxy=proxy_settings(m.get("proxy")),
                       proxy_in_use=dict(proxy_rules_in_use(m.get("proxy"), [s.spec for s in run.roadmap])),
-                      run_dir=shown_path(run.run_dir))
+                      run_dir=relative_only(shown_path(run.run_dir)), **budget(m["recipe"].get("values") or {}))
+
+
+def budget(values: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's epochs and training images, the page's plain-words line."""
+    try:
+        return {"epochs": float(values.get("epochs", math.nan)), "train_images": int(values.get("train_images") or 0)}
+    except (TypeError, ValueError):
+        return {}
 
 
 def seeds(run: Run) -> tuple[SeedResult, ...]:
@@ -88,4 +104,4 @@ def specs(run: Run) -> dict[str, dict[str, Any]]:
     return out
 
 
-__all__ = ["curves", "proxy_scale", "proxy_settings", "provenance", "seeds", "shown_path", "specs"]
+__all__ = ["curves", "proxy_scale", "proxy_settings", "provenance", "relative_only", "seeds", "shown_path", "specs"]

@@ -19,17 +19,29 @@ DPI = 120
 ADOPTED, BRANCH, PAPER, FAILED = "#3b6fb6", "#a9c4e8", "#d9822b", "#c0392b"
 
 
+MIN_FONT_PT = 9.0
+"""The smallest text of any figure: the page shows a figure no narrower than
+:func:`min_display_px` so that this reads as at least :data:`MIN_TEXT_PX` CSS pixels."""
+MIN_TEXT_PX = 10.0
+
+
+def min_display_px(width_in: float) -> int:
+    """The narrowest display (CSS px) of a figure ``width_in`` inches wide at which its smallest
+    text (:data:`MIN_FONT_PT`) is :data:`MIN_TEXT_PX` tall: text scales with the displayed width."""
+    return math.ceil(MIN_TEXT_PX * 72.0 * width_in / MIN_FONT_PT)
+
+
 def roadmap_figsize(n_steps: int) -> tuple[float, float]:
-    """Inches; times ``DPI`` gives whole pixels (10 in x (0.4 in per step + 1.8 in))."""
-    return 10.0, 0.4 * n_steps + 1.8
+    """Inches; times ``DPI`` gives whole pixels (7.5 in x (0.36 in per step + 1.9 in))."""
+    return 7.5, 0.36 * n_steps + 1.9
 
 
-def curves_figsize(n_steps: int, ncols: int = 4) -> tuple[float, float]:
+def curves_figsize(n_steps: int, ncols: int = 3) -> tuple[float, float]:
     nrows = max(1, math.ceil(n_steps / ncols))
-    return 2.75 * ncols, 2.25 * nrows + 0.75
+    return 2.5 * ncols, 2.0 * nrows + 0.75
 
 
-ACC_VS_GMACS_SIZE = (8.0, 6.0)
+ACC_VS_GMACS_SIZE = (6.5, 5.0)
 
 
 def save(fig: Any, path: Path, fmt: str) -> None:
@@ -74,7 +86,8 @@ def roadmap_figure(record: ReportRecord) -> Any:
     for i, r in table.iterrows():
         adopted = bool(r["adopted"])
         if not ok[i]:
-            ax.text(lo + 0.01 * (hi - lo), i, str(r["status"])[:70], va="center", ha="left", fontsize=8,
+            ax.text(lo + 0.01 * (hi - lo), i, str(r["status"])[:70], va="center", ha="left",
+                    fontsize=MIN_FONT_PT,
                     color=FAILED if failed[i] else "0.4", style="italic")
             continue
         ax.barh(i, r["top1_mean"] - lo, left=lo, height=0.62, color=ADOPTED if adopted else BRANCH,
@@ -87,7 +100,7 @@ def roadmap_figure(record: ReportRecord) -> Any:
         if not math.isnan(r["infer_img_s"]):
             label += f"  {significant(r['infer_img_s'])} img/s"
         x_text = r["top1_mean"] + (0 if math.isnan(r["top1_std"]) else r["top1_std"]) + 0.012 * (hi - lo)
-        ax.text(x_text, i, label, va="center", ha="left", fontsize=8)
+        ax.text(x_text, i, label, va="center", ha="left", fontsize=MIN_FONT_PT)
     ax.set_xlim(lo, hi)
     ax.set_yticks(range(n), [s if a else f"{s} (branch)" for s, a in zip(table["step"], table["adopted"])],
                   fontsize=9)
@@ -110,7 +123,8 @@ def roadmap_figure(record: ReportRecord) -> Any:
             ax2.plot([p_lo, r["paper_top1"]], [i, i], color=PAPER, lw=0.8, alpha=0.35)
             ax2.plot(r["paper_top1"], i, "D", color=PAPER, ms=5, mfc=PAPER if r["adopted"] else "white")
             text = fixed(r["paper_top1"]) + ("" if math.isnan(r["paper_gflops"]) else f"  {fixed(r['paper_gflops'])} G")
-            ax2.text(r["paper_top1"] + 0.04 * pspan, i, text, va="center", ha="left", fontsize=7.5, color="0.25")
+            ax2.text(r["paper_top1"] + 0.04 * pspan, i, text, va="center", ha="left", fontsize=MIN_FONT_PT,
+                     color="0.25")
         ax2.set_xlim(p_lo, p_hi)
         ax2.set_xlabel("ImageNet-1K top-1 (%)\nG = GFLOPs at 224 px", fontsize=9)
         ax2.set_title("paper (Liu et al. 2022)", fontsize=10, color=PAPER)
@@ -118,7 +132,8 @@ def roadmap_figure(record: ReportRecord) -> Any:
         ax2.tick_params(axis="y", length=0)
         handles.append(plt.Line2D([], [], marker="D", color=PAPER, linestyle="none",
                                   label="paper top-1 (hollow: branch)"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=MIN_FONT_PT,
+               frameon=False)
     fig.suptitle(f"{record.run.roadmap}: one bar per step", fontsize=11)
     return fig
 
@@ -141,7 +156,8 @@ def acc_vs_gmacs_figure(record: ReportRecord) -> Any:
         ax.errorbar(s["gmacs"], s["top1_mean"], yerr=s["top1_std"].fillna(0), fmt="o", mfc=face, mec=ADOPTED,
                     ecolor="0.5", capsize=2, ms=6, label="adopted" if adopted else "explored branch")
     for _, r in t.iterrows():
-        ax.annotate(r["step"], (r["gmacs"], r["top1_mean"]), xytext=(5, 4), textcoords="offset points", fontsize=7)
+        ax.annotate(r["step"], (r["gmacs"], r["top1_mean"]), xytext=(5, 4), textcoords="offset points",
+                    fontsize=MIN_FONT_PT)
     res = table["resolution"].dropna().unique()
     ax.set_xlabel(f"GMACs per image{f' at {int(res[0])} px' if len(res) == 1 else ''} (conv + linear)")
     ax.set_ylabel(f"top-1 (%) on {record.run.data}")
@@ -149,13 +165,14 @@ def acc_vs_gmacs_figure(record: ReportRecord) -> Any:
     ax.grid(alpha=0.3)
     missing = [s for s in table["step"] if s not in pos]
     if missing:
-        ax.text(0.01, 0.01, "not shown (no result): " + ", ".join(missing), transform=ax.transAxes, fontsize=7,
+        ax.text(0.01, 0.01, "not shown (no result): " + ", ".join(missing), transform=ax.transAxes,
+                fontsize=MIN_FONT_PT,
                 color="0.4", va="bottom", wrap=True)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=MIN_FONT_PT, loc="lower right")
     return fig
 
 
-def curves_figure(record: ReportRecord, ncols: int = 4) -> Any:
+def curves_figure(record: ReportRecord, ncols: int = 3) -> Any:
     """Validation top-1 per epoch, one panel per step, one line per seed (failed: red)."""
     plt = pyplot()
     table = record.frame()
@@ -181,10 +198,10 @@ def curves_figure(record: ReportRecord, ncols: int = 4) -> Any:
                 ax.plot(log.epoch[-1], log.top1[-1], "x", color=FAILED)
         if not logs:
             ax.text(0.5, 0.5, str(table["status"].iloc[k])[:28], transform=ax.transAxes, ha="center", va="center",
-                    fontsize=8, color="0.4", style="italic")
-        ax.set_title(step + ("" if table["adopted"].iloc[k] else " (branch)"), fontsize=8)
+                    fontsize=MIN_FONT_PT, color="0.4", style="italic")
+        ax.set_title(step + ("" if table["adopted"].iloc[k] else " (branch)"), fontsize=MIN_FONT_PT)
         ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=7)
+        ax.tick_params(labelsize=MIN_FONT_PT)
         if k + ncols >= n:  # the panel below is empty: this one carries the epoch ticks
             ax.xaxis.set_tick_params(labelbottom=True)
     fig.supxlabel("epoch", fontsize=9, y=0.12 / h)

@@ -22,8 +22,8 @@ import pandas as pd
 from ..errors import ConfigError
 from ..fidelity import proxy_rules_in_use
 from ..roadmap import Roadmap, load_roadmap
-from .facts import proxy_scale
-from .record import SCHEMA, ReportRecord, SeedResult, Status
+from .facts import budget, proxy_scale, relative_only
+from .record import SCHEMA, ReportRecord, SeedResult, Status, with_lesson
 from .table import COLUMNS, findings
 
 DATA_SHAPES = {"fashion-mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}
@@ -53,7 +53,7 @@ def _status(text: str) -> tuple[Status, str]:
 def proxy_from_run_line(line: str) -> dict[str, Any]:
     """The proxy settings ``table.md``'s run line states (``; proxy scale width 0.25, depth 0.34,
     stem_stride 2, init width, layer scale init 1.0 (...)``); none stated: the paper's scale."""
-    m = re.search(r"; proxy scale (.*?)\. Run folder", line)
+    m = re.search(r"; proxy scale (.*?)\.(?: Run folder|\s*$)", line)
     if not m:
         return {}
     values: dict[str, Any] = {}
@@ -121,6 +121,18 @@ def _specs(roadmap: Roadmap, proxy: dict[str, Any], data: str) -> dict[str, dict
     return out
 
 
+def _budget_of(recipe: str) -> dict[str, Any]:
+    """The named recipe's epochs and images, where it is still a recipe this checkout knows."""
+    from dataclasses import asdict
+
+    from ..recipe import load_recipe
+
+    try:
+        return budget(asdict(load_recipe(recipe))) if recipe else {}
+    except (ConfigError, OSError, TypeError):
+        return {}
+
+
 def record_from_folder(folder: Path, roadmap: Roadmap | str | Path | None = None) -> ReportRecord:
     """The record of a report folder written before ``report.json`` (a committed report whose
     run folder is gone)."""
@@ -137,13 +149,14 @@ def record_from_folder(folder: Path, roadmap: Roadmap | str | Path | None = None
     seeds = re.search(r"seeds ([\d, ]+)", line)
     run_dir = re.search(r"Run folder: `([^`]*)`", line)
     rows, agr, fid = findings(_rows(_read_csv(folder / "table.csv"), folder / "table.csv"), rm.paper_path)
+    rows = with_lesson(rows, rm)
     path = "" if isinstance(roadmap, Roadmap) else str(roadmap or name)
     run = Provenance(roadmap=rm.name, roadmap_path=path if Path(path).is_file() else "",
                      title=rm.description or rm.name, recipe=field["recipe"],
                      data=field["data"] or "?",
                      seeds=tuple(int(s) for s in seeds.group(1).replace(" ", "").split(",") if s) if seeds else (),
                      proxy=proxy, proxy_in_use=dict(proxy_rules_in_use(proxy, [s.spec for s in rm])),
-                     run_dir=run_dir.group(1) if run_dir else "")
+                     run_dir=relative_only(run_dir.group(1)) if run_dir else "", **_budget_of(field["recipe"]))
     return ReportRecord(schema=SCHEMA, run=run, rows=rows, agreement=agr, fidelity=fid, seeds=_seeds(folder),
                         curves=(), specs=_specs(rm, proxy, run.data), per_seed=(folder / "seeds.csv").is_file())
 

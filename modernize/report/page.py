@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ..fmt import fixed
 from ..proxy import ProxyScale
 from ..roadmap import Roadmap, load_roadmap
 from ..spec import ArchSpec
+from . import figures
 from .facts import proxy_scale
 from .record import ReportRecord, Row
 from .render import agreement_markdown, display_table, run_line
@@ -54,7 +56,6 @@ p,li{overflow-wrap:anywhere}
 .box{overflow-x:auto;max-width:100%;border:1px solid var(--line);border-radius:6px;background:var(--bg)}
 figure{margin:1rem 0}
 figure img{display:block;width:100%;height:auto}
-figure .box img.wide{min-width:34rem}
 figure .box img.roadmap{max-width:50rem;margin:0 auto}
 .pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,26rem),1fr));gap:.5rem;
  border:1px solid var(--line);border-radius:6px;padding:.3rem}
@@ -71,6 +72,17 @@ caption{position:absolute;left:-999px}
 .facts{display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;margin:.3rem 0;padding:0;list-style:none;color:var(--muted)}
 details pre{overflow-x:auto;font-size:.8rem;background:var(--soft);padding:.6rem;border-radius:6px}
 nav ol{columns:14rem;padding-left:1.4rem}
+.first{border-left:4px solid var(--accent);padding:.2rem 0 .2rem .9rem;margin:.6rem 0 1rem}
+.first p{margin:.45rem 0}
+.result{font-size:1.1rem}
+.sticky th[scope=row],.sticky thead th:first-child{position:sticky;left:0;z-index:1;background:var(--bg);
+ box-shadow:1px 0 0 var(--line)}
+.sticky thead th:first-child{z-index:2;background:var(--soft)}
+.sticky tbody tr:nth-child(even) th[scope=row]{background:var(--soft)}
+tr.phase th{background:#e8eef7;white-space:normal;font-weight:600;position:static}
+tr.phase th div{position:sticky;left:.5rem;max-width:calc(100vw - 3rem)}
+tr.phase th small{font-weight:400;color:var(--muted)}
+td.why{white-space:normal;min-width:16rem;max-width:30rem;color:var(--muted)}
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff;padding:.3rem}
 """
 
@@ -124,37 +136,175 @@ def _data_uri(path: Path) -> str:
     return f"data:{kind};base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _figure(uri: str, alt: str, caption: str, cls: str = "wide") -> str:
-    return (f'<figure><div class="box"><img class="{cls}" src="{uri}" alt="{html.escape(alt)}"></div>'
-            f"<figcaption>{caption}</figcaption></figure>")
+def width_inches(path: Path) -> float:
+    """A written figure's width in inches (a PNG at ``figures.DPI``, an SVG in points)."""
+    data = path.read_bytes()
+    if path.suffix == ".png":
+        return int.from_bytes(data[16:20], "big") / figures.DPI
+    m = re.search(rb'<svg[^>]*\swidth="([\d.]+)pt"', data[:2000])
+    return float(m.group(1)) / 72.0 if m else 0.0
+
+
+def _figure(path: Path, alt: str, caption: str, cls: str = "wide") -> str:
+    """An embedded figure, never narrower than its smallest text needs (the box scrolls sideways)."""
+    least = figures.min_display_px(width_inches(path))
+    return (f'<figure><div class="box"><img class="{cls}" style="min-width:{least}px" src="{_data_uri(path)}" '
+            f'alt="{html.escape(alt)}"></div><figcaption>{caption}</figcaption></figure>')
 
 
 NUMERIC = ("GMACs", "params", "delta", "paper top", "paper delta", "paper GF", "infer", "train")
 
 
+def _cell(name: str, value: str) -> str:
+    cls = "num" if name.startswith(NUMERIC) else ("verdict" if name == "paper check" else "")
+    return f'<td class="{cls}">{html.escape(value)}</td>'
+
+
+def _step_th(step: str) -> str:
+    sid = html.escape(step)
+    return f'<th scope="row"><a href="#step-{sid}">{sid}</a></th>'
+
+
 def _table_html(record: ReportRecord) -> str:
+    """Every column of ``table.md`` (the same numbers as ``table.csv``), the step column sticky."""
     shown = display_table(record).drop(columns=["change"])  # each step's section says it in full
     head = list(shown.columns)
     ths = "".join(f'<th scope="col">{html.escape(c)}</th>' for c in head)
-    rows = []
-    for values in shown.itertuples(index=False):
-        step = html.escape(values[0])
-        cells = [f'<th scope="row"><a href="#step-{step}">{step}</a></th>']
-        for name, v in zip(head[1:], values[1:]):
-            cls = "num" if name.startswith(NUMERIC) else ("verdict" if name == "paper check" else "")
-            cells.append(f'<td class="{cls}">{html.escape(v)}</td>')
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return ("<p>One row per step; on a narrow screen the table scrolls sideways. top-1: mean ± seed std; delta: "
-            "against the parent step (from); paper columns: ImageNet-1K at 224 px.</p>"
-            '<div class="box" tabindex="0" role="region" aria-label="ablation table (scrolls sideways)">'
+    rows = ["<tr>" + _step_th(values[0]) + "".join(_cell(n, v) for n, v in zip(head[1:], values[1:])) + "</tr>"
+            for values in shown.itertuples(index=False)]
+    return ("<p>top-1: mean ± seed std; delta: against the parent step (from); paper columns: ImageNet-1K at "
+            '224 px.</p><div class="box sticky" tabindex="0" role="region" aria-label="the full table">'
             '<table id="ablation"><caption>Ablation table, one row per step</caption>'
             f"<thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+
+LESSON_COLUMNS = ("delta", "paper delta", "GMACs change", "paper check", "why (the paper)")
+
+
+def gmacs_change(row: Row, parent: Row | None) -> str:
+    """The step's compute change against its parent, in per cent of the parent's (this run's GMACs)."""
+    if parent is None or not parent.gmacs > 0 or row.gmacs != row.gmacs:
+        return ""
+    return fixed(100.0 * (row.gmacs / parent.gmacs - 1.0), 0, signed=True) + " %"
+
+
+def _phase_header(row: Row, ncols: int) -> str:
+    if not row.phase:
+        title, note = "Starting point, recipe and other steps", "not one of the paper's design phases"
+    else:
+        title, note = f"{row.phase[:1].upper()}{row.phase[1:]} (§{row.phase_section})", row.phase_summary
+    return (f'<tr class="phase"><th colspan="{ncols}" scope="colgroup"><div>{html.escape(title)} '
+            f"<small>{html.escape(note)}</small></div></th></tr>")
+
+
+def lesson_table(record: ReportRecord) -> str:
+    """The steps under the paper's five phases: each step's change in this run beside the paper's,
+    its compute change and the paper's one-line reason (the essential columns; the rest folded)."""
+    shown = display_table(record)
+    by_step = {r.step: r for r in record.rows}
+    cols = [c for c in LESSON_COLUMNS if c in shown.columns or c in ("GMACs change", "why (the paper)")]
+    ths = '<th scope="col">step</th>' + "".join(f'<th scope="col">{html.escape(c)}</th>' for c in cols)
+    out, phase = [], None
+    for r, (_, values) in zip(record.rows, shown.iterrows()):
+        if r.phase != phase:
+            out.append(_phase_header(r, len(cols) + 1))
+            phase = r.phase
+        cells = {"GMACs change": gmacs_change(r, by_step.get(r.parent)), "why (the paper)": r.reason}
+        tds = "".join(f'<td class="why">{html.escape(r.reason)}</td>' if c == "why (the paper)"
+                      else _cell(c, cells.get(c, values.get(c, ""))) for c in cols)
+        out.append(f"<tr>{_step_th(r.step)}{tds}</tr>")
+    return ('<div class="box sticky" tabindex="0" role="region" aria-label="the steps by phase">'
+            '<table id="lesson"><caption>The steps under the paper\'s design phases</caption>'
+            f"<thead><tr>{ths}</tr></thead><tbody>{''.join(out)}</tbody></table></div>")
 
 
 def _roadmap_alt(record: ReportRecord) -> str:
     vals = [f"{r.step} {fixed(r.top1_mean) or 'no result'}"
             + (f" (paper {fixed(r.paper_top1)})" if fixed(r.paper_top1) else "") for r in record.rows]
     return "Bar chart, one bar per step, top-1 of this run beside the paper's: " + "; ".join(vals) + "."
+
+
+# --- the first screen: what was trained, the result, how to read it ---------------------------------
+
+DATA_NAMES = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+              "imagenet": "ImageNet-1K", "synthetic": "synthetic"}
+FRACTIONS = ((0.25, "a quarter"), (0.5, "half"), (0.34, "a third"), (0.33, "a third"), (0.75, "three quarters"),
+             (0.67, "two thirds"), (0.66, "two thirds"))
+PROXY_STUDY = Path("reports") / "proxy_study" / "README.md"
+"""Why small networks rank some steps otherwise than the paper: linked from the first screen."""
+
+
+def fraction_words(x: float) -> str:
+    """0.25 -> 'a quarter'; a value without a common name as '0.4 times'."""
+    return next((w for v, w in FRACTIONS if abs(x - v) < 0.005), f"{x:g} times")
+
+
+def trained_words(record: ReportRecord) -> str:
+    """What was trained, how small, on what, in plain words (from the record alone)."""
+    run, rows = record.run, record.rows
+    adopted = [r.step for r in rows if r.adopted] or [r.step for r in rows]
+    first, last = (html.escape(adopted[0]), html.escape(adopted[-1]))
+    what = f"{len(rows)} networks, from <code>{first}</code> to <code>{last}</code>"
+    shrink = []
+    for key, noun in (("width", "the width"), ("depth", "the depth")):
+        v = run.proxy.get(key)
+        if isinstance(v, (int, float)) and v != 1:
+            shrink.append(f"{fraction_words(float(v))} of {noun}")
+    scale = ", each shrunk to " + " and ".join(shrink) if shrink else ", at the paper's width and depth"
+    epochs = run.epochs
+    passes = ("trained once over" if epochs == 1 else f"trained for {epochs:g} passes over" if epochs == epochs
+              else "trained on")
+    images = f"{run.train_images:,}" if run.train_images else "all the"
+    data = DATA_NAMES.get(run.data.lower(), run.data)
+    res = sorted({int(r.resolution) for r in rows if r.resolution == r.resolution})
+    at = f" at {res[0]} px" if len(res) == 1 else ""
+    seeds = f"{len(run.seeds)} seed{'s' if len(run.seeds) != 1 else ''}"
+    return f"{what}{scale}, {passes} {images} {html.escape(data)} training images{at}, {seeds} each."
+
+
+def result_words(record: ReportRecord) -> str:
+    """The end-to-end change (final step minus the recipe step) with its 95 % interval, and the paper's."""
+    final, anchor, diff, lo, hi = record.fidelity.end_to_end
+    if not final or not anchor or diff != diff:
+        return "No end-to-end result yet: the last adopted step or the recipe step has no finished seed."
+    interval = (f"95 % interval {fixed(lo, signed=True)} to {fixed(hi, signed=True)}" if lo == lo
+                else "no interval: it needs 2 seeds on both steps")
+    rows = {r.step: r for r in record.rows}
+    paper = rows[final].paper_top1 - rows[anchor].paper_top1 if final in rows and anchor in rows else float("nan")
+    said = f"; the paper: {fixed(paper, signed=True)} points" if paper == paper else ""
+    return (f"<strong>From <code>{html.escape(anchor)}</code> to <code>{html.escape(final)}</code>, top-1 changed by "
+            f"{fixed(diff, signed=True)} points</strong> ({interval}){said}.")
+
+
+def proxy_study_link(folder: Path) -> str:
+    """A relative link to the proxy study where the page lies in this repository; elsewhere its
+    path in the repository as text (a page copied away keeps no broken link)."""
+    root = Path(__file__).resolve().parents[2]
+    study = root / PROXY_STUDY
+    try:
+        Path(folder).resolve().relative_to(root)
+    except ValueError:
+        return f"the proxy study (<code>{PROXY_STUDY.as_posix()}</code> in the modernize repository)"
+    if not study.is_file():
+        return f"the proxy study (<code>{PROXY_STUDY.as_posix()}</code> in the modernize repository)"
+    rel = Path(os.path.relpath(study, Path(folder).resolve())).as_posix()
+    return f'the <a href="{html.escape(rel)}">proxy study</a>'
+
+
+def first_screen(record: ReportRecord, folder: Path) -> str:
+    """What a reader needs before any table: what was trained, the main result, how to read it;
+    the settings folded below."""
+    parts = [f"<p>{trained_words(record)}</p>", f'<p class="result">{result_words(record)}</p>']
+    if record.has_paper:
+        parts.append("<p><strong>Directions only:</strong> compare signs with the paper, not levels (the paper "
+                     "trains full-size networks for 300 epochs on ImageNet-1K at 224 px). Why some steps go the other "
+                     f"way at this size: {proxy_study_link(folder)}.</p>")
+    settings = [f"<li>{_inline(run_line(record.run))}</li>"]
+    settings += [f"<li><code>{html.escape(k)}</code> = <code>{html.escape(str(v))}</code></li>"
+                 for k, v in sorted(record.run.proxy.items()) if v is not None]
+    parts.append(f"<details><summary>Settings (recipe, data, seeds, proxy rules)</summary><ul>{''.join(settings)}"
+                 "</ul></details>")
+    return '<section class="first" aria-label="what this page shows">' + "".join(parts) + "</section>"
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -201,35 +351,49 @@ def _step_section(roadmap: Roadmap, k: int, row: Row | None, diagrams: list[tupl
     return "\n".join(out)
 
 
+def has_curves(record: ReportRecord) -> bool:
+    """A curve needs more than one point per job: one evaluation per job draws as dots."""
+    return any(len(c.epoch) > 1 for c in record.curves)
+
+
 def build_page(record: ReportRecord, folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
                resolution: int = 224, scale: str = "paper scale", blocks: bool = True) -> str:
     """The page of ``record``, its figures read from ``folder`` (written there beforehand); with
     ``blocks`` each step's diagram is also written to ``folder/blocks/<step>.svg``."""
     folder = Path(folder)
     rows = {r.step: r for r in record.rows}
-    agreement = f"# {record.run.roadmap}\n\n" + agreement_markdown(record)
+    agreement = agreement_markdown(record)
     page_title = f"{record.run.roadmap}, recipe {record.run.recipe}: ablation report"
     body = [f'<a class="skip" href="#steps">Skip to the steps</a><main><h1>{html.escape(record.run.title)}</h1>',
-            f'<p class="lead">{_inline(run_line(record.run))}</p>']
+            first_screen(record, folder)]
     bullets = [line for line in agreement.split("\n|", 1)[0].splitlines() if line.startswith("- ")]
     if bullets:
         body.append('<h2 id="summary">In short: this run against the paper</h2>' + markdown_html("\n".join(bullets)))
-    figures = {name: folder / name for name in ("roadmap.svg", "roadmap.png", "curves.png", "acc_vs_gmacs.png")}
-    roadmap_fig = figures["roadmap.svg"] if figures["roadmap.svg"].is_file() else figures["roadmap.png"]
+    drawn = {name: folder / name for name in ("roadmap.svg", "roadmap.png", "curves.png", "acc_vs_gmacs.png")}
+    roadmap_fig = drawn["roadmap.svg"] if drawn["roadmap.svg"].is_file() else drawn["roadmap.png"]
     if roadmap_fig.is_file():
-        body.append(_figure(_data_uri(roadmap_fig), _roadmap_alt(record), "The roadmap, one bar per step: "
+        body.append(_figure(roadmap_fig, _roadmap_alt(record), "The roadmap, one bar per step: "
                             "this run on the left, the paper's ImageNet-1K top-1 on the right.", cls="wide roadmap"))
-    body.append("<h2>The table</h2>" + _table_html(record))
-    body.append(markdown_html("\n".join(line for line in agreement.splitlines() if not line.startswith("# ")), 0))
+    body.append('<h2 id="phases">The steps, phase by phase</h2><p>Each step under the paper\'s design phase, '
+                "with the paper's reason for it. delta: this run's top-1 change against the step's parent; paper "
+                "delta: the paper's; GMACs change: this run's compute against the parent. The step column stays "
+                "when the table scrolls sideways.</p>" + lesson_table(record))
+    body.append("<details><summary>Every column (the numbers of table.csv)</summary>" + _table_html(record)
+                + "</details>")
+    rest = "\n".join(line for line in agreement.splitlines() if line not in bullets)
+    body.append(markdown_html(rest, 0))
     body.append('<h2 id="steps">What each step changes</h2><nav aria-label="steps"><ol>' + "".join(
         f'<li><a href="#step-{html.escape(n)}">{html.escape(n)}</a></li>' for n in roadmap.names) + "</ol></nav>")
     body += _step_sections(folder, roadmap, rows, dict(spec_of=spec_of, resolution=resolution, scale=scale), blocks)
     body.append("<h2>Training</h2>")
-    if figures["curves.png"].is_file():
-        body.append(_figure(_data_uri(figures["curves.png"]), "Validation top-1 per epoch, one panel per step, "
+    if drawn["curves.png"].is_file() and has_curves(record):
+        body.append(_figure(drawn["curves.png"], "Validation top-1 per epoch, one panel per step, "
                             "one line per seed.", "Training curves: validation top-1 per epoch."))
-    if figures["acc_vs_gmacs.png"].is_file():
-        body.append(_figure(_data_uri(figures["acc_vs_gmacs.png"]), "Scatter plot of top-1 against GMACs per "
+    else:
+        body.append("<p>No training curves: each job logged one evaluation (a one-epoch run, or a report "
+                    "migrated without its logs), so a curve would be a single point.</p>")
+    if drawn["acc_vs_gmacs.png"].is_file():
+        body.append(_figure(drawn["acc_vs_gmacs.png"], "Scatter plot of top-1 against GMACs per "
                             "image, one point per step, the adopted steps joined in order.",
                             "Accuracy against compute."))
     links = " · ".join(f'<a href="{n}">{n}</a>' for n in ("table.md", "table.csv", "table.tex", "agreement.md",

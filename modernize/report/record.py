@@ -90,6 +90,13 @@ class Row:
     """The verdict of ``modernize.fidelity`` for ``paper_kind``; 'n/a' with ``na_reason``."""
     na_reason: str
     note: str
+    phase: str = ""
+    """The paper's design phase of the step's transform ('' for the base network, a recipe row or
+    a user transform): the page groups the steps under it."""
+    phase_section: str = ""
+    phase_summary: str = ""
+    reason: str = ""
+    """The paper's one-line reason for the step (``modernize.transforms.reason_of``)."""
 
     @property
     def status_text(self) -> str:
@@ -155,6 +162,10 @@ class Provenance:
     """The settings that changed at least one step (what the run line states)."""
     run_dir: str
     """The run folder, relative to the working folder when inside it."""
+    epochs: float = math.nan
+    """The recipe's epochs (the plain-words first line of the page); NaN: unknown."""
+    train_images: int = 0
+    """Training images per epoch (0: the whole training set)."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +209,23 @@ class ReportRecord:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise ValueError(f"schema {data.get('schema') if isinstance(data, dict) else None!r} is not {SCHEMA}")
         return decode(cls, data)
+
+
+def with_lesson(rows: tuple[Row, ...], roadmap: Any) -> tuple[Row, ...]:
+    """``rows`` with each step's phase and reason from ``modernize.transforms`` (the one source
+    of truth shared with ``describe``), so the page renders them without the code."""
+    from ..transforms import phase_of, reason_of
+
+    steps = {s.name: s for s in roadmap}
+    out = []
+    for r in rows:
+        step = steps.get(r.step)
+        phase = phase_of(step) if step is not None else None
+        out.append(dataclasses.replace(r, phase=phase.name if phase else "",
+                                       phase_section=phase.section if phase else "",
+                                       phase_summary=phase.summary if phase else "",
+                                       reason=reason_of(step) if step is not None else ""))
+    return tuple(out)
 
 
 # --- JSON <-> frozen dataclasses (NaN as null, enums as their value, tuples as lists) -------------
@@ -247,4 +275,4 @@ def decode(tp: Any, value: Any) -> Any:
 
 
 __all__ = ["COLUMNS", "RECORD_FILE", "SCHEMA", "Agreement", "Curve", "Provenance", "ReportRecord", "Row", "SeedResult",
-           "Status", "decode", "status_text", "encode"]
+           "Status", "decode", "status_text", "encode", "with_lesson"]

@@ -75,8 +75,8 @@ def proxy_words(proxy_in_use: dict) -> str:
 def run_line(run: Provenance) -> str:
     proxy = proxy_words(run.proxy_in_use)
     return (f"Roadmap `{run.roadmap}`, recipe `{run.recipe}`, data `{run.data}`, "
-            f"seeds {', '.join(map(str, run.seeds))}{'; proxy scale ' + proxy if proxy else ''}. "
-            f"Run folder: `{run.run_dir}`.")
+            f"seeds {', '.join(map(str, run.seeds))}{'; proxy scale ' + proxy if proxy else ''}."
+            + (f" Run folder: `{run.run_dir}`." if run.run_dir else ""))
 
 
 def to_markdown(record: ReportRecord) -> str:

@@ -15,7 +15,7 @@ from ..fidelity import Fidelity, assess, mark_paper_order
 from ..stats import spearman, welch_p
 from . import facts
 from .load import Run
-from .record import COLUMNS, SCHEMA, Agreement, ReportRecord, Row, Status, status_text
+from .record import COLUMNS, SCHEMA, Agreement, ReportRecord, Row, Status, status_text, with_lesson
 
 NOISE_ALPHA = 0.05
 NOISE_RULE = (f"within noise = Welch's two-sided t-test of the step's seeds against its parent's seeds "
@@ -179,6 +179,7 @@ def findings(rows: list[dict[str, Any]], paper_csv: Path | None
 def analyze(run: Run) -> ReportRecord:
     """The run's :class:`ReportRecord`: table, paper checks, agreement, seeds, curves, drawn specs."""
     rows, agr, fid = findings(_rows(run), run.roadmap.paper_path)
+    rows = with_lesson(rows, run.roadmap)
     return ReportRecord(schema=SCHEMA, run=facts.provenance(run), rows=rows, agreement=agr, fidelity=fid,
                         seeds=facts.seeds(run), curves=facts.curves(run), specs=facts.specs(run))
 
