@@ -10,11 +10,11 @@ from pathlib import Path
 def print_report(run_dir: Path, out: Path | None = None, *, reference: Path | None = None) -> None:
     """Write the report of ``run_dir`` (default into ``RUN_DIR/report/``), then print its table;
     with ``reference`` (a report folder), also the step-by-step reproduction check."""
-    from ..reference import check_reproduction, pooled_spread, read_reference  # pandas
+    from ..reference import check_reproduction, load_reference  # pandas
     from ..report import display_table, write_report  # pandas, matplotlib
 
-    if reference is not None:
-        pooled_spread(read_reference(reference))  # a bad --reference (or one without a spread) fails first
+    # the reference is read whole (and refused when it is the output folder) before the first write
+    ref = load_reference(reference, out=out if out is not None else run_dir / "report") if reference else None
     report = write_report(run_dir, out)  # files first: a closed stdout pipe must not cost the report
     table, agr = report.table, report.agreement
     print(display_table(table, pm="+-").drop(columns=["change", "from", "paper GFLOPs"], errors="ignore")
@@ -30,12 +30,12 @@ def print_report(run_dir: Path, out: Path | None = None, *, reference: Path | No
               f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} "
               f"fail; {final} - {anchor} = {_signed(diff)}{interval}")
     print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, Spearman {rho}")
-    if reference is not None:
+    if ref is not None:
         import pandas as pd
 
         from ..reference import SEEDS_FILE, write_reproduction
 
-        check = check_reproduction(pd.read_csv(report.out / SEEDS_FILE), reference)
+        check = check_reproduction(pd.read_csv(report.out / SEEDS_FILE), ref)
         report.paths.append(write_reproduction(check, report.out))
         print(check.summary())
     print(f"wrote {len(report.paths)} files to {report.out}")
