@@ -27,8 +27,10 @@ def print_report(run_dir: Path, out: Path | None = None, *, reference: Path | No
         print(f"paper checks: none (this roadmap has no paper numbers); {final} - {anchor} = {_signed(diff)}{interval}")
     else:
         print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
-              f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} "
-              f"fail; {final} - {anchor} = {_signed(diff)}{interval}")
+              f"{fid.count('robust', 'disagrees')} disagree; equivalence steps "
+              f"{fid.count('equivalence', 'passes')}/{sum(c.kind == 'equivalence' for c in fid.checks)} pass, "
+              f"{fid.count('equivalence', 'fails')} fail; {len(fid.not_checked)} n/a; "
+              f"{final} - {anchor} = {_signed(diff)}{interval}")
     print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, Spearman {rho}")
     if ref is not None:
         import pandas as pd

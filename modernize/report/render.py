@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..fidelity import NO_PAPER, ORDER_NA, fidelity_markdown, has_paper, proxy_rules_in_use
+from ..fidelity import NO_PAPER, fidelity_markdown, has_paper, is_na, proxy_rules_in_use
 from .load import Run
 from .table import NOISE_RULE, Findings
 
@@ -50,7 +50,7 @@ def display_table(table: pd.DataFrame, *, pm: str = "±") -> pd.DataFrame:
         "within noise": [w if w == "n/a" else f"{w} (p={p:.2f})"
                          for w, p in zip(table["within_noise"], table["p_value"])],
         "paper top-1": table["paper_top1"].map(lambda x: _f(x, ".2f")),
-        "paper delta": ["n/a" if c == ORDER_NA else _f(x, "+.2f") for x, c in zip(table["paper_delta"],
+        "paper delta": ["n/a" if is_na(c) else _f(x, "+.2f") for x, c in zip(table["paper_delta"],
                                                                                  table["paper_check"])],
         "paper GFLOPs": table["paper_gflops"].map(lambda x: _f(x, ".2f")),
         "paper check": table["paper_check"].fillna(""),
@@ -100,7 +100,7 @@ def to_markdown(run: Run, found: Findings) -> str:
              "- delta: mean top-1 minus the mean of the step's parent (`from`: the previous adopted step).",
              f"- {NOISE_RULE}.",
              *(["- paper columns: ImageNet-1K top-1 and GFLOPs (= multiply-accumulates, 224 px) of the paper's "
-                "row; paper delta and check only where the step's parent is the paper's parent for that row."]
+                "row; paper delta and check only where the step's and its parent's specs are the paper's for that row."]
                if has_paper(table) else []),
              "- GMACs and params: the model actually trained, at the training resolution.", ""]
     notes = [(s, n) for s, n in zip(table["step"], table["note"]) if n]

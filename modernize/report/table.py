@@ -11,13 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..fidelity import Fidelity, assess, mark_paper_order
+from ..fidelity import NOISE_ALPHA, NOISE_SENTENCE, Fidelity, assess, mark_paper_order, run_eval_set
 from ..stats import spearman, welch_p
 from .load import Run
 
-NOISE_ALPHA = 0.05
-NOISE_RULE = (f"within noise = Welch's two-sided t-test of the step's seeds against its parent's seeds "
-              f"gives p > {NOISE_ALPHA} (needs >= 2 finished seeds on both sides, else n/a)")
+NOISE_RULE = NOISE_SENTENCE.rstrip(".")  # the words of fidelity.TEST_SENTENCES
 
 COLUMNS = ["step", "change", "adopted", "parent", "status", "n", "seeds", "top1_mean", "top1_std",
            "top5_mean", "best_top1_mean", "delta", "p_value", "within_noise", "gmacs", "params_m",
@@ -166,10 +164,11 @@ class Findings:
 
 def analyze(run: Run) -> Findings:
     """The table of :func:`summarize` with its paper checks, and the agreement figures."""
-    table = mark_paper_order(_rows(run), run.roadmap.paper_path)  # paper deltas only from the paper's parents
-    fid = assess(table, run.roadmap.paper_path)
+    # paper deltas only where the step's and its parent's specs are the paper's (under the run's proxy)
+    table = mark_paper_order(_rows(run), run.roadmap.paper_path, run.roadmap, run.meta.get("proxy"))
+    fid = assess(table, run.roadmap.paper_path, run_eval_set(run.meta))
     for c in fid.checks:
-        table.loc[table["step"] == c.step, "paper_check"] = f"{c.kind}: {c.verdict}"
+        table.loc[table["step"] == c.step, "paper_check"] = c.label
     return Findings(table=table, agreement=agreement(table), fidelity=fid)
 
 
