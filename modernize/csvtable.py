@@ -13,10 +13,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,15 @@ class Column:
 PERCENT = {"low": 0.0, "high": 100.0}
 """Accuracy columns (top-1, top-5): percentages."""
 
+BENCH_RULES = (Column("step", "text"), Column("gmacs", low=0.0, blank=True, required=False),
+               Column("infer_img_s", low=0.0, blank=True, required=False),
+               Column("train_img_s", low=0.0, blank=True, required=False))
+"""bench.csv, as the report reads it (a re-run of ``bench`` appends rows: no key)."""
+PAPER_RULES = (Column("row", "text"), Column("paper_top1", **PERCENT, blank=True, required=False),
+               Column("paper_top1_std", low=0.0, blank=True, required=False),
+               Column("paper_gflops", low=0.0, blank=True, required=False))
+"""A paper table (``paper = ...`` of a roadmap): one row per paper row."""
+
 
 def where(index: int) -> str:
     """A data row as a user finds it: ``row 3 (line 4)`` (line 1 is the header)."""
@@ -73,6 +84,8 @@ def _cell(raw: str, col: Column) -> float | str | None:
 def read_checked(path: Path, what: str, columns: Sequence[Column], key: Sequence[str] = ()) -> pd.DataFrame:
     """``path`` with every cell of ``columns`` validated and parsed; rows that repeat ``key``
     are refused (a duplicated (step, seed) would count one seed twice)."""
+    import pandas as pd  # here: a roadmap's paper table is checked without importing pandas up front
+
     path = Path(path)
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -115,4 +128,4 @@ def _short(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
-__all__ = ["PERCENT", "Column", "where", "read_checked"]
+__all__ = ["BENCH_RULES", "PAPER_RULES", "PERCENT", "Column", "where", "read_checked"]

@@ -186,3 +186,34 @@ def test_a_reference_containing_the_output_folder_is_read_before_the_report_is_w
     seeds.to_csv(ref / "seeds.csv", index=False)
     assert main(["report", str(tmp_path / "run"), "--out", str(ref / "report"), "--reference", str(ref)]) == 0
     assert "outside: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("body", "row"), [("recipe,4.0,inf,10\n", "row 1 (line 2)"),
+                                           ("recipe,4.0,100,10\nrecipe,4.0,12.5%,10\n", "row 2 (line 3)"),
+                                           ("recipe,4.0,100,-3\n", "row 1 (line 2)")])
+def test_bench_table_rows_are_validated_by_the_same_reader(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           body: str, row: str) -> None:
+    """bench.csv is user-editable too: the report reads it through modernize.csvtable (a re-run of
+    bench appends rows, so a repeated step is allowed; a non-number is not)."""
+    realistic(tmp_path / "run")
+    (tmp_path / "run" / "bench.csv").write_text("step,gmacs,infer_img_s,train_img_s\n" + body)
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"bench.csv: {row}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("edit", "row"), [(("78.82", "78.82%"), "row 2 (line 3)"),
+                                           (("79.36", "nan"), "row 3 (line 4)"),
+                                           (("stage_ratio,", "recipe,"), "row 2 (line 3) and row 3 (line 4)")])
+def test_a_paper_table_is_validated_by_the_same_reader(tmp_path: Path, edit: tuple[str, str], row: str) -> None:
+    from modernize.paths import ablations_dir
+    from modernize.roadmap import load_roadmap
+
+    text = (ablations_dir() / "paper" / "paper_roadmap_r50.csv").read_text()
+    (tmp_path / "paper.csv").write_text(text.replace(*edit, 1))
+    (tmp_path / "rm.toml").write_text('name = "p"\npaper = "paper.csv"\n[[steps]]\nname = "resnet50"\n'
+                                      'paper_row = "resnet50"\n')
+    with pytest.raises(ConfigError) as err:
+        load_roadmap(tmp_path / "rm.toml")
+    assert str(err.value).startswith(f"{tmp_path / 'paper.csv'}: {row}"), err.value
