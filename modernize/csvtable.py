@@ -52,6 +52,9 @@ BENCH_RULES = (Column("step", "text"), Column("gmacs", low=0.0, blank=True, requ
                Column("infer_img_s", low=0.0, blank=True, required=False),
                Column("train_img_s", low=0.0, blank=True, required=False))
 """bench.csv, as the report reads it (a re-run of ``bench`` appends rows: no key)."""
+REPORT_TABLE_RULES = (Column("step", "text"), Column("n", "whole", low=0), Column("top1_mean", **PERCENT, blank=True),
+                      Column("top1_std", low=0.0, blank=True, required=False))
+"""A written report's table.csv (``report --page-only`` rebuilds a page from it)."""
 PAPER_RULES = (Column("row", "text"), Column("paper_top1", **PERCENT, blank=True, required=False),
                Column("paper_top1_std", low=0.0, blank=True, required=False),
                Column("paper_gflops", low=0.0, blank=True, required=False))
@@ -128,4 +131,4 @@ def _short(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else repr(value)
 
 
-__all__ = ["BENCH_RULES", "PAPER_RULES", "PERCENT", "Column", "where", "read_checked"]
+__all__ = ["BENCH_RULES", "PAPER_RULES", "PERCENT", "REPORT_TABLE_RULES", "Column", "where", "read_checked"]

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from .csvtable import REPORT_TABLE_RULES, read_checked
 from .describe import change_phrases, describe_step
 from .diagram_draw import SpecOf, step_diagram
 from .errors import ConfigError
@@ -124,6 +125,7 @@ def markdown_html(md: str, shift: int = 1) -> str:
 
 def read_table(folder: Path) -> pd.DataFrame:
     path = folder / "table.csv"
+    read_checked(path, "report table", REPORT_TABLE_RULES, key=("step",))  # an edited cell: one line naming its row
     try:  # "n/a" is a value of within_noise, not a missing number
         table = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as exc:
