@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .csvtable import PERCENT, Column, read_checked, where
 from .errors import ConfigError
 from .files import atomic_write_text
 from .fmt import fixed
@@ -115,32 +116,44 @@ def _stats(seeds: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()})
 
 
+SEEDS_RULES = (Column("step", "text"), Column("seed", "whole", low=0), Column("top1", **PERCENT),
+               Column("top5", **PERCENT, blank=True, required=False))
+"""A reference's seeds.csv: one row per (step, seed), accuracies in percent."""
+TABLE_RULES = (Column("step", "text"), Column("n", "whole", low=0), Column("top1_mean", **PERCENT, blank=True),
+               Column("top1_std", low=0.0, blank=True))
+"""A table-only reference (table.csv): per step mean, std and seed count."""
+
+
 def read_reference(folder: Path) -> pd.DataFrame:
-    """A reference report folder as step -> mean, std, n: from ``seeds.csv``, else ``table.csv``."""
+    """A reference report folder as step -> mean, std, n: from ``seeds.csv``, else ``table.csv``.
+    Every row is validated (``modernize.csvtable``): a bad one is one line naming the file and
+    row, never dropped or counted twice."""
     folder = Path(folder)
     seeds, table = folder / SEEDS_FILE, folder / "table.csv"
-    try:
-        if seeds.is_file():
-            frame = pd.read_csv(seeds)
-            missing = set(SEEDS_COLUMNS[:3]) - set(frame.columns)
-            if missing:
-                raise ConfigError(f"reference '{seeds}': no column(s) {', '.join(sorted(missing))}")
-            frame["step"] = frame["step"].astype(str)
-            frame["top1"] = pd.to_numeric(frame["top1"], errors="coerce")
-            return _stats(frame.dropna(subset=["top1"]))
-        if table.is_file():
-            frame = pd.read_csv(table)
-            missing = {"step", "top1_mean", "top1_std", "n"} - set(frame.columns)
-            if missing:
-                raise ConfigError(f"reference '{table}': no column(s) {', '.join(sorted(missing))}")
-            frame = frame[pd.to_numeric(frame["n"], errors="coerce").fillna(0) > 0]
-            return pd.DataFrame({"mean": pd.to_numeric(frame["top1_mean"], errors="coerce").to_numpy(),
-                                 "std": pd.to_numeric(frame["top1_std"], errors="coerce").to_numpy(),
-                                 "n": frame["n"].astype(int).to_numpy()}, index=frame["step"].astype(str))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"reference '{folder}': unreadable table ({str(exc).splitlines()[0]})") from None
+    if seeds.is_file():
+        frame = read_checked(seeds, "reference seeds table", SEEDS_RULES, key=("step", "seed"))
+        return _stats(frame)
+    if table.is_file():
+        return _table_reference(read_checked(table, "reference table", TABLE_RULES, key=("step",)), table)
     raise ConfigError(f"reference '{folder}': neither {SEEDS_FILE} nor table.csv there "
                       "(give a report folder, e.g. reports/resnet50_to_convnext_t)")
+
+
+def _table_reference(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """table.csv rows as mean, std, n: a step with n = 0 (no finished seed) must have no mean and
+    is left out; n >= 1 needs a mean, n >= 2 a std."""
+    for i, r in frame.iterrows():
+        n, mean, std = int(r["n"]), float(r["top1_mean"]), float(r["top1_std"])
+        problem = ("n = 0 but top1_mean is given (n must be a whole number >= 1 for a step with a mean)"
+                   if n == 0 and math.isfinite(mean) else
+                   f"n = {n} but top1_mean is empty" if n >= 1 and not math.isfinite(mean) else
+                   f"n = {n} but top1_std is empty (a step with two or more seeds has a std)"
+                   if n >= 2 and not math.isfinite(std) else "")
+        if problem:
+            raise ConfigError(f"{path}: {where(int(str(i)))}: {problem}")
+    kept = frame[frame["n"] >= 1]
+    return pd.DataFrame({"mean": kept["top1_mean"].to_numpy(float), "std": kept["top1_std"].to_numpy(float),
+                         "n": kept["n"].astype(int).to_numpy()}, index=kept["step"].astype(str))
 
 
 def pooled_spread(ref: pd.DataFrame) -> float:
@@ -151,10 +164,42 @@ def pooled_spread(ref: pd.DataFrame) -> float:
     return float(math.sqrt((usable["std"].astype(float) ** 2).mean()))
 
 
-def check_reproduction(seeds: pd.DataFrame, reference: Path) -> Reproduction:
-    """Compare a run's per-seed top-1 (:func:`seeds_frame`) with the reference folder's."""
-    ref = read_reference(reference)
-    spread = pooled_spread(ref)
+@dataclass(frozen=True)
+class Reference:
+    """A reference folder read and checked completely: what the check compares against, held in
+    memory so that writing a report can never change it before it is read."""
+
+    folder: Path
+    steps: pd.DataFrame
+    """step -> mean, std, n (:func:`read_reference`)."""
+    spread: float
+
+
+def load_reference(folder: Path, *, out: Path | None = None) -> Reference:
+    """Read, validate and hold a reference before a report is written into ``out``. A reference
+    that is the output folder or inside it is refused: the report would overwrite (or replace)
+    the very numbers it is checked against."""
+    folder = Path(folder)
+    if out is not None and _same_or_inside(folder, Path(out)):
+        raise ConfigError(f"--reference '{folder}' is the report's output folder '{out}' or inside it: the "
+                          "report would overwrite the reference it is checked against (give another --out)")
+    steps = read_reference(folder)
+    return Reference(folder=folder, steps=steps, spread=pooled_spread(steps))
+
+
+def _same_or_inside(path: Path, folder: Path) -> bool:
+    try:
+        path, folder = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a link loop: compare as given
+        pass
+    return path == folder or folder in path.parents
+
+
+def check_reproduction(seeds: pd.DataFrame, reference: Path | Reference) -> Reproduction:
+    """Compare a run's per-seed top-1 (:func:`seeds_frame`) with a reference folder's (read
+    here) or an already loaded :class:`Reference`."""
+    ref_data = reference if isinstance(reference, Reference) else load_reference(reference)
+    ref, spread = ref_data.steps, ref_data.spread
     run = _stats(seeds) if not seeds.empty else pd.DataFrame(columns=["mean", "std", "n"])
     checks = []
     for step in list(ref.index) + [s for s in run.index if s not in ref.index]:
@@ -164,7 +209,7 @@ def check_reproduction(seeds: pd.DataFrame, reference: Path) -> Reproduction:
         checks.append(StepReproduction(step=str(step), ref_mean=float(ref.loc[step, "mean"]) if ref_n else math.nan,
                                 ref_n=ref_n, run_mean=float(run.loc[step, "mean"]) if run_n else math.nan,
                                 run_n=run_n, tolerance=tol))
-    return Reproduction(reference=str(reference), spread=spread, steps=tuple(checks))
+    return Reproduction(reference=str(ref_data.folder), spread=spread, steps=tuple(checks))
 
 
 def write_reproduction(check: Reproduction, out: Path) -> Path:
@@ -173,5 +218,5 @@ def write_reproduction(check: Reproduction, out: Path) -> Path:
     return path
 
 
-__all__ = ["K_SIGMA", "Reproduction", "SEEDS_FILE", "Match", "StepReproduction", "check_reproduction", "pooled_spread",
-           "read_reference", "write_reproduction"]
+__all__ = ["K_SIGMA", "Match", "Reference", "Reproduction", "SEEDS_FILE", "StepReproduction", "check_reproduction",
+           "load_reference", "pooled_spread", "read_reference", "write_reproduction"]

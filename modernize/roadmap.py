@@ -31,6 +31,7 @@ from typing import Any, TypedDict
 
 from . import user_modules
 from ._typing import check_fields
+from .csvtable import PAPER_RULES, read_checked
 from .errors import ConfigError, ModernizeError
 from .files import check_regular_file, read_toml
 from .paths import ablations_dir, builtin_names, resolve_builtin
@@ -349,4 +350,5 @@ def _paper_rows(path: Path, csv_path: Path, rel: str) -> dict[str, dict[str, str
                           f"{type(exc).__name__}: {exc}"[:400]) from None
     if not all(isinstance(k, str) for k in rows):
         raise ConfigError(f"{path}: paper: '{rel}' has rows without a 'row' value")
+    read_checked(csv_path, "paper table", PAPER_RULES, key=("row",))  # numbers and duplicates: one line each
     return rows

@@ -11,7 +11,17 @@ import pytest
 from scipy import stats
 
 from modernize import load_roadmap
-from modernize.fidelity import assess, paper_kinds, verdict, welch_interval
+from modernize.fidelity import (
+    EQUIVALENCE_MARGIN,
+    EvalSet,
+    assess,
+    equivalence_verdict,
+    eval_set_of,
+    near_chance,
+    paper_kinds,
+    verdict,
+    welch_interval,
+)
 
 from .conftest import load_script
 
@@ -56,12 +66,76 @@ def test_robust_steps_are_the_papers_on_both_tables() -> None:
     ("robust", -1.0, 0.4, 1, "disagrees"),
     ("robust", -1.0, 0.4, -1, "agrees"),
     ("robust", 1.0, math.nan, 1, "inconclusive"),  # one seed
-    ("equivalence", -1.0, 0.4, 0, "fails"),
-    ("equivalence", -0.5, 0.4, 0, "passes"),
-    ("equivalence", 3.0, 0.4, 0, "passes"),
+    ("equivalence", -0.5, 0.4, 0, "inconclusive"),  # no interval given: nothing shown to be small
 ])
 def test_verdict(kind: str, delta: float, se: float, sign: int, expected: str) -> None:
     assert verdict(kind, delta, se, sign) == expected
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [
+    (-0.2, 0.3, "passes"),          # inside +-0.5: both one-sided tests reject
+    (-0.6, 0.3, "inconclusive"),    # crosses the lower edge
+    (-3.0, 3.0, "inconclusive"),    # wider than the margin: too few seeds to say
+    (-2.0, -0.6, "fails"),          # wholly below -0.5
+    (0.7, 2.0, "fails"),            # wholly above +0.5: the paper saw no change, the run a clear one
+    (math.nan, math.nan, "inconclusive"),
+])
+def test_equivalence_is_tost_on_the_95_interval(low: float, high: float, expected: str) -> None:
+    """Before: an equivalence step passed unless significantly negative, so a wide interval passed."""
+    assert EQUIVALENCE_MARGIN == 0.5
+    assert equivalence_verdict(low, high) == expected
+    assert verdict("equivalence", (low + high) / 2, 0.1, 0, low=low, high=high) == expected
+
+
+def _equivalence_table(spread: float, n: int, shift: float = 0.0, level: float = 90.0) -> pd.DataFrame:
+    """Every step at ``level`` + its paper delta (so robust steps move as the paper's), seeds
+    spread by ``spread``; gelu (an equivalence step) changes by ``shift``."""
+    rm = load_roadmap(None)
+    offsets = [spread * (k - (n - 1) / 2) for k in range(n)]
+    top1 = {}
+    for s in rm:
+        base = level + float(s.paper["paper_top1"]) - 80 + (shift if s.name == "gelu" else 0.0)
+        top1[s.name] = [base + o for o in offsets]
+    return _table("resnet50_to_convnext_t", top1)
+
+
+def test_narrow_interval_inside_the_margin_passes_and_a_wide_one_is_inconclusive() -> None:
+    rm = load_roadmap(None)
+    narrow = {c.step: c for c in assess(_equivalence_table(0.05, 5), rm.paper_path, EvalSet(10, 10_000)).checks}
+    assert narrow["gelu"].verdict == "passes" and -0.5 < narrow["gelu"].low < narrow["gelu"].high < 0.5
+    wide = {c.step: c for c in assess(_equivalence_table(2.0, 2), rm.paper_path, EvalSet(10, 10_000)).checks}
+    assert wide["gelu"].verdict == "inconclusive" and wide["gelu"].why == "interval wider than the margin"
+    assert wide["gelu"].high - wide["gelu"].low > 2 * EQUIVALENCE_MARGIN
+    shifted = {c.step: c for c in assess(_equivalence_table(0.05, 5, shift=-2.0), rm.paper_path).checks}
+    assert shifted["gelu"].verdict == "fails"
+
+
+@pytest.mark.parametrize("evals", [EvalSet(10, 10_000), EvalSet(10, 50), EvalSet(None, 50)])
+def test_a_run_near_chance_or_on_a_tiny_set_is_inconclusive(evals: EvalSet) -> None:
+    """Before: a chance-level run (50 images) read "equivalence: passes" and robust steps could agree."""
+    rm = load_roadmap(None)
+    level = 12.0 if evals.images == 10_000 else 90.0  # 10 classes: chance is 10 %
+    fid = assess(_equivalence_table(0.05, 5, level=level), rm.paper_path, evals)
+    assert {c.verdict for c in fid.checks} == {"inconclusive"}
+    assert all("near chance" in c.why for c in fid.checks)
+    good = assess(_equivalence_table(0.05, 5, level=90.0), rm.paper_path, EvalSet(10, 10_000))
+    assert good.count("robust", "agrees") == 8 and good.count("equivalence", "passes") == 5
+
+
+def test_near_chance_rule() -> None:
+    assert near_chance(14.9, EvalSet(10, 10_000)) and not near_chance(15.1, EvalSet(10, 10_000))
+    assert near_chance(5.9, EvalSet(100, 10_000)) and not near_chance(5.9, EvalSet(None, None))
+    assert "50 images" in near_chance(95.0, EvalSet(10, 50))
+
+
+def test_eval_set_of_the_data_sets() -> None:
+    from modernize.data.memory import synthetic
+
+    assert eval_set_of("fashion-mnist") == EvalSet(10, 10_000)
+    assert eval_set_of("cifar100", 500) == EvalSet(100, 500)
+    assert eval_set_of("synthetic:200") == EvalSet(10, len(synthetic(200)["val"]))
+    assert eval_set_of("synthetic") == EvalSet(10, len(synthetic(512)["val"]))
+    assert eval_set_of("imagefolder:/nowhere") == EvalSet(None, None)
 
 
 def test_welch_interval_equals_scipy_on_raw_samples() -> None:
@@ -82,7 +156,7 @@ def test_assess_counts_end_to_end_and_binomial() -> None:
         top1[s.name] = [base - 0.05, base, base + 0.05]
     fid = assess(_table("resnet50_to_convnext_t", top1), rm.paper_path)
     assert (fid.count("robust", "agrees"), fid.robust, fid.sign_matches) == (8, 8, 8)
-    assert fid.count("equivalence", "fails") == 0
+    assert fid.count("equivalence", "fails") == 0 and fid.count("equivalence", "passes") == 5
     assert fid.binomial_p == pytest.approx(0.5**8)
     final, anchor, diff, lo, hi = fid.end_to_end
     assert (final, anchor) == ("separate_downsampling", "recipe")

@@ -13,7 +13,7 @@ import pytest
 from modernize.cli import main
 from modernize.errors import ConfigError
 from modernize.fidelity import ORDER_NA, paper_parents
-from modernize.report import build_report, load_run, summarize
+from modernize.report import analyze, build_report, load_run, summarize
 from modernize.roadmap import load_roadmap
 from modernize.runfolder import read_run_meta, write_run_meta
 from tests.report_fixture import make_run
@@ -176,3 +176,94 @@ def test_a_copy_of_the_paper_table_keeps_the_paper_branches(tmp_path: Path) -> N
     copy.write_bytes(shipped.read_bytes())
     assert paper_parents(copy) == paper_parents(shipped)
     assert paper_parents(copy)["kernel_9"] == "move_up_dwconv"
+
+
+BUILTIN = (Path(__file__).resolve().parent.parent / "ablations" / "resnet50_to_convnext_t.toml").read_text()
+INSERTED = BUILTIN.replace('paper = "paper/paper_roadmap_r50.csv"', 'paper = "r50"').replace(
+    '[[steps]]\nname = "depthwise"',
+    '[[steps]]\nname = "act"          # a user step: SiLU before depthwise (not in the paper)\n'
+    'apply = { transform = "act", kind = "silu" }\n\n'
+    '[[steps]]\nname = "depthwise"')
+MODIFIED = BUILTIN.replace('paper = "paper/paper_roadmap_r50.csv"', 'paper = "r50"').replace(
+    'apply = { transform = "widen", width = 96 }', 'apply = { transform = "widen", width = 128 }')
+AFTER_DEPTHWISE = ("widen", "inverted_bottleneck", "move_up_dwconv", "kernel_5", "kernel_7", "kernel_9", "kernel_11",
+                   "gelu")
+"""The steps whose parent carries the user's SiLU. From fewer_activations on the specs are the
+paper's again (gelu replaced the SiLU): by content, those steps measure the paper's change."""
+AFTER_GELU = ("fewer_activations", "fewer_norms", "bn_to_ln", "separate_downsampling")
+
+
+def test_a_user_step_before_depthwise_makes_every_later_step_na(tmp_path: Path) -> None:
+    """Before: only the parent's paper_row name was compared, so widen, inverted_bottleneck,
+    kernel_7, ... kept robust/equivalence verdicts (and counted) on specs the paper never built."""
+    from modernize.fidelity import paper_matches
+
+    rm = _roadmap(tmp_path / "mine", INSERTED)
+    reasons = paper_matches(load_roadmap(rm))
+    assert reasons["depthwise"] == "changed by user step act"
+    assert {s: reasons[s] for s in AFTER_DEPTHWISE} == dict.fromkeys(AFTER_DEPTHWISE, "changed by user step act")
+    assert all(reasons[s] == "" for s in ("recipe", "stage_ratio", "patchify_stem", *AFTER_GELU))
+    make_run(tmp_path / "run", roadmap=str(rm), seeds=(0, 1), epochs=1)
+    found = analyze(load_run(tmp_path / "run"))
+    table = found.table.set_index("step")
+    for step in ("depthwise", *AFTER_DEPTHWISE):
+        assert table.loc[step, "paper_check"] == "n/a (changed by user step act)", step
+        assert math.isnan(table.loc[step, "paper_delta"])
+    checked = {c.step for c in found.fidelity.checks}
+    assert checked == {"recipe", "stage_ratio", "patchify_stem", *AFTER_GELU}  # only these count in the totals
+    assert found.fidelity.robust == 4 and {c.step for c in found.fidelity.not_checked} >= set(AFTER_DEPTHWISE)
+    build_report(tmp_path / "run", tmp_path / "out")
+    agreement_md = (tmp_path / "out" / "agreement.md").read_text()
+    assert "| widen |" not in agreement_md and "widen (changed by user step act)" in agreement_md
+    assert "of 4 agree" in agreement_md
+
+
+def test_a_paper_step_with_another_spec_is_na_and_so_is_what_follows(tmp_path: Path) -> None:
+    from modernize.fidelity import SPEC_DIFFERS, paper_matches
+
+    reasons = paper_matches(load_roadmap(_roadmap(tmp_path, MODIFIED)))
+    assert reasons["widen"] == SPEC_DIFFERS and reasons["depthwise"] == ""
+    assert reasons["inverted_bottleneck"] == "changed by step widen, whose spec differs from the paper's"
+    assert reasons["separate_downsampling"] == reasons["inverted_bottleneck"]
+
+
+@pytest.mark.parametrize("preset", [None, "cpu", "fidelity32"])
+def test_the_builtin_roadmaps_match_the_paper_under_every_proxy(preset: str | None) -> None:
+    from modernize.fidelity import paper_matches
+    from modernize.proxy import PROXIES
+
+    for name in ("resnet50_to_convnext_t", "resnet200_to_convnext_b"):
+        reasons = paper_matches(load_roadmap(name), PROXIES[preset] if preset else None)
+        assert reasons and set(reasons.values()) == {""}, (name, reasons)
+
+
+def test_the_same_spec_under_another_name_still_measures_the_paper(tmp_path: Path) -> None:
+    """Content, not names: a renamed no-op user step between two paper steps changes nothing."""
+    from modernize.fidelity import paper_matches
+
+    text = BUILTIN.replace('paper = "paper/paper_roadmap_r50.csv"', 'paper = "r50"').replace(
+        '[[steps]]\nname = "depthwise"', '[[steps]]\nname = "note"\nchange = "a checkpoint, no change"\n\n'
+        '[[steps]]\nname = "depthwise"')
+    reasons = paper_matches(load_roadmap(_roadmap(tmp_path, text)))
+    assert set(reasons.values()) == {""}
+
+
+def test_the_report_says_what_each_test_checks(tmp_path: Path) -> None:
+    """Before: "within noise: yes (p=0.07)" sat next to "equivalence: fails" with no word on the
+    two tests; now each test's sentence (fidelity.TEST_SENTENCES) is in the report."""
+    from modernize.fidelity import TEST_SENTENCES
+
+    make_run(tmp_path / "run", seeds=(0, 1), epochs=1)
+    build_report(tmp_path / "run", tmp_path / "out")
+    text = (tmp_path / "out" / "agreement.md").read_text()
+    assert all(t in text for t in TEST_SENTENCES)
+
+
+def test_a_run_on_a_tiny_evaluation_set_is_inconclusive_in_the_report(tmp_path: Path) -> None:
+    make_run(tmp_path / "run", seeds=(0, 1, 2), epochs=1)
+    meta = read_run_meta(tmp_path / "run")
+    meta["recipe"]["values"]["val_images"] = 50
+    write_run_meta(tmp_path / "run", meta)
+    found = analyze(load_run(tmp_path / "run"))
+    assert found.fidelity.checks and {c.verdict for c in found.fidelity.checks} == {"inconclusive"}
+    assert all("scored on 50 images" in c.why for c in found.fidelity.checks)

@@ -35,8 +35,9 @@ def print_summary(record: ReportRecord) -> None:
         print(f"paper checks: none (this roadmap has no paper numbers); {e2e}")
     else:
         print(f"paper checks: robust steps {fid.count('robust', 'agrees')}/{fid.robust} agree, "
-              f"{fid.count('robust', 'disagrees')} disagree; equivalence steps {fid.count('equivalence', 'fails')} "
-              f"fail; {e2e}")
+              f"{fid.count('robust', 'disagrees')} disagree; equivalence steps "
+              f"{fid.count('equivalence', 'passes')}/{sum(c.kind == 'equivalence' for c in fid.checks)} pass, "
+              f"{fid.count('equivalence', 'fails')} fail; {len(fid.not_checked)} n/a; {e2e}")
     print(f"secondary: delta sign {agr.sign_matches}/{agr.compared} over all steps, "
           f"Spearman {fixed(agr.spearman, 3, signed=True, empty='n/a')}")
     if record.reproduction is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..csvtable import BENCH_RULES, read_checked
 from ..errors import ConfigError
 from ..paths import default_out
 from ..roadmap import Roadmap, load_roadmap
@@ -87,13 +88,7 @@ def _refuse_stale(run_dir: Path, stale: dict[str, dict[int, str]]) -> None:
 def _find_bench(run_dir: Path, out: Path, roadmap_name: str) -> pd.DataFrame | None:
     for path in (run_dir / "bench.csv", out / "bench.csv", default_out(roadmap_name) / "bench.csv"):
         if path.is_file():
-            try:
-                bench = pd.read_csv(path)
-            except (OSError, ValueError) as exc:  # ParserError, EmptyDataError, UnicodeDecodeError
-                raise ConfigError(f"{path}: cannot read bench table: {type(exc).__name__}: {exc}"[:400]) from None
-            if "step" not in bench.columns:
-                raise ConfigError(f"{path}: bench table needs a 'step' column (has {', '.join(bench.columns)})")
-            return bench
+            return read_checked(path, "bench table", BENCH_RULES)  # every cell checked: one line naming the row
     return None
 
 

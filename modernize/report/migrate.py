@@ -19,8 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..csvtable import REPORT_TABLE_RULES, read_checked
 from ..errors import ConfigError
-from ..fidelity import proxy_rules_in_use
+from ..fidelity import eval_set_of, proxy_rules_in_use
 from ..roadmap import Roadmap, load_roadmap
 from .facts import budget, proxy_scale, relative_only
 from .record import SCHEMA, ReportRecord, SeedResult, Status, with_lesson
@@ -78,6 +79,7 @@ def _run_line(md_path: Path) -> tuple[str, str]:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    read_checked(path, "report table", REPORT_TABLE_RULES, key=("step",))  # an edited cell: one line naming its row
     try:  # "n/a" is a value of within_noise, not a missing number
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as exc:
@@ -148,7 +150,8 @@ def record_from_folder(folder: Path, roadmap: Roadmap | str | Path | None = None
     field = {k: (re.search(rf"{k} `([^`]+)`", line) or [None, ""])[1] for k in ("recipe", "data")}
     seeds = re.search(r"seeds ([\d, ]+)", line)
     run_dir = re.search(r"Run folder: `([^`]*)`", line)
-    rows, agr, fid = findings(_rows(_read_csv(folder / "table.csv"), folder / "table.csv"), rm.paper_path)
+    rows, agr, fid = findings(_rows(_read_csv(folder / "table.csv"), folder / "table.csv"), rm.paper_path, rm,
+                              proxy.to_dict(), eval_set_of(field["data"] or "?"))
     rows = with_lesson(rows, rm)
     path = "" if isinstance(roadmap, Roadmap) else str(roadmap or name)
     run = Provenance(roadmap=rm.name, roadmap_path=path if Path(path).is_file() else "",

@@ -87,7 +87,7 @@ def to_markdown(record: ReportRecord) -> str:
              "- delta: mean top-1 minus the mean of the step's parent (`from`: the previous adopted step).",
              f"- {NOISE_RULE}.",
              *(["- paper columns: ImageNet-1K top-1 and GFLOPs (= multiply-accumulates, 224 px) of the paper's "
-                "row; paper delta and check only where the step's parent is the paper's parent for that row."]
+                "row; paper delta and check only where the step's and its parent's specs are the paper's for that row."]
                if record.has_paper else []),
              "- GMACs and params: the model actually trained, at the training resolution.",
              "- numbers: those of table.csv (six significant digits) rounded half up.", ""]

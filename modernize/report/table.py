@@ -11,15 +11,14 @@ from typing import Any
 
 import pandas as pd
 
-from ..fidelity import Fidelity, assess, mark_paper_order
+from ..fidelity import NOISE_ALPHA, NOISE_SENTENCE, EvalSet, Fidelity, assess, mark_paper_order, run_eval_set
+from ..roadmap import Roadmap
 from ..stats import spearman, welch_p
 from . import facts
 from .load import Run
 from .record import COLUMNS, SCHEMA, Agreement, ReportRecord, Row, Status, status_text, with_lesson
 
-NOISE_ALPHA = 0.05
-NOISE_RULE = (f"within noise = Welch's two-sided t-test of the step's seeds against its parent's seeds "
-              f"gives p > {NOISE_ALPHA} (needs >= 2 finished seeds on both sides, else n/a)")
+NOISE_RULE = NOISE_SENTENCE.rstrip(".")  # the words of fidelity.TEST_SENTENCES
 
 def _num(value: Any) -> float:
     """A finite float, else NaN (missing, text, or an edited NaN/Infinity: never shown as a number)."""
@@ -152,33 +151,32 @@ def agreement(table: pd.DataFrame) -> Agreement:
                      ranked=len(ranked), spearman=spearman(ranked["top1_mean"], ranked["paper_top1"]))
 
 
-def _na_reason(check: str) -> str:
-    """The reason inside fidelity's ``n/a (reason)`` mark of a step the paper never measured."""
-    return check[len("n/a ("):-1] if check.startswith("n/a (") and check.endswith(")") else check
-
-
-def findings(rows: list[dict[str, Any]], paper_csv: Path | None
-             ) -> tuple[tuple[Row, ...], Agreement, Fidelity]:
+def findings(rows: list[dict[str, Any]], paper_csv: Path | None, roadmap: Roadmap | None = None,
+             proxy: Any = None, evals: EvalSet | None = None) -> tuple[tuple[Row, ...], Agreement, Fidelity]:
     """The rows (with status enums) made :class:`Row` records, with their paper checks and the
-    agreement figures: the one place a table becomes verdicts (also for migrated reports)."""
+    agreement figures: the one place a table becomes verdicts (also for migrated reports). Paper
+    deltas only where the step's and its parent's specs are the paper's (``roadmap`` under
+    ``proxy``); ``evals``: what the run is scored on (near chance: inconclusive)."""
     frame = pd.DataFrame([{**r, "status": status_text(r["status"], r["status_reason"])} for r in rows],
                          columns=COLUMNS)
-    frame = mark_paper_order(frame, paper_csv)  # paper deltas only from the paper's parents
-    fid = assess(frame, paper_csv)
+    frame = mark_paper_order(frame, paper_csv, roadmap, proxy)
+    fid = assess(frame, paper_csv, evals)
     checks = {c.step: c for c in fid.checks}
+    na = {c.step: c.na_reason for c in fid.not_checked}
     out = []
     for r, (_, f) in zip(rows, frame.iterrows()):
         c = checks.get(r["step"])
         fields = {k: f[k] for k in COLUMNS if k not in ("status", "paper_check", "adopted", "n", "seeds")}
         fields |= {k: r[k] for k in ("status", "status_reason", "adopted", "n", "seeds")}
         out.append(Row(**{**fields, "paper_kind": c.kind if c else "", "paper_verdict": c.verdict if c else "",
-                          "na_reason": "" if c or not f["paper_check"] else _na_reason(str(f["paper_check"]))}))
+                          "na_reason": na.get(r["step"], "")}))
     return tuple(out), agreement(frame), fid
 
 
 def analyze(run: Run) -> ReportRecord:
     """The run's :class:`ReportRecord`: table, paper checks, agreement, seeds, curves, drawn specs."""
-    rows, agr, fid = findings(_rows(run), run.roadmap.paper_path)
+    rows, agr, fid = findings(_rows(run), run.roadmap.paper_path, run.roadmap, run.meta.get("proxy"),
+                              run_eval_set(run.meta))
     rows = with_lesson(rows, run.roadmap)
     return ReportRecord(schema=SCHEMA, run=facts.provenance(run), rows=rows, agreement=agr, fidelity=fid,
                         seeds=facts.seeds(run), curves=facts.curves(run), specs=facts.specs(run))

@@ -13,7 +13,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..files import atomic_write_text, check_writable_dir, replace_entries
 from ..fmt import CSV_FLOAT
-from ..reference import SEEDS_FILE, check_reproduction, pooled_spread, read_reference
+from ..reference import SEEDS_FILE, check_reproduction, load_reference
 from ..roadmap import Roadmap
 from . import figures
 from .load import load_run
@@ -46,14 +46,13 @@ def write_report(run_dir: Path, out: Path | None = None, *, reference: Path | No
     before the first write; every file is written atomically."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report"
-    ref = read_reference(reference) if reference is not None else None
-    if ref is not None:
-        pooled_spread(ref)  # a reference without a spread fails before anything is written
+    # the reference read whole and checked (refused when it is the output folder) before any write
+    ref = load_reference(reference, out=out) if reference is not None else None
     run = load_run(run_dir, out)
     check_writable_dir(out)  # a bad --out fails now, before the figures
     record = analyze(run)
-    if reference is not None:
-        record = replace(record, reproduction=check_reproduction(record.seeds_frame(), reference))
+    if ref is not None:
+        record = replace(record, reproduction=check_reproduction(record.seeds_frame(), ref))
     return Report(out=out, paths=write_files(record, out, roadmap=run.roadmap), record=record)
 
 
