@@ -248,6 +248,7 @@ def replace_entries(folder: Path) -> Iterator[Path]:
     check_writable_dir(folder)
     stage = folder.with_name(f".{folder.name}.staging-{secrets.token_hex(4)}")
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)  # a default output under a runs/ not made yet
         os.mkdir(stage)
     except OSError as exc:
         raise _write_error(folder, exc) from None

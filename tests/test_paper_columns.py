@@ -205,7 +205,7 @@ def test_a_user_step_before_depthwise_makes_every_later_step_na(tmp_path: Path) 
     assert all(reasons[s] == "" for s in ("recipe", "stage_ratio", "patchify_stem", *AFTER_GELU))
     make_run(tmp_path / "run", roadmap=str(rm), seeds=(0, 1), epochs=1)
     found = analyze(load_run(tmp_path / "run"))
-    table = found.table.set_index("step")
+    table = found.frame().set_index("step")
     for step in ("depthwise", *AFTER_DEPTHWISE):
         assert table.loc[step, "paper_check"] == "n/a (changed by user step act)", step
         assert math.isnan(table.loc[step, "paper_delta"])

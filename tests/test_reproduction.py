@@ -229,12 +229,14 @@ def test_a_paper_table_is_validated_by_the_same_reader(tmp_path: Path, edit: tup
 
 def test_a_written_report_table_is_validated_by_the_same_reader(reference: Path, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    """`report --page-only` rebuilds a page from an (editable) table.csv: the same validator."""
+    """`report --page-only` of a folder written before report.json migrates it from its (editable)
+    table.csv: the same validator."""
     table = pd.read_csv(reference / "table.csv")
     table["top1_mean"] = table["top1_mean"].astype(object)
     table.loc[2, "top1_mean"] = "inf"
     shutil.copytree(reference, tmp_path / "rep")
     table.to_csv(tmp_path / "rep" / "table.csv", index=False)
+    (tmp_path / "rep" / "report.json").unlink(missing_ok=True)
     assert main(["report", str(tmp_path / "rep"), "--page-only"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "table.csv: row 3 (line 4): top1_mean = 'inf'" in err, err

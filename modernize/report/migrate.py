@@ -79,7 +79,6 @@ def _run_line(md_path: Path) -> tuple[str, str]:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    read_checked(path, "report table", REPORT_TABLE_RULES, key=("step",))  # an edited cell: one line naming its row
     try:  # "n/a" is a value of within_noise, not a missing number
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as exc:
@@ -150,8 +149,9 @@ def record_from_folder(folder: Path, roadmap: Roadmap | str | Path | None = None
     field = {k: (re.search(rf"{k} `([^`]+)`", line) or [None, ""])[1] for k in ("recipe", "data")}
     seeds = re.search(r"seeds ([\d, ]+)", line)
     run_dir = re.search(r"Run folder: `([^`]*)`", line)
+    read_checked(folder / "table.csv", "report table", REPORT_TABLE_RULES, key=("step",))  # an edited cell: its row
     rows, agr, fid = findings(_rows(_read_csv(folder / "table.csv"), folder / "table.csv"), rm.paper_path, rm,
-                              proxy.to_dict(), eval_set_of(field["data"] or "?"))
+                              proxy, eval_set_of(field["data"] or "?"))
     rows = with_lesson(rows, rm)
     path = "" if isinstance(roadmap, Roadmap) else str(roadmap or name)
     run = Provenance(roadmap=rm.name, roadmap_path=path if Path(path).is_file() else "",
