@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError, ModernizeError
 from ..fidelity import welch_interval
+from ..fmt import fixed
 from ..spec import ArchSpec
 from ..transforms import get_transform
 
@@ -269,15 +270,16 @@ def decide(trials: Sequence[Trial], current: Scores, rule: Rule) -> list[Trial]:
     rank = sorted(eligible, key=lambda it: (-it[1].diff, it[1].scores.gmacs if it[1].scores else 0.0, it[0]))
     best_i, best = rank[0]
     sig = "significant" if best.significant else "not significant"
-    interval = "n/a" if math.isnan(best.lo) else f"[{best.lo:+.2f}, {best.hi:+.2f}]"
+    interval = "n/a" if math.isnan(best.lo) else f"[{fixed(best.lo, signed=True)}, {fixed(best.hi, signed=True)}]"
     tie = [t for _, t in rank[1:] if t.diff == best.diff]
     out[best_i] = dataclasses.replace(best, decision="adopted", why=(
-        f"adopted: best mean gain {best.diff:+.2f} (95 % {interval}, {sig} at 95 %)"
+        f"adopted: best mean gain {fixed(best.diff, signed=True)} (95 % {interval}, {sig} at 95 %)"
         + (f"; tied with {', '.join(t.alternative for t in tie)}, fewer GMACs / earlier in the list wins" if tie
            else "")))
     for i, t in rank[1:]:
         out[i] = dataclasses.replace(t, decision="rejected",
-                                     why=f"gain {t.diff:+.2f} below the adopted {best.alternative} ({best.diff:+.2f})"
+                                     why=f"gain {fixed(t.diff, signed=True)} below the adopted {best.alternative} "
+                                     f"({fixed(best.diff, signed=True)})"
                                      if t.diff < best.diff else f"tied with the adopted {best.alternative}; "
                                      "fewer GMACs / earlier in the list wins")
     return out
@@ -295,8 +297,8 @@ def _ineligible(t: Trial, current: Scores, rule: Rule) -> str:
         if math.isnan(t.lo):
             return "no interval (needs >= 2 finished seeds on both sides); the strict rule adopts none"
         if t.lo <= 0:
-            return f"lower 95 % bound {t.lo:+.2f} <= 0 (strict rule)"
+            return f"lower 95 % bound {fixed(t.lo, signed=True)} <= 0 (strict rule)"
         return ""
     if not t.diff > 0:
-        return f"no mean gain ({t.diff:+.2f})"
+        return f"no mean gain ({fixed(t.diff, signed=True)})"
     return ""

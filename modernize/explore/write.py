@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_bytes
+from ..fmt import fixed
 from ..roadmap import Roadmap, Step
 from ..spec import BASE_SPECS
 from .candidates import chain
@@ -65,9 +66,9 @@ def _md_cell(v: Any) -> str:
 
 
 def _pm(r: dict[str, Any]) -> tuple[str, str]:
-    mean = f"{float(r['mean']):.2f}" + (f" ± {float(r['std']):.2f}" if r["std"] else "") if r["mean"] else ""
-    diff = (f"{float(r['diff']):+.2f}" + (f" [{float(r['diff_lo']):+.2f}, {float(r['diff_hi']):+.2f}]"
-                                          if r["diff_lo"] else "")) if r["diff"] else ""
+    mean = fixed(r["mean"]) + (f" ± {fixed(r['std'])}" if r["std"] else "") if r["mean"] else ""
+    low, high = fixed(r["diff_lo"], signed=True), fixed(r["diff_hi"], signed=True)
+    diff = (fixed(r["diff"], signed=True) + (f" [{low}, {high}]" if r["diff_lo"] else "")) if r["diff"] else ""
     return mean, diff
 
 
