@@ -20,6 +20,7 @@ from typing import Any
 
 from .diagram import Comparison, Layer, Part, Side, compare, side_of
 from .errors import ConfigError
+from .proxy import ProxyScale, proxy_label
 from .files import atomic_write_bytes
 from .roadmap import Roadmap
 from .spec import ArchSpec
@@ -310,18 +311,18 @@ def _titles(roadmap: Roadmap, step: str, resolution: int, scale: str) -> tuple[s
 
 
 def step_figure(roadmap: Roadmap, step: str, *, spec_of: SpecOf | None = None, resolution: int = 224,
-                scale: str = "paper scale") -> Any:
-    """The matplotlib figure of one step (close it with ``plt.close``)."""
+                scale: str = "paper scale", look: Look = SLIDE) -> Any:
+    """The matplotlib figure of one step, slide-ready by default (close it with ``plt.close``)."""
     comp = step_comparison(roadmap, step, spec_of=spec_of, resolution=resolution)
-    return render(comp, *_titles(roadmap, step, resolution, scale))
+    return render(comp, *_titles(roadmap, step, resolution, scale), look=look)
 
 
 @lru_cache(maxsize=256)
 def _rendered(title: str, subtitle: str, old: tuple[str, ArchSpec] | None, new: tuple[str, ArchSpec],
-              resolution: int, fmt: str, only: str | None) -> tuple[bytes, str]:
+              resolution: int, fmt: str, only: str | None, look: Look = PAGE) -> tuple[bytes, str]:
     comp = compare(side_of(old[1], resolution, old[0]) if old else None, side_of(new[1], resolution, new[0]))
     plt = _pyplot()
-    fig = render(comp, title, subtitle, only)
+    fig = render(comp, title, subtitle, only, look)
     try:
         return figure_bytes(fig, fmt), alt_text(comp, new[0], only)
     finally:
@@ -329,15 +330,76 @@ def _rendered(title: str, subtitle: str, old: tuple[str, ArchSpec] | None, new: 
 
 
 def step_diagram(roadmap: Roadmap, step: str, *, spec_of: SpecOf | None = None, resolution: int = 224,
-                 scale: str = "paper scale", fmt: str = "svg", only: str | None = None) -> tuple[bytes, str]:
+                 scale: str = "paper scale", fmt: str = "svg", only: str | None = None,
+                 look: Look = PAGE) -> tuple[bytes, str]:
     """One step's diagram as file bytes (``fmt`` svg or png) and its alt text (``only``: one
-    side, see :func:`render`); the same specs give the same bytes from a cache."""
+    side, see :func:`render`; ``look``: :data:`SLIDE` for a slide); the same specs give the same
+    bytes from a cache."""
     if step not in roadmap.names:
         raise ConfigError(f"step '{step}' is not in roadmap '{roadmap.name}' (valid: {', '.join(roadmap.names)})")
     spec_of = spec_of or (lambda name: roadmap[name].spec)
     parent = roadmap[step].parent
     return _rendered(*_titles(roadmap, step, resolution, scale), (parent, spec_of(parent)) if parent else None,
-                     (step, spec_of(step)), resolution, fmt, only)
+                     (step, spec_of(step)), resolution, fmt, only, look)
+
+
+def _scales_panels(roadmap: Roadmap, step: str, spec_of: SpecOf, trained: str, resolution: int,
+                   proxy_resolution: int) -> tuple[list[Panel], tuple[str, ...], list[float]]:
+    """The step's after side at the paper's scale and as trained, each marked against its own
+    parent (so both show what the step changed), the parts either comparison shows."""
+    paper = step_comparison(roadmap, step, resolution=resolution)
+    proxy = step_comparison(roadmap, step, spec_of=spec_of, resolution=proxy_resolution)
+    shown = tuple(p for p in ("stem", "downsample", "block", "head") if p in paper.shown or p in proxy.shown)
+    panels = [Panel(paper.after, True, f"paper scale: the paper's network, {resolution} px input"),
+              Panel(proxy.after, True, f"trained here: {trained}, {proxy_resolution} px input", accent=True)]
+    heights = [_part_height([pa.side.parts.get(p) for pa in panels], SLIDE.k) for p in shown]
+    return panels, shown, heights
+
+
+def _scales_titles(roadmap: Roadmap, step: str) -> tuple[str, str]:
+    index = roadmap.names.index(step) + 1
+    return (f"{roadmap.name}, step {index}/{len(roadmap)}: {step}, at two scales",
+            f"{roadmap[step].change} · stage 2's first block · top: the paper's network, bottom: the proxy "
+            f"this run trained (same step, same rules, smaller)")
+
+
+def step_scales_figure(roadmap: Roadmap, step: str, proxy: ProxyScale, *, resolution: int = 224,
+                       proxy_resolution: int = 32) -> Any:
+    """One step's block at the paper's scale above the same block under ``proxy`` (what a run
+    with that proxy trains), each panel headed with its scale (close it with ``plt.close``)."""
+    if step not in roadmap.names:
+        raise ConfigError(f"step '{step}' is not in roadmap '{roadmap.name}' (valid: {', '.join(roadmap.names)})")
+    words = [f"width x{proxy.width:g}", f"depth x{proxy.depth:g}"] + (
+        [f"stem stride {proxy.stem_stride}"] if proxy.stem_stride is not None else [])
+    trained = f"proxy {proxy_label(proxy)}, " + ", ".join(words)
+    panels, shown, heights = _scales_panels(roadmap, step, lambda n: proxy.apply(roadmap[n].spec), trained,
+                                            resolution, proxy_resolution)
+    return draw_panels(panels, shown, heights, _scales_titles(roadmap, step), SLIDE, True)
+
+
+def step_scales_diagram(roadmap: Roadmap, step: str, spec_of: SpecOf, trained: str, *, resolution: int = 224,
+                        proxy_resolution: int = 224, fmt: str = "svg") -> tuple[bytes, str]:
+    """:func:`step_scales_figure` for specs a run trained (``spec_of``, described by
+    ``trained``), as file bytes and alt text: what a report page shows beside its diagrams."""
+    if step not in roadmap.names:
+        raise ConfigError(f"step '{step}' is not in roadmap '{roadmap.name}' (valid: {', '.join(roadmap.names)})")
+    if trained.startswith("proxy as trained: "):  # a report page's scale line
+        trained = "proxy " + trained.removeprefix("proxy as trained: ")
+    panels, shown, heights = _scales_panels(roadmap, step, spec_of, trained, resolution, proxy_resolution)
+    plt = _pyplot()
+    fig = draw_panels(panels, shown, heights, _scales_titles(roadmap, step), SLIDE, True)
+    try:
+        data = figure_bytes(fig, fmt)
+    finally:
+        plt.close(fig)
+    alt = (f"Step {step} at two scales. {panels[0].head}: " + _layers_text(panels[0].side, shown)
+           + f". {panels[1].head}: " + _layers_text(panels[1].side, shown) + ".")
+    return data, alt
+
+
+def _layers_text(side: Side, shown: tuple[str, ...]) -> str:
+    return "; ".join(f"{side.parts[p].title}: " + ", ".join(la.label for la in side.parts[p].all_layers)
+                     for p in shown)
 
 
 def figure_bytes(fig: Any, fmt: str) -> bytes:
@@ -353,23 +415,26 @@ def figure_bytes(fig: Any, fmt: str) -> bytes:
 
 
 def save_step_diagram(roadmap: Roadmap, step: str, path: Path, **kwargs: Any) -> Path:
-    """Write one step's diagram; the format is the suffix of ``path`` (.svg or .png)."""
+    """Write one step's diagram, slide-ready (:data:`SLIDE`: the two sides one under the other,
+    text at least 10 px at 390 px wide); the format is the suffix of ``path`` (.svg or .png)."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise ConfigError(f"--figure {path}: the file name must end in .svg or .png")
-    atomic_write_bytes(path, step_diagram(roadmap, step, fmt=fmt, **kwargs)[0])
+    atomic_write_bytes(path, step_diagram(roadmap, step, fmt=fmt, **{"look": SLIDE, **kwargs})[0])
     return path
 
 
-def figure4(roadmap: Roadmap, *, resolution: int = 224, fmt: str = "svg") -> tuple[bytes, str]:
-    """The paper's Figure 4 counterpart: the roadmap's first block (ResNet-50's) beside its last
-    adopted step's (ConvNeXt-T's), at the roadmap's (paper) scale, as file bytes and alt text."""
+def figure4(roadmap: Roadmap, *, resolution: int = 224, fmt: str = "svg", look: Look = SLIDE) -> tuple[bytes, str]:
+    """The paper's Figure 4 counterpart: the roadmap's first block (ResNet-50's) and its last
+    adopted step's (ConvNeXt-T's), at the roadmap's (paper) scale, as file bytes and alt text
+    (``look``: :data:`SLIDE` stacks them, :data:`PAGE` puts them side by side)."""
     first, last = roadmap[0], [s for s in roadmap if s.adopted][-1]
     title = f"{roadmap.name}: the first and the last block (the paper's Figure 4)"
+    where = ("top", "bottom") if look.stacked else ("left", "right")
     subtitle = (f"paper scale (what the paper describes), {resolution} px input · stage 2's first block · "
-                f"left: {first.name}, right: {last.name}")
-    return _rendered(title, subtitle, (first.name, first.spec), (last.name, last.spec), resolution, fmt, None)
+                f"{where[0]}: {first.name}, {where[1]}: {last.name}")
+    return _rendered(title, subtitle, (first.name, first.spec), (last.name, last.spec), resolution, fmt, None, look)
 
 
 def save_figure4(roadmap: Roadmap, path: Path, *, resolution: int = 224) -> Path:
@@ -382,5 +447,6 @@ def save_figure4(roadmap: Roadmap, path: Path, *, resolution: int = 224) -> Path
     return path
 
 
-__all__ = ["alt_text", "figure4", "figure_bytes", "render", "save_figure4", "save_step_diagram", "step_comparison",
-           "step_diagram", "step_figure"]
+__all__ = ["PAGE", "SLIDE", "Look", "Panel", "alt_text", "draw_panels", "figure4", "figure_bytes", "render",
+           "save_figure4", "save_step_diagram", "step_comparison", "step_diagram", "step_figure", "step_scales_diagram",
+           "step_scales_figure"]

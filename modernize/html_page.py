@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from .describe import change_phrases, describe_step
-from .diagram_draw import SpecOf, step_diagram
+from .diagram_draw import SpecOf, step_diagram, step_scales_diagram
 from .errors import ConfigError, ModernizeError
 from .files import atomic_write_bytes, atomic_write_text
 from .proxy import ProxyScale
@@ -277,6 +277,8 @@ def build_page(folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
             atomic_write_bytes(folder / BLOCKS / f"{step.name}.svg", step_diagram(roadmap, step.name, **kw)[0])
         halves = [step_diagram(roadmap, step.name, only=side, **kw)
                   for side in (("before", "after") if step.parent else ("after",))]
+        if spec_of is not None:  # the step at the paper's scale above the block this run trained
+            halves.append(step_scales_diagram(roadmap, step.name, spec_of, scale, proxy_resolution=resolution))
         uris = [("data:image/svg+xml;base64," + base64.b64encode(svg).decode(), alt) for svg, alt in halves]
         body.append(_step_section(roadmap, k, rows.get(step.name), uris, scale))
     body.append("<h2>Training</h2>")

@@ -14,7 +14,7 @@ from torchvision.ops import SqueezeExcitation
 
 from modernize.cli import main
 from modernize.diagram import compare, layer_of, side_of
-from modernize.diagram_draw import save_step_diagram, step_comparison, step_diagram
+from modernize.diagram_draw import SLIDE, save_step_diagram, step_comparison, step_diagram
 from modernize.roadmap import load_roadmap
 
 R50 = load_roadmap("resnet50_to_convnext_t")
@@ -118,7 +118,7 @@ def test_svg_and_png_from_python(tmp_path: Path) -> None:
     assert "dw conv 3x3 /2, 128 ch" in text and "changed" in text and "before: patchify_stem" in text
     png = save_step_diagram(R50, "depthwise", tmp_path / "d.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    again, alt = step_diagram(R50, "depthwise")
+    again, alt = step_diagram(R50, "depthwise", look=SLIDE)  # what save writes: slide-ready
     assert again == svg.read_bytes()  # deterministic bytes
     assert alt.startswith("Block diagram of step depthwise.") and "dw conv 3x3 /2, 128 ch (changed)" in alt
     before, before_alt = step_diagram(R50, "depthwise", only="before")  # the page's halves
