@@ -20,8 +20,8 @@ from typing import Any
 
 from .diagram import Comparison, Layer, Part, Side, compare, side_of
 from .errors import ConfigError
-from .proxy import ProxyScale, proxy_label
 from .files import atomic_write_bytes
+from .proxy import ProxyScale, proxy_label
 from .roadmap import Roadmap
 from .spec import ArchSpec
 
@@ -75,8 +75,16 @@ def _part_height(parts: list[Part | None], k: float) -> float:
 
 
 def _wrap(text: str, width: float, size: float) -> str:
-    """``text`` in lines that fit ``width`` inches at ``size`` points."""
-    return "\n".join(textwrap.wrap(text, max(12, int(width / (size * CHAR_W))))) or text
+    """``text`` in lines that fit ``width`` inches at ``size`` points, broken at its " · "
+    separators first (a scale or an input size stays on one line)."""
+    chars = max(12, int(width / (size * CHAR_W)))
+    lines: list[str] = []
+    for piece in text.split(" · "):
+        if lines and len(lines[-1]) + 3 + len(piece) <= chars:
+            lines[-1] += " · " + piece
+        else:
+            lines.extend(textwrap.wrap(piece, chars) or [piece])
+    return "\n".join(lines)
 
 
 def _box(ax: Any, x: float, y: float, w: float, layer: Layer, after: bool, k: float, fs: float = 8.5,
@@ -363,18 +371,39 @@ def _scales_titles(roadmap: Roadmap, step: str) -> tuple[str, str]:
             f"this run trained (same step, same rules, smaller)")
 
 
+def _trained_words(proxy: ProxyScale) -> str:
+    words = [f"width x{proxy.width:g}", f"depth x{proxy.depth:g}"] + (
+        [f"stem stride {proxy.stem_stride}"] if proxy.stem_stride is not None else [])
+    return f"proxy {proxy_label(proxy)}, " + ", ".join(words)
+
+
+def _proxy_input(proxy: ProxyScale) -> int:
+    """The input size a proxy is meant for: 32 px with a stride-2 (or 1) stem, else 64 px."""
+    return 32 if proxy.stem_stride is not None else 64
+
+
 def step_scales_figure(roadmap: Roadmap, step: str, proxy: ProxyScale, *, resolution: int = 224,
-                       proxy_resolution: int = 32) -> Any:
+                       proxy_resolution: int | None = None) -> Any:
     """One step's block at the paper's scale above the same block under ``proxy`` (what a run
     with that proxy trains), each panel headed with its scale (close it with ``plt.close``)."""
     if step not in roadmap.names:
         raise ConfigError(f"step '{step}' is not in roadmap '{roadmap.name}' (valid: {', '.join(roadmap.names)})")
-    words = [f"width x{proxy.width:g}", f"depth x{proxy.depth:g}"] + (
-        [f"stem stride {proxy.stem_stride}"] if proxy.stem_stride is not None else [])
-    trained = f"proxy {proxy_label(proxy)}, " + ", ".join(words)
-    panels, shown, heights = _scales_panels(roadmap, step, lambda n: proxy.apply(roadmap[n].spec), trained,
-                                            resolution, proxy_resolution)
+    panels, shown, heights = _scales_panels(roadmap, step, lambda n: proxy.apply(roadmap[n].spec),
+                                            _trained_words(proxy), resolution,
+                                            proxy_resolution or _proxy_input(proxy))
     return draw_panels(panels, shown, heights, _scales_titles(roadmap, step), SLIDE, True)
+
+
+def save_step_scales(roadmap: Roadmap, step: str, proxy: ProxyScale, path: Path) -> Path:
+    """Write :func:`step_scales_figure`; the format is the suffix of ``path`` (.svg or .png)."""
+    path = Path(path)
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ConfigError(f"--figure {path}: the file name must end in .svg or .png")
+    data = step_scales_diagram(roadmap, step, lambda n: proxy.apply(roadmap[n].spec), _trained_words(proxy),
+                               proxy_resolution=_proxy_input(proxy), fmt=fmt)[0]
+    atomic_write_bytes(path, data)
+    return path
 
 
 def step_scales_diagram(roadmap: Roadmap, step: str, spec_of: SpecOf, trained: str, *, resolution: int = 224,
@@ -448,5 +477,5 @@ def save_figure4(roadmap: Roadmap, path: Path, *, resolution: int = 224) -> Path
 
 
 __all__ = ["PAGE", "SLIDE", "Look", "Panel", "alt_text", "draw_panels", "figure4", "figure_bytes", "render",
-           "save_figure4", "save_step_diagram", "step_comparison", "step_diagram", "step_figure", "step_scales_diagram",
-           "step_scales_figure"]
+           "save_figure4", "save_step_diagram", "save_step_scales", "step_comparison", "step_diagram", "step_figure",
+           "step_scales_diagram", "step_scales_figure"]

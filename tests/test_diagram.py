@@ -267,3 +267,15 @@ def test_widen_stem_channels_under_fidelity32() -> None:
         plt.close(fig)
     assert any("3→96" in t for t in upper) and not any("3→96" in t for t in lower)
     assert any("3→24" in t for t in lower) and not any("3→24" in t for t in upper)
+
+
+def test_describe_figure_with_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "--step", "widen", "--figure", str(tmp_path / "w.svg"), "--proxy", "fidelity32"]) == 0
+    root = ET.parse(tmp_path / "w.svg").getroot()
+    text = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    assert "paper scale" in text and "trained here: proxy fidelity32" in text
+    assert "3→96" in text and "3→24" in text
+    assert main(["describe", "--step", "widen", "--figure", str(tmp_path / "x.svg"), "--proxy", "tiny"]) == 2
+    assert "fidelity32" in capsys.readouterr().err and not (tmp_path / "x.svg").exists()
+    assert main(["describe", "--step", "widen", "--proxy", "fidelity32"]) == 2
+    assert "--figure" in capsys.readouterr().err
