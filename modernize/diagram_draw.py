@@ -148,7 +148,7 @@ def _draw_part(ax: Any, x0: float, y: float, part: Part | None, after: bool, k: 
         ax.text(cx, add_y, "+", ha="center", va="center", fontsize=11 * k, color=INK)
         sx = x0 + SC_X
         join = top - 0.22 * k
-        ax.plot([cx, sx, sx], [join, join, add_y], color="#333333", lw=0.9)
+        ax.plot([cx, sx, sx], [join, join, add_y], color="#333333", lw=0.9, zorder=0.5)  # under the boxes
         _arrow(ax, sx, add_y, cx + r, add_y)
         if not part.shortcut:
             ax.text(sx + 0.07, (join + add_y) / 2, "identity\nshortcut", fontsize=7.5 * k, color="#333333",
@@ -206,21 +206,30 @@ def _head_lines(panel: Panel, k: float) -> tuple[str, str]:
     return (_wrap(panel.head, PANEL_W - MAIN_X0, 10.5 * k), _wrap(panel.side.stages_text, PANEL_W - MAIN_X0, 7.5 * k))
 
 
+def _tall(text: str, size: float) -> float:
+    """Height in inches of ``text``'s lines at ``size`` points."""
+    return (text.count("\n") + 1) * size * 1.25 / 72
+
+
 def draw_panels(panels: list[Panel], shown: tuple[str, ...], heights: list[float],
                 titles: tuple[str, str] | None, look: Look, compared: bool) -> Any:
     """Panels side by side (or stacked, per ``look``), with a title and a legend when ``titles``."""
     plt, k = _pyplot(), look.k
     width = PANEL_W * (1 if look.stacked else len(panels)) + 0.3
     heads = [_head_lines(pa, k) for pa in panels]
-    head_h = max((h.count("\n") * 10.5 + s.count("\n") * 7.5) * 1.25 * k / 72 + 0.55 * k for h, s in heads)
+    head_hs = [_tall(h, 10.5 * k) + _tall(s, 7.5 * k) + 0.2 * k for h, s in heads]
+    if not look.stacked:  # side by side: the parts start at one height
+        head_hs = [max(head_hs)] * len(heads)
+    starts = [sum(head_hs[:i]) + i * sum(heights) if look.stacked else 0.0 for i in range(len(panels))]
     title = subtitle = ""
-    top = 0.1 * k
+    top = sub_y = 0.1 * k
     if titles is not None:
         title, subtitle = _wrap(titles[0], width - 0.4, 11.5 * k), _wrap(titles[1], width - 0.4, 8.5 * k)
-        top = 0.25 * k + (title.count("\n") * 11.5 + subtitle.count("\n") * 8.5) * 1.25 * k / 72 + 0.7 * k
-    body = head_h + sum(heights)
+        sub_y = 0.1 * k + _tall(title, 11.5 * k) + 0.06 * k
+        top = sub_y + _tall(subtitle, 8.5 * k) + 0.2 * k
+    body = (sum(head_hs) if look.stacked else head_hs[0]) + sum(heights) * (len(panels) if look.stacked else 1)
     legend_h = 0.0 if titles is None else _legend(None, width, 0.0, compared, k)
-    height = top + body * (len(panels) if look.stacked else 1) + legend_h + 0.1
+    height = top + body + legend_h + 0.1
     fig = plt.figure(figsize=(width, height), dpi=DPI)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, width)
@@ -228,23 +237,24 @@ def draw_panels(panels: list[Panel], shown: tuple[str, ...], heights: list[float
     ax.axis("off")
     if titles is not None:
         ax.text(0.2, 0.1 * k, title, fontsize=11.5 * k, fontweight="bold", color=INK, va="top")
-        ax.text(0.2, top - 0.2 * k, subtitle, fontsize=8.5 * k, color="#333333", va="bottom")
+        ax.text(0.2, sub_y, subtitle, fontsize=8.5 * k, color="#333333", va="top")
     for i, (pa, (head, stages)) in enumerate(zip(panels, heads)):
         x0 = 0.15 + (0 if look.stacked else i * PANEL_W)
-        y = top + (i * body if look.stacked else 0)
+        y = top + starts[i]
         ax.text(x0 + MAIN_X0, y + 0.05 * k, head, fontsize=10.5 * k, fontweight="bold", va="top",
                 color=CHANGED if pa.accent else INK)
-        ax.text(x0 + MAIN_X0, y + head_h - 0.08 * k, stages, fontsize=7.5 * k, va="bottom",
+        stages_y = y + 0.09 * k + _tall(head, 10.5 * k)
+        ax.text(x0 + MAIN_X0, stages_y, stages, fontsize=7.5 * k, va="top",
                 color=CHANGED if pa.changed_stages else "#333333", fontweight="bold" if pa.changed_stages else "normal")
         if pa.changed_stages:
-            ax.text(x0 + MAIN_X0 - 0.07, y + head_h - 0.08 * k, "changed", fontsize=7 * k, ha="right", va="bottom",
+            ax.text(x0 + MAIN_X0 - 0.07, stages_y, "changed", fontsize=7 * k, ha="right", va="top",
                     color=CHANGED, fontweight="bold")
-        y += head_h
+        y += head_hs[i]
         for name, h in zip(shown, heights):
             _draw_part(ax, x0, y, pa.side.parts.get(name), pa.after, k)
             y += h
         if i and titles is not None:  # a rule between two panels
-            xs, ys = ([0.2, width - 0.2], [top + i * body] * 2) if look.stacked else \
+            xs, ys = ([0.2, width - 0.2], [top + starts[i]] * 2) if look.stacked else \
                 ([x0] * 2, [top, top + body])
             ax.plot(xs, ys, color="#bbbbbb", lw=0.8)
     if titles is not None:
