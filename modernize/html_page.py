@@ -59,6 +59,7 @@ figure{margin:1rem 0}
 figure img{display:block;width:100%;height:auto}
 figure .box img.wide{min-width:34rem}
 figure .box img.roadmap{max-width:50rem;margin:0 auto}
+figure .box img.scales{max-width:26rem;margin:0 auto}
 .pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,26rem),1fr));gap:.5rem;
  border:1px solid var(--line);border-radius:6px;padding:.3rem}
 .pair img{width:100%;height:auto;max-width:44rem}
@@ -277,10 +278,16 @@ def build_page(folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
             atomic_write_bytes(folder / BLOCKS / f"{step.name}.svg", step_diagram(roadmap, step.name, **kw)[0])
         halves = [step_diagram(roadmap, step.name, only=side, **kw)
                   for side in (("before", "after") if step.parent else ("after",))]
-        if spec_of is not None:  # the step at the paper's scale above the block this run trained
-            halves.append(step_scales_diagram(roadmap, step.name, spec_of, scale, proxy_resolution=resolution))
         uris = [("data:image/svg+xml;base64," + base64.b64encode(svg).decode(), alt) for svg, alt in halves]
-        body.append(_step_section(roadmap, k, rows.get(step.name), uris, scale))
+        section = _step_section(roadmap, k, rows.get(step.name), uris, scale)
+        if spec_of is not None:  # the step at the paper's scale above the block this run trained
+            svg, alt = step_scales_diagram(roadmap, step.name, spec_of, scale, proxy_resolution=resolution)
+            section = section.removesuffix("</section>") + (
+                "<details><summary>This step at the paper's scale and as trained here</summary>" + _figure(
+                    "data:image/svg+xml;base64," + base64.b64encode(svg).decode(), alt, "Top: the paper's network "
+                    "(what the text describes); bottom: the same step in the proxy this run trained.", cls="scales")
+                + "</details></section>")
+        body.append(section)
     body.append("<h2>Training</h2>")
     if figures["curves.png"].is_file():
         body.append(_figure(_data_uri(figures["curves.png"]), "Validation top-1 per epoch, one panel per step, "

@@ -23,7 +23,7 @@ from modernize.runfolder import read_run_meta, write_run_meta  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["resnet50", "stage_ratio", "depthwise", "patchify_stem"]
-IMAGES = 3 + 3 * len(STEPS) - 1  # per step: before, after (the first: one side), paper vs proxy scale
+IMAGES = 3 + 3 * len(STEPS) - 1  # per step: before, after (the first: one side), paper above proxy scale
 
 
 @pytest.fixture(scope="module")
