@@ -57,8 +57,8 @@ class Look:
 
 
 PAGE = Look()
-SLIDE = Look(k=1.75, stacked=True)
-"""Text at least 10 px when the figure is shown 390 px wide (a phone, a slide's half)."""
+SLIDE = Look(k=1.95, stacked=True)
+"""Text at least 10 px when the figure is shown 356 px wide (its box on a 390 px phone, half a slide)."""
 CHAR_W = 0.0085
 """Width of an average character, in inches per point of font size."""
 
