@@ -14,7 +14,7 @@ from torchvision.ops import SqueezeExcitation
 
 from modernize.cli import main
 from modernize.diagram import compare, layer_of, side_of
-from modernize.diagram_draw import save_step_diagram, step_comparison, step_diagram
+from modernize.diagram_draw import SLIDE, save_step_diagram, step_comparison, step_diagram
 from modernize.roadmap import load_roadmap
 
 R50 = load_roadmap("resnet50_to_convnext_t")
@@ -118,7 +118,7 @@ def test_svg_and_png_from_python(tmp_path: Path) -> None:
     assert "dw conv 3x3 /2, 128 ch" in text and "changed" in text and "before: patchify_stem" in text
     png = save_step_diagram(R50, "depthwise", tmp_path / "d.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    again, alt = step_diagram(R50, "depthwise")
+    again, alt = step_diagram(R50, "depthwise", look=SLIDE)  # what save writes: slide-ready
     assert again == svg.read_bytes()  # deterministic bytes
     assert alt.startswith("Block diagram of step depthwise.") and "dw conv 3x3 /2, 128 ch (changed)" in alt
     before, before_alt = step_diagram(R50, "depthwise", only="before")  # the page's halves
@@ -166,3 +166,116 @@ def test_figure4_first_and_last_block(tmp_path: Path, capsys: pytest.CaptureFixt
     capsys.readouterr()
     assert main(["describe", "--figure4", str(tmp_path / "f4.pdf")]) == 2
     assert "--figure4" in capsys.readouterr().err and not (tmp_path / "f4.pdf").exists()
+
+
+# --- slide-ready and two-scale figures ------------------------------------------------------------
+
+SHOWN_PX = 356  # a figure box on a 390 px phone (the page's margins take 34 px); about half a slide
+
+
+def smallest_text_px(fig: object) -> float:
+    """The smallest font of any drawn text, in px, when the figure is shown ``SHOWN_PX`` wide:
+    points are 1/72 inch of a figure ``get_figwidth()`` inches wide."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert sizes, "a figure with no text"
+    return min(sizes) * SHOWN_PX / (fig.get_figwidth() * 72)
+
+
+def figures_to_measure() -> dict[str, object]:
+    from modernize.diagram import compare, side_of
+    from modernize.diagram_draw import render, step_figure, step_scales_figure
+    from modernize.proxy import PROXIES
+
+    first, last = R50[0], [s for s in R50 if s.adopted][-1]
+    f4 = compare(side_of(first.spec, 224, first.name), side_of(last.spec, 224, last.name))
+    return {"step figure": step_figure(R50, "separate_downsampling"),
+            "two-scale figure": step_scales_figure(R50, "inverted_bottleneck", PROXIES["fidelity32"]),
+            "figure4": render(f4, "Figure 4", "paper scale", look=SLIDE)}
+
+
+def test_figure_text_reads_at_390_px() -> None:
+    import matplotlib.pyplot as plt
+
+    for name, fig in figures_to_measure().items():
+        try:
+            assert smallest_text_px(fig) >= 10, f"{name}: {smallest_text_px(fig):.1f} px at {SHOWN_PX} px wide"
+        finally:
+            plt.close(fig)
+
+
+def test_slide_exports_are_one_panel_wide(tmp_path: Path) -> None:
+    """`describe --figure` and `--figure4` write the slide look: the two sides one under the
+    other, so the file is one panel wide and about twice as tall as wide."""
+    import matplotlib.image as mpimg
+
+    assert main(["describe", "--step", "widen", "--figure", str(tmp_path / "w.png")]) == 0
+    assert main(["describe", "--figure4", str(tmp_path / "f4.png")]) == 0
+    for name in ("w.png", "f4.png"):
+        h, w = mpimg.imread(tmp_path / name).shape[:2]
+        assert h > 1.8 * w, (name, w, h)
+
+
+def panel_texts(fig: object) -> tuple[str, str, list[str], list[str]]:
+    """The two panel headings, and the texts drawn in the upper and the lower panel."""
+    from matplotlib.text import Text
+
+    texts = [t for t in fig.findobj(Text) if t.get_text().strip()]
+    heads = [t for t in texts if t.get_text().startswith(("paper scale:", "trained here:"))]
+    assert len(heads) == 2, [t.get_text() for t in heads]
+    split = heads[1].get_position()[1]  # y grows downwards: the lower panel starts at its heading
+    upper = [t.get_text() for t in texts if heads[0].get_position()[1] < t.get_position()[1] < split]
+    lower = [t.get_text() for t in texts if t.get_position()[1] > split]
+    return heads[0].get_text(), heads[1].get_text(), upper, lower
+
+
+@pytest.mark.parametrize("step", ["widen", "inverted_bottleneck", "patchify_stem"])
+def test_two_scales_paper_above_proxy(step: str) -> None:
+    import matplotlib.pyplot as plt
+
+    from modernize.diagram_draw import step_scales_figure
+    from modernize.proxy import PROXIES
+
+    proxy = PROXIES["fidelity32"]
+    fig = step_scales_figure(R50, step, proxy)
+    try:
+        paper_head, proxy_head, upper, lower = panel_texts(fig)
+    finally:
+        plt.close(fig)
+    assert "paper scale" in paper_head and "224 px" in paper_head
+    assert "trained here: proxy fidelity32" in proxy_head.replace("\n", " ") and "x0.25" in proxy_head
+    paper, small = R50[step].spec, proxy.apply(R50[step].spec)
+    assert paper.dims[1] != small.dims[1]  # what the panels must show apart
+    for texts, spec in ((upper, paper), (lower, small)):
+        joined = " ".join(texts).replace("\n", " ")
+        assert f"widths {'-'.join(map(str, spec.dims))}" in joined, joined
+        assert f"out {spec.dims[1]}×" in joined  # stage 2's first block ends at the stage's width
+
+
+def test_widen_stem_channels_under_fidelity32() -> None:
+    """The brief's example: widen's stem is 96 channels in the paper, 24 under fidelity32."""
+    import matplotlib.pyplot as plt
+
+    from modernize.diagram_draw import step_scales_figure
+    from modernize.proxy import PROXIES
+
+    fig = step_scales_figure(R50, "widen", PROXIES["fidelity32"])
+    try:
+        _, _, upper, lower = panel_texts(fig)
+    finally:
+        plt.close(fig)
+    assert any("3→96" in t for t in upper) and not any("3→96" in t for t in lower)
+    assert any("3→24" in t for t in lower) and not any("3→24" in t for t in upper)
+
+
+def test_describe_figure_with_proxy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "--step", "widen", "--figure", str(tmp_path / "w.svg"), "--proxy", "fidelity32"]) == 0
+    root = ET.parse(tmp_path / "w.svg").getroot()
+    text = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    assert "paper scale" in text and "trained here: proxy fidelity32" in text
+    assert "3→96" in text and "3→24" in text
+    assert main(["describe", "--step", "widen", "--figure", str(tmp_path / "x.svg"), "--proxy", "tiny"]) == 2
+    assert "fidelity32" in capsys.readouterr().err and not (tmp_path / "x.svg").exists()
+    assert main(["describe", "--step", "widen", "--proxy", "fidelity32"]) == 2
+    assert "--figure" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from modernize.transforms import phase_of, reason_of  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["resnet50", "stage_ratio", "depthwise", "patchify_stem"]
-IMAGES = 3 + 2 * len(STEPS) - 1
+IMAGES = 3 + 3 * len(STEPS) - 1  # per step: before, after (the first: one side), paper above proxy scale
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,16 @@ from ..roadmap import Roadmap, load_roadmap
 from .argtypes import Extend, add_roadmap_argument, resolution, step_names
 
 
-def write_figures(roadmap: Roadmap, steps: list[str] | None, target: Path) -> list[Path]:
-    """``--figure``: a file ending in .svg/.png for one step, else a folder of ``<step>.svg``."""
-    from ..diagram_draw import FORMATS, save_step_diagram  # torch, matplotlib: imported by the handler
+def write_figures(roadmap: Roadmap, steps: list[str] | None, target: Path, proxy: str | None = None) -> list[Path]:
+    """``--figure``: a file ending in .svg/.png for one step, else a folder of ``<step>.svg``;
+    with ``proxy`` (a preset name) each step at the paper's scale above that proxy's."""
+    from ..diagram_draw import FORMATS, save_step_diagram, save_step_scales  # torch, matplotlib: by the handler
+    from ..proxy import proxy_preset
+
+    scale = proxy_preset(proxy) if proxy is not None else None
+
+    def save(name: str, path: Path) -> Path:
+        return save_step_diagram(roadmap, name, path) if scale is None else save_step_scales(roadmap, name, scale, path)
 
     names = steps or roadmap.names
     unknown = [n for n in names if n not in roadmap.names]
@@ -23,10 +30,10 @@ def write_figures(roadmap: Roadmap, steps: list[str] | None, target: Path) -> li
         if len(names) != 1:
             raise ConfigError(f"--figure {target}: one file holds one step's diagram; give one --step NAME, "
                               f"or a folder to get one SVG per step")
-        return [save_step_diagram(roadmap, names[0], target)]
+        return [save(names[0], target)]
     if target.suffix:
         raise ConfigError(f"--figure {target}: give a file ending in .svg or .png, or a folder")
-    return [save_step_diagram(roadmap, n, target / f"{n}.svg") for n in names]
+    return [save(n, target / f"{n}.svg") for n in names]
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -40,13 +47,16 @@ def cmd_describe(args: argparse.Namespace) -> int:
     if files:
         raise ConfigError(f"--step {files[0]}: not a step of roadmap '{roadmap.name}'; the roadmap goes before "
                           f"--step (describe ROADMAP --step NAME ...)")
+    if args.proxy is not None and not args.figure:
+        raise ConfigError(f"--proxy {args.proxy}: draws the proxy's blocks, so it needs --figure PATH "
+                          f"(the text and --figure4 are at the paper's scale)")
     if args.figure4:
         from ..diagram_draw import save_figure4
 
         print(f"wrote the first vs last block (Figure 4): {save_figure4(roadmap, Path(args.figure4))}")
         return 0
     if args.figure:
-        written = write_figures(roadmap, steps, Path(args.figure))
+        written = write_figures(roadmap, steps, Path(args.figure), args.proxy)
         print(f"wrote {len(written)} block diagram(s): {written[0] if len(written) == 1 else args.figure}")
         return 0
     print(describe(roadmap, steps, resolution=args.resolution, counts=not args.no_counts), end="")
@@ -61,9 +71,12 @@ def add_describe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", type=resolution, default=224, help="input size for the counts (default 224)")
     p.add_argument("--no-counts", action="store_true", help="skip the per-stage params/MACs table (instant)")
     p.add_argument("--figure", metavar="PATH", default=None,
-                   help="write block diagrams (before/after, paper scale) instead of the text: PATH.svg or "
-                        "PATH.png for one --step, or a folder for one SVG per step")
+                   help="write block diagrams (before above after, paper scale, slide-ready) instead of the "
+                        "text: PATH.svg or PATH.png for one --step, or a folder for one SVG per step")
+    p.add_argument("--proxy", metavar="NAME", default=None,
+                   help="with --figure: each step's block at the paper's scale above the same block under "
+                        "this proxy preset (what a run with --proxy NAME trains), e.g. fidelity32")
     p.add_argument("--figure4", metavar="PATH", default=None,
-                   help="write the roadmap's first block beside its last (the paper's Figure 4), paper scale: "
-                        "PATH.svg or PATH.png")
+                   help="write the roadmap's first block above its last (the paper's Figure 4), paper scale, "
+                        "slide-ready: PATH.svg or PATH.png")
     p.set_defaults(func=cmd_describe)

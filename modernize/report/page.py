@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..describe import change_phrases, describe_step
-from ..diagram_draw import SpecOf, step_diagram
+from ..diagram_draw import SpecOf, step_diagram, step_scales_diagram
 from ..errors import ConfigError, ModernizeError
 from ..files import atomic_write_bytes, atomic_write_text
 from ..fmt import fixed
@@ -57,6 +57,7 @@ p,li{overflow-wrap:anywhere}
 figure{margin:1rem 0}
 figure img{display:block;width:100%;height:auto}
 figure .box img.roadmap{max-width:50rem;margin:0 auto}
+figure .box img.scales{max-width:26rem;margin:0 auto}
 .pair{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,26rem),1fr));gap:.5rem;
  border:1px solid var(--line);border-radius:6px;padding:.3rem}
 .pair img{width:100%;height:auto;max-width:44rem}
@@ -132,8 +133,12 @@ def markdown_html(md: str, shift: int = 1) -> str:
 # --- pieces of the page ---------------------------------------------------------------------------
 
 def _data_uri(path: Path) -> str:
-    kind = {"svg": "image/svg+xml", "png": "image/png"}[path.suffix.lstrip(".")]
-    return f"data:{kind};base64," + base64.b64encode(path.read_bytes()).decode()
+    return _uri(path.read_bytes(), path.suffix)
+
+
+def _uri(data: bytes, suffix: str) -> str:
+    kind = {"svg": "image/svg+xml", "png": "image/png"}[suffix.lstrip(".")]
+    return f"data:{kind};base64," + base64.b64encode(data).decode()
 
 
 def width_inches(path: Path) -> float:
@@ -148,7 +153,11 @@ def width_inches(path: Path) -> float:
 def _figure(path: Path, alt: str, caption: str, cls: str = "wide") -> str:
     """An embedded figure, never narrower than its smallest text needs (the box scrolls sideways)."""
     least = figures.min_display_px(width_inches(path))
-    return (f'<figure><div class="box"><img class="{cls}" style="min-width:{least}px" src="{_data_uri(path)}" '
+    return _figure_html(_data_uri(path), alt, caption, cls, f' style="min-width:{least}px"')
+
+
+def _figure_html(uri: str, alt: str, caption: str, cls: str, style: str = "") -> str:
+    return (f'<figure><div class="box"><img class="{cls}"{style} src="{uri}" '
             f'alt="{html.escape(alt)}"></div><figcaption>{caption}</figcaption></figure>')
 
 
@@ -429,7 +438,16 @@ def _step_sections(folder: Path, roadmap: Roadmap, rows: dict[str, Row], kw: dic
         halves = [step_diagram(roadmap, step.name, only=side, **kw)
                   for side in (("before", "after") if step.parent else ("after",))]
         uris = [("data:image/svg+xml;base64," + base64.b64encode(svg).decode(), alt) for svg, alt in halves]
-        out.append(_step_section(roadmap, k, rows.get(step.name), uris, kw["scale"]))
+        section = _step_section(roadmap, k, rows.get(step.name), uris, kw["scale"])
+        if kw["spec_of"] is not None:  # the step at the paper's scale above the block this run trained
+            svg, alt = step_scales_diagram(roadmap, step.name, kw["spec_of"], kw["scale"],
+                                           proxy_resolution=kw["resolution"])
+            section = section.removesuffix("</section>") + (
+                "<details><summary>This step at the paper's scale and as trained here</summary>" + _figure_html(
+                    _uri(svg, ".svg"), alt, "Top: the paper's network (what the text describes); bottom: the same "
+                    "step in the proxy this run trained.", "scales")  # its text is sized for a phone already
+                + "</details></section>")
+        out.append(section)
     return out
 
 
