@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModernizeError
 from ..fidelity import proxy_rules_in_use
 from ..proxy import ProxyScale
 from ..runfolder import job_folder, read_job_config
@@ -100,7 +100,10 @@ def specs(run: Run) -> dict[str, dict[str, Any]]:
             except (OSError, ConfigError, KeyError, TypeError, ValueError):
                 continue
         else:
-            out[step.name] = proxy.apply(step.spec).to_dict()
+            try:
+                out[step.name] = proxy.apply(step.spec).to_dict()
+            except ModernizeError:  # invalid under the proxy (never trained): drawn at the paper's scale
+                continue
     return out
 
 
