@@ -24,7 +24,7 @@ from ..claims import DEFAULT_TIMEOUT_S, MOVED_HINT, Claim, ClaimInfo, read_claim
 from ..data import Data, close_loaders, load_data, loader_workers
 from ..errors import ConfigError
 from ..files import check_guarded, check_writable_dir, guard_folder
-from ..proxy import ProxyScale
+from ..proxy import ProxyScale, proxy_label
 from ..recipe import Recipe
 from ..roadmap import Roadmap, Step, import_user_modules
 from ..runfolder import FINISHED, is_finished, job_folder, read_result
@@ -226,7 +226,7 @@ def _run(cfg: RunConfig, datas: dict[Hashable, Data], stop: Interrupt, *, wait: 
     d = cfg.dist
     _say(cfg, f"run {cfg.out}: roadmap {cfg.roadmap.name}, recipe {cfg.recipe.name}, data {cfg.data}, "
               f"device {cfg.device}, {batching(cfg.recipe, d.world).describe()}, "
-              f"lr {cfg.recipe.scaled_lr(cfg.global_batch):.3g}, proxy {cfg.proxy.to_dict()}, "
+              f"lr {cfg.recipe.scaled_lr(cfg.global_batch):.3g}, proxy {proxy_label(cfg.proxy)}, "
               f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s), {torch.get_num_threads()} thread(s)")
     t_run = time.perf_counter()
     first_pass, waiting_said = True, False
