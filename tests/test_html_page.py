@@ -23,7 +23,7 @@ from modernize.report import (
 )
 from modernize.report.facts import proxy_scale  # noqa: E402
 from modernize.report.migrate import proxy_from_run_line  # noqa: E402
-from modernize.report.page import build_page, first_screen, has_curves, markdown_html, proxy_study_link  # noqa: E402
+from modernize.report.page import build_page, first_screen, markdown_html, proxy_study_link  # noqa: E402
 from modernize.report.record import RECORD_FILE, ReportRecord  # noqa: E402
 from modernize.roadmap import load_roadmap  # noqa: E402
 from modernize.runfolder import read_run_meta, write_run_meta  # noqa: E402
@@ -143,7 +143,7 @@ def html_text(text: str) -> str:
 
 def test_curves_only_with_more_than_one_point(small_report: Path, tmp_path: Path) -> None:
     record = _record(small_report)
-    assert has_curves(record) and "Training curves: validation top-1 per epoch" in \
+    assert record.has_curves and "Training curves: validation top-1 per epoch" in \
         (small_report / "index.html").read_text()
     import dataclasses
 
@@ -155,7 +155,7 @@ def test_curves_only_with_more_than_one_point(small_report: Path, tmp_path: Path
 
     page = build_page(one, folder, roadmap_of(one) if one.run.roadmap_path else load_roadmap(
         small_report.parent / "small.toml"), blocks=False)
-    assert not has_curves(one) and "Training curves: validation" not in page and "No training curves" in page
+    assert not one.has_curves and "Training curves: validation" not in page and "No training curves" in page
 
 
 def test_first_screen_of_the_committed_reference() -> None:

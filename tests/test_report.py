@@ -371,3 +371,15 @@ def test_old_report_folder_migrates_to_the_same_record(built, tmp_path: Path) ->
     assert main(["report", str(old), "--page-only"]) == 0
     for name in ("table.csv", "seeds.csv"):
         assert (old / name).read_bytes() == (root / "out" / name).read_bytes(), name
+
+
+def test_one_evaluation_per_job_draws_no_curves_and_removes_an_old_figure(tmp_path: Path) -> None:
+    """A one-epoch run has one point per job: no curves figure (it would be panels without
+    curves), and one left from an earlier report of the folder goes."""
+    make_run(tmp_path / "run", roadmap=str(small_roadmap(tmp_path)), seeds=(0, 1), epochs=1)
+    out = tmp_path / "run" / "report"
+    out.mkdir(parents=True)
+    (out / "curves.png").write_bytes(b"an old figure")
+    paths = build_report(tmp_path / "run")
+    assert not (out / "curves.png").exists() and out / "curves.png" not in paths
+    assert (out / "roadmap.png").is_file()

@@ -360,11 +360,6 @@ def _step_section(roadmap: Roadmap, k: int, row: Row | None, diagrams: list[tupl
     return "\n".join(out)
 
 
-def has_curves(record: ReportRecord) -> bool:
-    """A curve needs more than one point per job: one evaluation per job draws as dots."""
-    return any(len(c.epoch) > 1 for c in record.curves)
-
-
 def build_page(record: ReportRecord, folder: Path, roadmap: Roadmap, *, spec_of: SpecOf | None = None,
                resolution: int = 224, scale: str = "paper scale", blocks: bool = True) -> str:
     """The page of ``record``, its figures read from ``folder`` (written there beforehand); with
@@ -395,7 +390,7 @@ def build_page(record: ReportRecord, folder: Path, roadmap: Roadmap, *, spec_of:
         f'<li><a href="#step-{html.escape(n)}">{html.escape(n)}</a></li>' for n in roadmap.names) + "</ol></nav>")
     body += _step_sections(folder, roadmap, rows, dict(spec_of=spec_of, resolution=resolution, scale=scale), blocks)
     body.append("<h2>Training</h2>")
-    if drawn["curves.png"].is_file() and has_curves(record):
+    if drawn["curves.png"].is_file() and record.has_curves:
         body.append(_figure(drawn["curves.png"], "Validation top-1 per epoch, one panel per step, "
                             "one line per seed.", "Training curves: validation top-1 per epoch."))
     else:

@@ -196,6 +196,11 @@ class ReportRecord:
         return pd.DataFrame([dataclasses.asdict(s) for s in self.seeds], columns=["step", "seed", "top1", "top5"])
 
     @property
+    def has_curves(self) -> bool:
+        """Whether any job logged more than one evaluation: a curve needs two points."""
+        return any(len(c.epoch) > 1 for c in self.curves)
+
+    @property
     def has_paper(self) -> bool:
         return any(not math.isnan(r.paper_top1) for r in self.rows)
 

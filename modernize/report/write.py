@@ -91,17 +91,19 @@ def write_files(record: ReportRecord, out: Path, *, roadmap: Roadmap | None = No
         text("agreement.md", f"# {record.run.roadmap}\n\n" + agreement_markdown(record))
         if record.reproduction is not None:
             text("reproduction.md", record.reproduction.markdown())
-        paths += [out / p.name for p in _figures(record, stage, kept=out)]
+        paths += [out / p.name for p in _figures(record, stage)]
         paths.append(out / write_page(record, stage, roadmap).name)
+    if not record.has_curves:  # a figure of panels without curves says nothing: no stale one stays
+        (out / "curves.png").unlink(missing_ok=True)
     return paths
 
 
-def _figures(record: ReportRecord, out: Path, kept: Path) -> list[Path]:
+def _figures(record: ReportRecord, out: Path) -> list[Path]:
     plt = figures.pyplot()
     paths = []
     for name, fmts in FIGURES:
-        if name == "curves" and not record.curves and (kept / "curves.png").is_file():
-            continue  # a migrated report has no curves: its drawn figure (in ``kept``) stays
+        if name == "curves" and not record.has_curves:
+            continue  # one evaluation per job: no curve to draw (an old figure is removed below)
         fig = getattr(figures, f"{name}_figure")(record)
         try:
             for fmt in fmts:
