@@ -103,7 +103,7 @@ return [box.scrollLeft, r.left, r.right, window.innerWidth, cell.textContent];""
 
 JS_FIGURES = """return Array.from(document.querySelectorAll('figure .box img')).map(i => [
   i.getAttribute('alt').slice(0, 40), i.getBoundingClientRect().width, i.naturalWidth,
-  i.currentSrc.startsWith('data:image/svg') ? 'svg' : 'png']);"""
+  i.currentSrc.startsWith('data:image/svg') ? 'svg' : 'png', parseFloat(i.dataset.minFontPt || '0')]);"""
 
 
 def figure_text_px(shown: float, natural: float, kind: str, font_pt: float, dpi: float) -> float:
@@ -135,8 +135,8 @@ def check_page(paths: tuple[str, str], page: Path, screenshot: Path, *, width: i
         cells = driver.execute_script(f"const t = document.querySelector('{table_selector}');"
                                       "return t ? Array.from(t.rows).map(r => Array.from(r.cells)"
                                       ".map(c => c.textContent)) : [];")
-        shown = [(alt, figure_text_px(w, nat, kind, figures.MIN_FONT_PT, figures.DPI))
-                 for alt, w, nat, kind in driver.execute_script(JS_FIGURES)]
+        shown = [(alt, figure_text_px(w, nat, kind, pt or figures.MIN_FONT_PT, figures.DPI))
+                 for alt, w, nat, kind, pt in driver.execute_script(JS_FIGURES)]
         bottom = driver.execute_script("const r = document.querySelector('.result');"
                                        "return r ? r.getBoundingClientRect().bottom : -1;")
         screenshot.parent.mkdir(parents=True, exist_ok=True)

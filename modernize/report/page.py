@@ -156,9 +156,17 @@ def _figure(path: Path, alt: str, caption: str, cls: str = "wide") -> str:
     return _figure_html(_data_uri(path), alt, caption, cls, f' style="min-width:{least}px"')
 
 
-def _figure_html(uri: str, alt: str, caption: str, cls: str, style: str = "") -> str:
-    return (f'<figure><div class="box"><img class="{cls}"{style} src="{uri}" '
+def _figure_html(uri: str, alt: str, caption: str, cls: str, style: str = "",
+                 font_pt: float = figures.MIN_FONT_PT) -> str:
+    """``data-min-font-pt``: the figure's smallest text, for a check of what a reader sees."""
+    return (f'<figure><div class="box"><img class="{cls}"{style} data-min-font-pt="{font_pt:g}" src="{uri}" '
             f'alt="{html.escape(alt)}"></div><figcaption>{caption}</figcaption></figure>')
+
+
+def _svg_min_font_pt(svg: bytes) -> float:
+    """The smallest font size an SVG drawing uses (its text is kept as text, in points)."""
+    sizes = [float(x) for x in re.findall(rb"font-size:\s*([\d.]+)px|font-size=\"([\d.]+)", svg) for x in x if x]
+    return min(sizes) if sizes else figures.MIN_FONT_PT
 
 
 NUMERIC = ("GMACs", "params", "delta", "paper top", "paper delta", "paper GF", "infer", "train")
@@ -440,7 +448,8 @@ def _step_sections(folder: Path, roadmap: Roadmap, rows: dict[str, Row], kw: dic
             section = section.removesuffix("</section>") + (
                 "<details><summary>This step at the paper's scale and as trained here</summary>" + _figure_html(
                     _uri(svg, ".svg"), alt, "Top: the paper's network (what the text describes); bottom: the same "
-                    "step in the proxy this run trained.", "scales")  # its text is sized for a phone already
+                    "step in the proxy this run trained.", "scales",  # its text is sized for a phone already
+                    font_pt=_svg_min_font_pt(svg))
                 + "</details></section>")
         out.append(section)
     return out
