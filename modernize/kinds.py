@@ -319,13 +319,5 @@ def _grn(channels: int, *, layout: str) -> nn.Module:
     return GlobalResponseNorm(channels, channels_last=layout == "NHWC")
 
 
-def __getattr__(name: str) -> Any:  # the built-in kinds' own modules, imported on first use
-    if name == "GlobalResponseNorm":
-        from .layers import GlobalResponseNorm
-
-        return GlobalResponseNorm
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["FAMILIES", "KIND_ATTRIBUTE", "PLACES", "REGISTRIES", "Kind", "KindTag", "get_kind", "kind_of",
            "register_act", "register_component", "register_norm"]
