@@ -81,9 +81,18 @@ def curves(run: Run) -> tuple[Curve, ...]:
     for step, logs in run.logs.items():
         for seed, log in sorted(logs.items()):
             status = str(run.results.get(step, {}).get(seed, {}).get("status", "running"))
+            points = [(e, t) for e, t in zip(map(_number, log["epoch"]), map(_number, log["top1"]))
+                      if math.isfinite(e) and math.isfinite(t)]  # a damaged log line draws nothing
             out.append(Curve(step, seed, Status(status) if status in Status._value2member_map_ else Status.RUNNING,
-                             tuple(float(e) for e in log["epoch"]), tuple(float(t) for t in log["top1"])))
+                             tuple(e for e, _ in points), tuple(t for _, t in points)))
     return tuple(out)
+
+
+def _number(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def specs(run: Run) -> dict[str, dict[str, Any]]:

@@ -372,7 +372,7 @@ case("claim-dead-owner")(lambda ctx: _claim_case(json.dumps({"host": __import__(
                                                                "pid": _dead_pid(), "started": 0, "token": "x"}).encode(),
                                                    0)(ctx))
 case("claim-silent-owner-elsewhere")(_claim_case(json.dumps({"host": "another-host", "pid": 1, "started": 0,
-                                                             "token": "x"}).encode(), 0, "--claim-timeout", "3"))
+                                                             "token": "x"}).encode(), 0, "--claim-timeout", "5"))
 
 
 def _runjson_train(content: bytes | str, culprit: str, fix: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
@@ -406,7 +406,7 @@ def _rj_fifo(ctx: Ctx) -> None:
 
 REPORT_RUNJSON = [  # run.json edits the report must refuse, naming run.json
     ("empty", b""), ("random", RANDOM), ("deep", CORRUPT["deep"]), ("seeds-empty", None), ("seeds-bool", None),
-    ("seeds-nan", None), ("roadmap-nowhere", None),
+    ("seeds-nan", None),
 ]
 
 
@@ -424,9 +424,6 @@ def _report_runjson(name: str, content: bytes | None) -> Callable[[Ctx], None]:
                 meta["seeds"] = [True]
             elif name == "seeds-nan":
                 meta["seeds"] = [float("nan")]
-            else:
-                meta["roadmap"] = {"name": "no_such_roadmap", "path": "/no/such/roadmap.toml"}
-                meta.pop("roadmap_name", None)
             path.write_text(json.dumps(meta))
         ctx.refused(report(ctx), "run.json")
         path.unlink()
@@ -450,10 +447,23 @@ def _bench_random(ctx: Ctx) -> None:
 
 
 @case("report-bench-csv-nonfinite")
-def _bench_inf(ctx: Ctx) -> None:
+def _bench_inf(ctx: Ctx) -> None:  # refused naming the file and row, then the corrected folder reports
     ctx.trained()
     (ctx.run / "bench.csv").write_text(f"step,gmacs,infer_img_s,train_img_s\n{STEP},,inf,nan\n")
+    ctx.refused(report(ctx), "bench.csv")
+    (ctx.run / "bench.csv").unlink()
     ctx.ok(report(ctx))
+
+
+@case("report-runjson-roadmap-nowhere")
+def _roadmap_nowhere(ctx: Ctx) -> None:  # the run folder's copy of its roadmap (.source/) is read instead
+    top1 = ctx.trained()
+    path = ctx.run / "run.json"
+    meta = json.loads(path.read_text())
+    meta["roadmap"] = {"name": "no_such_roadmap", "path": "/no/such/roadmap.toml"}
+    path.write_text(json.dumps(meta))
+    ctx.ok(report(ctx))
+    ctx.done(top1)
 
 
 @case("report-rundir-is-file")

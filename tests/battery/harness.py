@@ -27,7 +27,7 @@ around the function that marks that point, so they land at the same place on eve
 Cost: a case trains at most the tiny recipe (one epoch of 32 synthetic 16-px images, two
 iterations) on a 1/8-width proxy of two steps; a case that needs a finished run copies the one
 trained run of its server (``Ctx.trained``). ``train``'s closing report draws no pixels
-(``cheap-figures``: ``figures._save`` writes a placeholder; the tables, the page and every
+(``cheap-figures``: ``figures.save`` writes a placeholder; the tables, the page and every
 figure's data are still computed): the ``report`` commands of the cases render the figures for real.
 """
 
@@ -138,7 +138,7 @@ def install_hook(hook: Sequence[Any]) -> None:
     if kind == "cheap-figures":  # train's closing report: every figure built, none rendered to pixels
         import modernize.report.figures as figures
 
-        figures._save = lambda fig, path, fmt: Path(path).write_bytes(b"cheap-figures placeholder\n")
+        figures.save = lambda fig, path, fmt: Path(path).write_bytes(b"cheap-figures placeholder\n")
         return
     if kind == "cwd-gone":  # the working folder is deleted under the process
         here = Path(tempfile.mkdtemp(prefix="cwd-", dir=os.environ.get("TMPDIR")))
@@ -461,7 +461,7 @@ class Ctx:
               stdout: str = "file", fresh: bool | None = None, module: str = "modernize.cli") -> Proc:
         self.n += 1
         argv = [str(a) for a in argv]
-        if argv[:1] == ["train"] and not any("_save" in str(x) for hk in hooks for x in hk):
+        if argv[:1] == ["train"] and not any(str(x).endswith(":save") for hk in hooks for x in hk):
             hooks = [*hooks, ("cheap-figures", "")]
         out, err = self.case_dir / f"out{self.n}.txt", self.case_dir / f"err{self.n}.txt"
         if fresh if fresh is not None else self.fresh:
