@@ -383,12 +383,23 @@ def _worker_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+SIGINT_GRACE_S = 60.0
+"""After a Ctrl-C, how long the workers have to stop by themselves (they got it too) before they
+are sent SIGTERM: a second signal would stop a worker at once, without its checkpoint."""
+
+
 def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | None]:
     """Spawn the workers and wait for them; Ctrl-C (or a SIGTERM to us) is passed on as SIGTERM."""
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker_main, args=(cfg, i, threads, workers, os.getpid()),
                          name=f"modernize-worker-{i}") for i in range(workers)]
-    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    terminated: list[int] = []
+
+    def on_term(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
     try:
         # Started with SIGINT blocked (the mask is inherited through exec): a Ctrl-C while Python
         # starts up in a worker would print a traceback from multiprocessing's bootstrap; it waits
@@ -406,9 +417,13 @@ def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | No
             raise KeyboardInterrupt
         for p in procs:
             p.join()
-    except KeyboardInterrupt:  # Ctrl-C reached the workers too; a SIGTERM to us is passed on
+    except KeyboardInterrupt:
         started = [p for p in procs if p.pid is not None]
-        for p in started:
+        if not terminated:  # a Ctrl-C reached the whole group: each worker stops at its next iteration
+            deadline = time.monotonic() + SIGINT_GRACE_S  # with a checkpoint and its own "interrupted" line
+            for p in started:
+                p.join(max(0.0, deadline - time.monotonic()))
+        for p in started:  # a SIGTERM to us, or a Ctrl-C that reached only us: passed on
             if p.is_alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGTERM)  # type: ignore[arg-type]
