@@ -413,7 +413,8 @@ def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | No
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
             signal.signal(signal.SIGINT, before)
-        if noted:
+        if noted:  # a Ctrl-C while the workers start up: they stop at once (SIGTERM), as before any job
+            terminated.append(noted[0])
             raise KeyboardInterrupt
         for p in procs:
             p.join()
