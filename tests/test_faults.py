@@ -220,6 +220,28 @@ def test_local_workers_end_with_their_parent(tmp_path: Path) -> None:
     assert not any(c.exists() for c in claims)  # each worker stopped cleanly and released its job
 
 
+def test_every_worker_starts_with_sigint_blocked(tmp_path: Path) -> None:
+    """Each spawned worker must start with SIGINT blocked, the later ones too: the resource tracker
+    that multiprocessing starts with the first worker unblocks SIGINT in the caller, and a Ctrl-C
+    in a worker still inside Python's start-up prints a traceback from ``site``. Run in a fresh
+    process so that no resource tracker is running yet (as in ``train --workers``)."""
+    script = f"""
+import multiprocessing, shutil
+from modernize.train.runner import start_with_sigint_blocked
+ctx = multiprocessing.get_context("spawn")
+procs = [ctx.Process(target=shutil.copyfile, args=("/proc/self/status", r"{tmp_path}/w%d" % i))
+         for i in range(3)]
+start_with_sigint_blocked(procs)
+for p in procs:
+    p.join()
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    for i in range(3):
+        blocked = next(line.split()[1] for line in (tmp_path / f"w{i}").read_text().splitlines()
+                       if line.startswith("SigBlk:"))
+        assert int(blocked, 16) & (1 << (signal.SIGINT - 1)), f"worker {i} started with SIGINT unblocked"
+
+
 @pytest.mark.slow
 def test_ctrl_c_while_local_workers_start_is_one_line_and_exit_130(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the terminal's process group) the moment the workers exist, while Python

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Hashable, Sequence
+from multiprocessing import resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +389,25 @@ SIGINT_GRACE_S = 60.0
 are sent SIGTERM: a second signal would stop a worker at once, without its checkpoint."""
 
 
+def start_with_sigint_blocked(procs: Sequence[multiprocessing.process.BaseProcess]) -> list[int]:
+    """Start ``procs`` with SIGINT blocked in them (the mask is inherited through exec) and return
+    the SIGINTs this process got meanwhile. Each child unblocks it once Python has started, so a
+    Ctrl-C during its start-up waits instead of printing a traceback from ``site``."""
+    # multiprocessing's resource tracker unblocks SIGINT in the caller after starting itself
+    # (bpo-33613), which would leave every worker started after it unprotected: start it first.
+    resource_tracker.ensure_running()
+    noted: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    try:
+        for p in procs:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            p.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, before)
+    return noted
+
+
 def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | None]:
     """Spawn the workers and wait for them; Ctrl-C (or a SIGTERM to us) is passed on as SIGTERM."""
     ctx = multiprocessing.get_context("spawn")
@@ -404,15 +424,7 @@ def _start_and_join(cfg: RunConfig, workers: int, threads: int) -> list[int | No
         # Started with SIGINT blocked (the mask is inherited through exec): a Ctrl-C while Python
         # starts up in a worker would print a traceback from multiprocessing's bootstrap; it waits
         # there until the worker can stop quietly. Here it is noted and taken after the starts.
-        noted: list[int] = []
-        before = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            for p in procs:
-                p.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-            signal.signal(signal.SIGINT, before)
+        noted = start_with_sigint_blocked(procs)
         if noted:  # a Ctrl-C while the workers start up: they stop at once (SIGTERM), as before any job
             terminated.append(noted[0])
             raise KeyboardInterrupt
