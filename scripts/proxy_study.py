@@ -250,7 +250,7 @@ def config_table(cfg: Config) -> tuple[pd.DataFrame, Any]:
 
 def study_row(cfg: Config) -> dict[str, Any]:
     """One configuration of the proxy study: per-step mean +- std and the paper checks."""
-    from modernize.fidelity import assess
+    from modernize.checks.fidelity import assess
 
     name, what = cfg.name, cfg.what
     table, run = config_table(cfg)

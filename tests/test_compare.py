@@ -13,10 +13,10 @@ import pytest
 from scipy import stats
 
 from modernize.cli import main
-from modernize.compare import compare_runs
 from modernize.errors import ConfigError
 from modernize.proxy import ProxyScale
 from modernize.report import load_run, summarize
+from modernize.report.compare import compare_runs
 from modernize.runfolder import read_run_meta, write_run_meta
 from modernize.train import train_roadmap
 from tests.report_fixture import make_run, small_roadmap
@@ -132,8 +132,8 @@ def test_compare_json_renders_every_file_again(tmp_path: Path, capsys: pytest.Ca
     """compare.json alone gives back every file; a folder from before compare.json migrates."""
     import shutil
 
-    from modernize.compare import Comparison, write_comparison
     from modernize.report import Status
+    from modernize.report.compare import Comparison, write_comparison
 
     roadmap = str(small_roadmap(tmp_path))
     a = {"resnet50": [73.32, 72.77], "stage_ratio": [81.0, 81.4], "patchify_stem": [79.0, 79.2]}

@@ -9,7 +9,9 @@ import pytest
 
 from modernize.cli import main
 from modernize.complexity import count
-from modernize.describe import (
+from modernize.roadmap import Roadmap, Step, load_roadmap
+from modernize.spec import BASE_SPECS
+from modernize.views.describe import (
     WIDTH,
     _shallow_model,
     change_phrases,
@@ -19,8 +21,6 @@ from modernize.describe import (
     module_macs,
     stage_counts,
 )
-from modernize.roadmap import Roadmap, Step, load_roadmap
-from modernize.spec import BASE_SPECS
 
 ROADMAPS = {name: load_roadmap(name) for name in ("resnet50_to_convnext_t", "resnet200_to_convnext_b")}
 CASES = [(rm, step.name) for rm, roadmap in ROADMAPS.items() for step in roadmap]
@@ -199,10 +199,10 @@ def test_describe_and_diagrams_agree_on_a_user_kind() -> None:
     with the kind's token in the text and the kind's colour class and label in the diagram."""
     from torch import nn
 
-    from modernize.diagram import side_of
     from modernize.kinds import REGISTRIES, register_act
-    from modernize.layer_view import block_view
     from modernize.model import build_model
+    from modernize.views.diagram import side_of
+    from modernize.views.layer_view import block_view
 
     class Wobble(nn.Module):  # a class name nothing in the package knows
         def forward(self, x):  # type: ignore[no-untyped-def]

@@ -13,9 +13,9 @@ from torch import nn
 from torchvision.ops import SqueezeExcitation
 
 from modernize.cli import main
-from modernize.diagram import compare, layer_of, side_of
-from modernize.diagram_draw import SLIDE, save_step_diagram, step_comparison, step_diagram
 from modernize.roadmap import load_roadmap
+from modernize.views.diagram import compare, layer_of, side_of
+from modernize.views.diagram_draw import SLIDE, save_step_diagram, step_comparison, step_diagram
 
 R50 = load_roadmap("resnet50_to_convnext_t")
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
@@ -84,7 +84,7 @@ class _UserBlock(nn.Module):
 def test_unknown_module_kind_is_drawn_generically(order: str) -> None:
     """A kind this module does not know is drawn by class name and its conv children, in the
     block's forward order (its branch(), or its children)."""
-    from modernize.diagram import _block_part
+    from modernize.views.diagram import _block_part
 
     part = _block_part("block", _UserBlock(order))
     assert [la.label for la in part.layers] == ["dw conv 7x7, 192 ch +b",
@@ -184,9 +184,9 @@ def smallest_text_px(fig: object) -> float:
 
 
 def figures_to_measure() -> dict[str, object]:
-    from modernize.diagram import compare, side_of
-    from modernize.diagram_draw import render, step_figure, step_scales_figure
     from modernize.proxy import PROXIES
+    from modernize.views.diagram import compare, side_of
+    from modernize.views.diagram_draw import render, step_figure, step_scales_figure
 
     first, last = R50[0], [s for s in R50 if s.adopted][-1]
     f4 = compare(side_of(first.spec, 224, first.name), side_of(last.spec, 224, last.name))
@@ -234,8 +234,8 @@ def panel_texts(fig: object) -> tuple[str, str, list[str], list[str]]:
 def test_two_scales_paper_above_proxy(step: str) -> None:
     import matplotlib.pyplot as plt
 
-    from modernize.diagram_draw import step_scales_figure
     from modernize.proxy import PROXIES
+    from modernize.views.diagram_draw import step_scales_figure
 
     proxy = PROXIES["fidelity32"]
     fig = step_scales_figure(R50, step, proxy)
@@ -257,8 +257,8 @@ def test_widen_stem_channels_under_fidelity32() -> None:
     """The brief's example: widen's stem is 96 channels in the paper, 24 under fidelity32."""
     import matplotlib.pyplot as plt
 
-    from modernize.diagram_draw import step_scales_figure
     from modernize.proxy import PROXIES
+    from modernize.views.diagram_draw import step_scales_figure
 
     fig = step_scales_figure(R50, "widen", PROXIES["fidelity32"])
     try:

@@ -1,4 +1,4 @@
-"""The paper checks (modernize/fidelity.py): known inputs -> known verdicts."""
+"""The paper checks (modernize/checks/fidelity.py): known inputs -> known verdicts."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from modernize import load_roadmap
-from modernize.fidelity import (
+from modernize.checks.fidelity import (
     EQUIVALENCE_MARGIN,
     EvalSet,
     assess,

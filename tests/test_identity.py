@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 
 from modernize import provenance, runfolder
-from modernize.compare import compare_runs
 from modernize.errors import ConfigError
 from modernize.kinds import REGISTRIES
 from modernize.proxy import ProxyScale
 from modernize.report import load_run, summarize
+from modernize.report.compare import compare_runs
 from modernize.roadmap import load_roadmap
 from modernize.runfolder import read_run_meta, write_run_meta
 from modernize.train import fingerprint as fp

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from modernize.checks.fidelity import ORDER_NA, paper_parents
 from modernize.cli import main
 from modernize.errors import ConfigError
-from modernize.fidelity import ORDER_NA, paper_parents
 from modernize.report import analyze, build_report, load_run, summarize
 from modernize.roadmap import load_roadmap
 from modernize.runfolder import read_run_meta, write_run_meta
@@ -167,7 +167,7 @@ def test_flops_under_a_proxy_counts_the_proxy_models(tmp_path: Path, capsys: pyt
 def test_a_copy_of_the_paper_table_keeps_the_paper_branches(tmp_path: Path) -> None:
     """A roadmap in another checkout (or a run folder moved between machines) names a copy of the
     paper table: the kernel branches must still be measured from the paper's parent, not be n/a."""
-    from modernize.fidelity import paper_parents
+    from modernize.checks.fidelity import paper_parents
     from modernize.paths import ablations_dir
 
     shipped = ablations_dir() / "paper" / "paper_roadmap_r50.csv"
@@ -196,7 +196,7 @@ AFTER_GELU = ("fewer_activations", "fewer_norms", "bn_to_ln", "separate_downsamp
 def test_a_user_step_before_depthwise_makes_every_later_step_na(tmp_path: Path) -> None:
     """Before: only the parent's paper_row name was compared, so widen, inverted_bottleneck,
     kernel_7, ... kept robust/equivalence verdicts (and counted) on specs the paper never built."""
-    from modernize.fidelity import paper_matches
+    from modernize.checks.fidelity import paper_matches
 
     rm = _roadmap(tmp_path / "mine", INSERTED)
     reasons = paper_matches(load_roadmap(rm))
@@ -219,7 +219,7 @@ def test_a_user_step_before_depthwise_makes_every_later_step_na(tmp_path: Path) 
 
 
 def test_a_paper_step_with_another_spec_is_na_and_so_is_what_follows(tmp_path: Path) -> None:
-    from modernize.fidelity import SPEC_DIFFERS, paper_matches
+    from modernize.checks.fidelity import SPEC_DIFFERS, paper_matches
 
     reasons = paper_matches(load_roadmap(_roadmap(tmp_path, MODIFIED)))
     assert reasons["widen"] == SPEC_DIFFERS and reasons["depthwise"] == ""
@@ -229,7 +229,7 @@ def test_a_paper_step_with_another_spec_is_na_and_so_is_what_follows(tmp_path: P
 
 @pytest.mark.parametrize("preset", [None, "cpu", "fidelity32"])
 def test_the_builtin_roadmaps_match_the_paper_under_every_proxy(preset: str | None) -> None:
-    from modernize.fidelity import paper_matches
+    from modernize.checks.fidelity import paper_matches
     from modernize.proxy import PROXIES
 
     for name in ("resnet50_to_convnext_t", "resnet200_to_convnext_b"):
@@ -239,7 +239,7 @@ def test_the_builtin_roadmaps_match_the_paper_under_every_proxy(preset: str | No
 
 def test_the_same_spec_under_another_name_still_measures_the_paper(tmp_path: Path) -> None:
     """Content, not names: a renamed no-op user step between two paper steps changes nothing."""
-    from modernize.fidelity import paper_matches
+    from modernize.checks.fidelity import paper_matches
 
     text = BUILTIN.replace('paper = "paper/paper_roadmap_r50.csv"', 'paper = "r50"').replace(
         '[[steps]]\nname = "depthwise"', '[[steps]]\nname = "note"\nchange = "a checkpoint, no change"\n\n'
@@ -251,7 +251,7 @@ def test_the_same_spec_under_another_name_still_measures_the_paper(tmp_path: Pat
 def test_the_report_says_what_each_test_checks(tmp_path: Path) -> None:
     """Before: "within noise: yes (p=0.07)" sat next to "equivalence: fails" with no word on the
     two tests; now each test's sentence (fidelity.TEST_SENTENCES) is in the report."""
-    from modernize.fidelity import TEST_SENTENCES
+    from modernize.checks.fidelity import TEST_SENTENCES
 
     make_run(tmp_path / "run", seeds=(0, 1), epochs=1)
     build_report(tmp_path / "run", tmp_path / "out")

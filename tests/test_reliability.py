@@ -823,7 +823,7 @@ def test_battery_has_at_least_60_cases() -> None:
 
 # --- 9. found by the hostile battery (tests/battery/) -----------------------------------------------
 
-@pytest.mark.parametrize("cmd, work", [("flops", "modernize.flops_table.flops_table"),
+@pytest.mark.parametrize("cmd, work", [("flops", "modernize.views.flops_table.flops_table"),
                                        ("bench", "modernize.bench.bench_roadmap"),
                                        ("report", "modernize.report.figures.roadmap_figure")])
 def test_out_is_checked_before_the_work(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -862,7 +862,7 @@ def test_sigterm_outside_training_stops_with_130(tmp_path: Path, capsys: pytest.
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGTERM during flops (or report, bench, describe) is a stop like Ctrl-C: exit 130, one line,
     no half-written table; the handler is restored afterwards."""
-    import modernize.flops_table as F
+    import modernize.views.flops_table as F
 
     real = F.count
 

@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from report_fixture import make_run, realistic, small_roadmap  # noqa: E402
 
+from modernize.checks.stats import spearman, t_two_sided_p, welch_p  # noqa: E402
 from modernize.cli import main  # noqa: E402
 from modernize.errors import ConfigError  # noqa: E402
 from modernize.report import (  # noqa: E402
@@ -33,7 +34,6 @@ from modernize.report import (  # noqa: E402
 )
 from modernize.roadmap import load_roadmap  # noqa: E402
 from modernize.runfolder import read_run_meta, write_run_meta  # noqa: E402
-from modernize.stats import spearman, t_two_sided_p, welch_p  # noqa: E402
 
 R50 = load_roadmap("resnet50_to_convnext_t")
 

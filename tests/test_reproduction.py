@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from report_fixture import realistic  # noqa: E402
 
 from modernize import paths  # noqa: E402
+from modernize.checks.reference import K_SIGMA, check_reproduction, pooled_spread, read_reference  # noqa: E402
 from modernize.cli import main  # noqa: E402
 from modernize.errors import ConfigError  # noqa: E402
-from modernize.reference import K_SIGMA, check_reproduction, pooled_spread, read_reference  # noqa: E402
 from modernize.report import build_report  # noqa: E402
 
 

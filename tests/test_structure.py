@@ -117,3 +117,22 @@ def test_every_subpackage_ships_in_the_wheel() -> None:
     package = ROOT / "modernize"
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in package.rglob("__init__.py")}
     assert on_disk - listed == set(), f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
+
+
+PRESENTATION = ("modernize.views", "modernize.checks", "modernize.report")
+
+
+def is_core(module: str) -> bool:
+    """The package's top-level modules, the engine (train/) and the data layer (data/)."""
+    if module.startswith(PRESENTATION) or module.startswith("modernize.cli"):
+        return False
+    return module.count(".") == 1 or module.startswith(("modernize.train", "modernize.data"))
+
+
+def test_the_core_never_imports_presentation() -> None:
+    """Layers point one way: describe, diagrams, reports and checks read the core (spec, model,
+    run folders); a core module importing them would drag matplotlib and pandas into training."""
+    assert is_core("modernize.spec") and is_core("modernize.train.loop") and not is_core("modernize.views.diagram")
+    offenders = {m: sorted(d for d in deps if d.startswith(PRESENTATION))
+                 for m, deps in import_graph().items() if is_core(m)}
+    assert not {m: d for m, d in offenders.items() if d}

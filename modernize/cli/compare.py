@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..compare import compare_runs, display_table, rerender, write_comparison  # pandas, scipy, matplotlib
     from ..fmt import significant
+    from ..report.compare import compare_runs, display_table, rerender, write_comparison  # pandas, scipy, matplotlib
 
     if args.rerender:  # a written comparison: every file again from its compare.json
         print(f"wrote {', '.join(str(p) for p in rerender(Path(args.rerender)))}")

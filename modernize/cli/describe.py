@@ -13,8 +13,8 @@ from .argtypes import Extend, add_roadmap_argument, resolution, step_names
 def write_figures(roadmap: Roadmap, steps: list[str] | None, target: Path, proxy: str | None = None) -> list[Path]:
     """``--figure``: a file ending in .svg/.png for one step, else a folder of ``<step>.svg``;
     with ``proxy`` (a preset name) each step at the paper's scale above that proxy's."""
-    from ..diagram_draw import FORMATS, save_step_diagram, save_step_scales  # torch, matplotlib: by the handler
     from ..proxy import proxy_preset
+    from ..views.diagram_draw import FORMATS, save_step_diagram, save_step_scales  # torch, matplotlib: by the handler
 
     scale = proxy_preset(proxy) if proxy is not None else None
 
@@ -37,7 +37,7 @@ def write_figures(roadmap: Roadmap, steps: list[str] | None, target: Path, proxy
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    from ..describe import describe  # torch: imported by the handler, not by --help
+    from ..views.describe import describe  # torch: imported by the handler, not by --help
 
     roadmap = load_roadmap(args.roadmap)
     steps = step_names(args.step)
@@ -51,7 +51,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
         raise ConfigError(f"--proxy {args.proxy}: draws the proxy's blocks, so it needs --figure PATH "
                           f"(the text and --figure4 are at the paper's scale)")
     if args.figure4:
-        from ..diagram_draw import save_figure4
+        from ..views.diagram_draw import save_figure4
 
         print(f"wrote the first vs last block (Figure 4): {save_figure4(roadmap, Path(args.figure4))}")
         return 0

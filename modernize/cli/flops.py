@@ -19,7 +19,7 @@ def print_flops(roadmap_name: str | None, out: Path | None, resolution: int = 22
     ``out/flops.csv`` and ``out/flops.md`` (default ``runs/<roadmap>/``). With ``proxy``:
     every step is checked under that proxy first and the proxy's models are counted (no paper
     columns; default folder ``runs/<roadmap>/proxy_<name>/``)."""
-    from ..flops_table import flops_table, inconsistency_notes, write_flops_table  # torch, fvcore, pandas
+    from ..views.flops_table import flops_table, inconsistency_notes, write_flops_table  # torch, fvcore, pandas
 
     roadmap = load_roadmap(roadmap_name)
     if proxy is not None:

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..checks.fidelity import welch_interval
 from ..errors import ConfigError, ModernizeError
-from ..fidelity import welch_interval
 from ..fmt import fixed
 from ..spec import ArchSpec
 from ..transforms import get_transform

@@ -9,8 +9,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from ..checks.fidelity import proxy_rules_in_use
 from ..errors import ConfigError, ModernizeError
-from ..fidelity import proxy_rules_in_use
 from ..proxy import ProxyScale
 from ..runfolder import job_folder, read_job_config
 from ..spec import ArchSpec

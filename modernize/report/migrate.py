@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..checks.fidelity import eval_set_of, proxy_rules_in_use
 from ..csvtable import REPORT_TABLE_RULES, read_checked
 from ..errors import ConfigError
-from ..fidelity import eval_set_of, proxy_rules_in_use
 from ..roadmap import Roadmap, load_roadmap
 from .facts import budget, proxy_scale, relative_only
 from .record import SCHEMA, ReportRecord, SeedResult, Status, with_lesson

@@ -16,14 +16,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..describe import change_phrases, describe_step
-from ..diagram_draw import SpecOf, step_diagram, step_scales_diagram
 from ..errors import ConfigError, ModernizeError
 from ..files import atomic_write_bytes, atomic_write_text
 from ..fmt import fixed
 from ..proxy import ProxyScale
 from ..roadmap import Roadmap, load_roadmap
 from ..spec import ArchSpec
+from ..views.describe import change_phrases, describe_step
+from ..views.diagram_draw import SpecOf, step_diagram, step_scales_diagram
 from . import figures
 from .facts import proxy_scale
 from .record import ReportRecord, Row

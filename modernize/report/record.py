@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..fidelity import Fidelity
-from ..reference import Reproduction
+from ..checks.fidelity import Fidelity
+from ..checks.reference import Reproduction
 
 SCHEMA = 1
 """Version of ``report.json``; ``migrate.upgrade`` brings older versions to this one."""
@@ -87,7 +87,7 @@ class Row:
     paper_kind: str
     """'robust', 'equivalence', or '' (no check)."""
     paper_verdict: str
-    """The verdict of ``modernize.fidelity`` for ``paper_kind``; 'n/a' with ``na_reason``."""
+    """The verdict of ``modernize.checks.fidelity`` for ``paper_kind``; 'n/a' with ``na_reason``."""
     na_reason: str
     note: str
     phase: str = ""

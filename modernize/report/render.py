@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..fidelity import NO_PAPER, fidelity_markdown
+from ..checks.fidelity import NO_PAPER, fidelity_markdown
 from ..fmt import fixed, gmacs, significant
 from .record import Provenance, ReportRecord, Row
 from .table import NOISE_RULE

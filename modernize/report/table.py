@@ -1,6 +1,6 @@
 """The report's numbers: one row per roadmap step (seed statistics, delta against the parent,
 noise test, paper values, throughput) and what follows from the table -- the paper checks
-(``modernize.fidelity``) and the secondary agreement figures -- computed once per report
+(``modernize.checks.fidelity``) and the secondary agreement figures -- computed once per report
 (:func:`analyze`) and handed to every renderer."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..fidelity import NOISE_ALPHA, NOISE_SENTENCE, EvalSet, Fidelity, assess, mark_paper_order, run_eval_set
+from ..checks.fidelity import NOISE_ALPHA, NOISE_SENTENCE, EvalSet, Fidelity, assess, mark_paper_order, run_eval_set
+from ..checks.stats import spearman, welch_p
 from ..roadmap import Roadmap
-from ..stats import spearman, welch_p
 from . import facts
 from .load import Run
 from .record import COLUMNS, SCHEMA, Agreement, ReportRecord, Row, Status, status_text, with_lesson

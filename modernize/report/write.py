@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..checks.reference import SEEDS_FILE, check_reproduction, load_reference
 from ..errors import ConfigError
 from ..files import atomic_write_text, check_writable_dir, replace_entries
 from ..fmt import CSV_FLOAT
-from ..reference import SEEDS_FILE, check_reproduction, load_reference
 from ..roadmap import Roadmap
 from . import figures
 from .load import load_run

@@ -28,15 +28,15 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import ConfigError
-from .fidelity import welch_interval
-from .files import atomic_write_bytes, atomic_write_text, check_writable_dir, replace_entries
-from .fmt import CSV_FLOAT, fixed, significant
-from .provenance import describe_jobs
-from .report.facts import shown_path
-from .report.record import Row, Status, decode, encode, status_text
-from .report.render import tex
-from .runfolder import NOT_IN_FINGERPRINT, differing
+from ..checks.fidelity import welch_interval
+from ..errors import ConfigError
+from ..files import atomic_write_bytes, atomic_write_text, check_writable_dir, replace_entries
+from ..fmt import CSV_FLOAT, fixed, significant
+from ..provenance import describe_jobs
+from ..runfolder import NOT_IN_FINGERPRINT, differing
+from .facts import shown_path
+from .record import Row, Status, decode, encode, status_text
+from .render import tex
 
 LEVEL = 0.95
 DIFF_COLUMNS = ("diff", "diff_lo", "diff_hi")
@@ -154,8 +154,8 @@ def _identity(meta: dict[str, Any]) -> dict[str, Any]:
 
 def compare_runs(run_dirs: Sequence[Path]) -> Comparison:
     """Read every run (nothing is written) and build the side-by-side table."""
-    from .report.load import load_run
-    from .report.table import analyze
+    from .load import load_run
+    from .table import analyze
 
     if len(run_dirs) < 2:
         raise ConfigError(f"compare: give at least two run folders (got {len(run_dirs)})")
@@ -332,7 +332,7 @@ def write_comparison(cmp: Comparison, out: Path) -> list[Path]:
 def rerender(folder: Path) -> list[Path]:
     """Every file of a written comparison again, from its ``compare.json`` (or, for a folder
     written before it, from the record migrated out of ``compare.csv`` and ``compare.md``)."""
-    from .report.migrate import comparison_from_folder
+    from .migrate import comparison_from_folder
 
     folder = Path(folder)
     path = folder / RECORD_FILE

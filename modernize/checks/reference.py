@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .csvtable import PERCENT, Column, read_checked, where
-from .errors import ConfigError
-from .files import atomic_write_text
-from .fmt import fixed
+from ..csvtable import PERCENT, Column, read_checked, where
+from ..errors import ConfigError
+from ..files import atomic_write_text
+from ..fmt import fixed
 
 K_SIGMA = 3.0
 """Three standard errors: a few-point shift of one step is flagged, a new machine's digits are not."""

@@ -1,4 +1,4 @@
-"""Drawing the block diagrams of :mod:`modernize.diagram` with matplotlib, and the Python entry
+"""Drawing the block diagrams of :mod:`modernize.views.diagram` with matplotlib, and the Python entry
 points: :func:`step_figure` (a figure), :func:`save_step_diagram` (SVG or PNG by suffix) and
 :func:`alt_text` (the same content in words, for a page's ``alt``).
 
@@ -18,12 +18,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+from ..files import atomic_write_bytes
+from ..proxy import ProxyScale, proxy_label
+from ..roadmap import Roadmap
+from ..spec import ArchSpec
 from .diagram import Comparison, Layer, Part, Side, compare, side_of
-from .errors import ConfigError
-from .files import atomic_write_bytes
-from .proxy import ProxyScale, proxy_label
-from .roadmap import Roadmap
-from .spec import ArchSpec
 
 DPI = 120
 PANEL_W, TAG_X, MAIN_X0, MAIN_W, SC_X, SC_W = 5.7, 0.95, 1.0, 2.75, 4.75, 1.8

@@ -22,7 +22,7 @@ out of their old order are *moved* (the longest chain that kept its order stays 
 Figures are matplotlib (already a dependency, and what the report's figures use): graphviz
 would lay the boxes out by itself but needs the ``dot`` binary on the machine, and a block
 is a single column with one side path, which a fixed layout draws exactly
-(:mod:`modernize.diagram_draw`).
+(:mod:`modernize.views.diagram_draw`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from ..model import build_model
+from ..spec import ArchSpec
 from .layer_view import LayerView, block_view, module_view, sequence_view
-from .model import build_model
-from .spec import ArchSpec
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _layer(v: LayerView) -> Layer:
 
 
 def layer_of(name: str, m: nn.Module) -> Layer:
-    """The box of one module (:func:`modernize.layer_view.module_view`)."""
+    """The box of one module (:func:`modernize.views.layer_view.module_view`)."""
     return _layer(module_view(name, m))
 
 
@@ -102,7 +102,7 @@ def _sequence(named: list[tuple[str, nn.Module]], prefix: str = "") -> tuple[Lay
 
 def _block_part(title: str, block: nn.Module) -> Part:
     """The residual branch in forward order, the shortcut, then what follows the add
-    (:func:`modernize.layer_view.block_view`)."""
+    (:func:`modernize.views.layer_view.block_view`)."""
     view = block_view(block)
     layers = tuple(replace(la, label=la.label.replace("linear, ", "conv 1x1 (linear), "))
                    for la in map(_layer, view.branch))

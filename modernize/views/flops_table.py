@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .complexity import Complexity, count
-from .files import atomic_write_text, replace_entries
-from .roadmap import Roadmap
-from .spec import ArchSpec
+from ..complexity import Complexity, count
+from ..files import atomic_write_text, replace_entries
+from ..roadmap import Roadmap
+from ..spec import ArchSpec
 
 COLUMNS = ["step", "paper_row", "change", "adopted", "gmacs", "gflops_fvcore", "params_m",
            "paper_gflops", "delta_gmacs", "note"]

@@ -46,11 +46,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .fmt import fixed
+from ..fmt import fixed
 
 if TYPE_CHECKING:
-    from .roadmap import Roadmap, Step
-    from .spec import ArchSpec
+    from ..roadmap import Roadmap, Step
+    from ..spec import ArchSpec
 
 ROBUST_DELTA = 0.5
 """|paper delta| (top-1 points) from which a step's direction counts as established."""
@@ -245,7 +245,7 @@ def near_chance(top1: float, evals: EvalSet) -> str:
 def _paper_deltas(csv: Path, roadmap_name: str | None) -> dict[str, float]:
     """Each row's change against its parent step's row, the parents taken from the built-in
     roadmap that uses this table."""
-    from .roadmap import builtin_roadmaps, load_roadmap
+    from ..roadmap import builtin_roadmaps, load_roadmap
 
     paper = pd.read_csv(csv).set_index("row")["paper_top1"].to_dict()
     for name in builtin_roadmaps():
@@ -288,7 +288,7 @@ def paper_parents(csv: Path) -> dict[str, str | None]:
 @functools.lru_cache(maxsize=16)
 def _reference_roadmap(content: bytes) -> Roadmap | None:
     """The built-in roadmap whose paper table has exactly these bytes: it builds the paper's specs."""
-    from .roadmap import builtin_roadmaps, load_roadmap
+    from ..roadmap import builtin_roadmaps, load_roadmap
 
     for name in builtin_roadmaps():
         rm = load_roadmap(name)
@@ -314,8 +314,8 @@ def _paper_parents(content: bytes) -> dict[str, str | None]:
 
 def proxy_of(record: Any) -> Any:
     """run.json's proxy record as a ``ProxyScale`` (None: none, or a record it cannot rebuild)."""
-    from .errors import ModernizeError
-    from .proxy import ProxyScale
+    from ..errors import ModernizeError
+    from ..proxy import ProxyScale
 
     if not isinstance(record, Mapping):
         return None
@@ -327,7 +327,7 @@ def proxy_of(record: Any) -> Any:
 
 def _same(a: ArchSpec, b: ArchSpec, proxy: Any) -> bool:
     """Equal specs as trained: under the run's proxy (two inits the proxy overrides are one)."""
-    from .errors import ModernizeError
+    from ..errors import ModernizeError
 
     if proxy is not None:
         try:
@@ -424,7 +424,7 @@ def has_paper(table: pd.DataFrame) -> bool:
 def proxy_rules_in_use(proxy: Any, specs: Iterable[Any]) -> dict[str, Any]:
     """The rules of a run.json proxy record that change some step's spec (the report header
     names only these: no "layer scale init" when no step has a layer scale)."""
-    from .proxy import low_res, scale
+    from ..proxy import low_res, scale
 
     if not isinstance(proxy, dict):
         return {}
@@ -552,8 +552,8 @@ def fidelity_markdown(fid: Fidelity) -> str:
         ci = "-" if c.kind != "equivalence" else "n/a" if math.isnan(c.low) else f"[{_pm(c.low)}, {_pm(c.high)}]"
         shown = f"{c.verdict} ({c.why})" if c.why else c.verdict
         lines.append(f"| {c.step} | {c.kind} | {_pm(c.paper_delta)} | {_pm(c.delta)} | {two_se} | {ci} | {shown} |")
-    lines += ["", "Rules: `modernize/fidelity.py` (robust = |paper delta| >= 0.5 and the same sign in the sister "
-              "table; SE and intervals over seeds, Welch).", ""]
+    lines += ["", "Rules: `modernize/checks/fidelity.py` (robust = |paper delta| >= 0.5 and the same sign in the "
+              "sister table; SE and intervals over seeds, Welch).", ""]
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import Permute
 
-from .kinds import kind_of
+from ..kinds import kind_of
 
 LAYOUT_ONLY = (nn.Identity, nn.Flatten, Permute, nn.Dropout)
 """Modules that move or pass data without computing on it: not shown."""

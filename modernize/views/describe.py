@@ -19,12 +19,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .errors import ConfigError
-from .kinds import PLACES, get_kind, kind_of
+from ..errors import ConfigError
+from ..kinds import PLACES, get_kind, kind_of
+from ..model import build_model
+from ..roadmap import Roadmap, Step
+from ..spec import ArchSpec
 from .layer_view import LAYOUT_ONLY, block_view, module_view
-from .model import build_model
-from .roadmap import Roadmap, Step
-from .spec import ArchSpec
 
 WIDTH = 100
 """Every line of the output fits a 100-column terminal."""
@@ -46,7 +46,7 @@ def draw_module(m: nn.Module) -> str | None:
 
 def draw_block(block: nn.Module) -> str:
     """The residual branch in order, then the shortcut and what follows the add: the block's
-    layer view (:func:`modernize.layer_view.block_view`), the diagrams' too."""
+    layer view (:func:`modernize.views.layer_view.block_view`), the diagrams' too."""
     view = block_view(block)
     tokens = [v.token for v in view.branch]
     shortcut = " | ".join(v.token for v in view.shortcut)
