@@ -53,4 +53,13 @@ def gmacs(x: Any) -> str:
     return fixed(x, 2) if d >= 1 else significant(x, 3)
 
 
-__all__ = ["CSV_FLOAT", "fixed", "gmacs", "significant"]
+def mean_spread(mean: Any, std: Any, n: int, *, pm: str = "±", of: int | None = None) -> str:
+    """``76.65 ± 1.05 (n=2)``, the one way a per-step mean over seeds is shown (the spread only
+    from two seeds on); ``(n=1/2)`` when ``of`` seeds were asked for and fewer finished."""
+    text = fixed(mean)
+    if n >= 2:
+        text += f" {pm} {fixed(std)}"
+    return text + f" (n={n}{'' if of is None or n == of else '/' + str(of)})"
+
+
+__all__ = ["CSV_FLOAT", "fixed", "gmacs", "mean_spread", "significant"]

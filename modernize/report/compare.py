@@ -31,7 +31,7 @@ import pandas as pd
 from ..checks.fidelity import welch_interval
 from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_text, check_writable_dir, replace_entries
-from ..fmt import CSV_FLOAT, fixed, significant
+from ..fmt import CSV_FLOAT, fixed, mean_spread, significant
 from ..provenance import describe_jobs
 from ..runfolder import NOT_IN_FINGERPRINT, differing
 from .facts import shown_path
@@ -215,10 +215,7 @@ def _rows(steps: list[str], tables: list[dict[str, Row]]) -> tuple[CompareRow, .
 def _top1_cell(c: Cell, pm: str) -> str:
     if not c.n:
         return c.status_text
-    text = fixed(c.mean)
-    if c.n >= 2:
-        text += f" {pm} {fixed(c.std)}"
-    return text + f" (n={c.n})"
+    return mean_spread(c.mean, c.std, c.n, pm=pm)
 
 
 def _diff_cell(c: Cell) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..checks.fidelity import NO_PAPER, fidelity_markdown
-from ..fmt import fixed, gmacs, significant
+from ..fmt import fixed, gmacs, mean_spread, significant
 from .record import Provenance, ReportRecord, Row
 from .table import NOISE_RULE
 
@@ -16,10 +16,7 @@ def top1_cell(r: Row, pm: str = "±") -> str:
     """``76.65 ± 1.05 (n=2)``; the status where no seed finished."""
     if not r.has_result:
         return r.status_text
-    cell = fixed(r.top1_mean)
-    if r.n >= 2:
-        cell += f" {pm} {fixed(r.top1_std)}"
-    return cell + f" (n={r.n}{'' if r.n == r.seeds else '/' + str(r.seeds)})"
+    return mean_spread(r.top1_mean, r.top1_std, r.n, pm=pm, of=r.seeds)
 
 
 def noise_cell(r: Row) -> str:
