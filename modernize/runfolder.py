@@ -34,12 +34,14 @@ import io
 import json
 import os
 import shutil
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypedDict
 
 from ._typing import check_fields
 from .errors import ConfigError
 from .files import atomic_write_json, atomic_write_text, read_json_object
+from .proxy import ProxyScale
 from .recipe import NOT_IN_FINGERPRINT
 
 RUN_META, JOB_CONFIG, RESULT, LOG = "run.json", "config.json", "result.json", "log.csv"
@@ -232,6 +234,9 @@ def read_run_meta(run_dir: Path) -> RunMeta:
         if not (isinstance(value, dict) and isinstance(value.get("name"), str) and second in value):
             raise ConfigError(f"{path}: '{key}' must be {{\"name\": ..., \"{second}\": ...}}, got {value!r}"[:300])
     _check_types(meta, RunMeta, path)
+    if isinstance(meta.get("proxy"), dict):  # older run.json files add prose keys ("note", "low_res")
+        known = {f.name for f in fields(ProxyScale)}
+        meta["proxy"] = {k: v for k, v in meta["proxy"].items() if k in known}
     return meta  # type: ignore[return-value]
 
 
@@ -373,7 +378,7 @@ def expected_parts(meta: RunMeta, step: str, step_spec: dict[str, Any], seed: in
     determines (None: all of them). The step's spec comes from the roadmap the run folder keeps;
     ``step_recipe``: the step's recipe override (run.json's ``step_recipes`` key)."""
     recipes = {k: v["values"] for k, v in (meta.get("step_recipes") or {}).items()}
-    proxy = {k: v for k, v in (meta.get("proxy") or {}).items() if k not in ("low_res", "note")}
+    proxy = meta.get("proxy") or {}
     values = recipes.get(step_recipe or "", meta["recipe"]["values"])
     parts = fingerprint_fields(step_spec=step_spec, proxy=proxy, recipe=values, data=meta["data"], seed=seed,
                                global_batch=None, torch_version=None)

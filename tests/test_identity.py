@@ -272,6 +272,24 @@ def test_report_of_a_run_folder_from_the_previous_version(lab: Path) -> None:
         os.chdir(cwd)
 
 
+def test_run_json_records_the_proxy_as_its_settings_and_reads_older_notes(lab: Path) -> None:
+    """run.json's proxy is ProxyScale's fields, nothing in prose; one written with the older
+    "note"/"low_res" keys reads as the same settings, and its jobs are reused."""
+    from dataclasses import fields
+
+    from modernize.proxy import ProxyScale
+
+    run = lab / "run"
+    raw = json.loads((run / "run.json").read_text())
+    assert set(raw["proxy"]) == {f.name for f in fields(ProxyScale)}
+    raw["proxy"] |= {"low_res": True, "note": "width/depth multipliers on every step's spec"}
+    (run / "run.json").write_text(json.dumps(raw))
+    assert read_run_meta(run)["proxy"] == PROXY.to_dict()
+    before = results(run)
+    train(lab)
+    assert results(run) == before
+
+
 def test_the_identity_check_needs_no_torch() -> None:
     """The check sits below the engine and the report (``runfolder``): importing it loads no torch."""
     code = textwrap.dedent("""

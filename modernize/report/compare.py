@@ -148,7 +148,7 @@ def _proxy_rules(proxy: Any) -> dict[str, Any]:
 
 def _identity(meta: dict[str, Any]) -> dict[str, Any]:
     recipe = {k: v for k, v in meta["recipe"]["values"].items() if k not in NOT_IN_FINGERPRINT}
-    proxy = {k: v for k, v in (meta.get("proxy") or {}).items() if k not in ("note", "low_res")}
+    proxy = meta.get("proxy") or {}
     return {"recipe": recipe, "proxy": proxy, "data": meta.get("data"), "global_batch": meta.get("global_batch")}
 
 

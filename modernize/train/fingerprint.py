@@ -129,9 +129,7 @@ def _record_run_meta_locked(cfg: RunConfig) -> None:
         recipe=NamedRecipe(name=cfg.recipe.name, values=cfg.recipe.to_dict()),
         step_recipes={k: NamedRecipe(name=v.name, values=v.to_dict()) for k, v in cfg.step_recipes.items()},
         data=str(cfg.data),
-        proxy=cfg.proxy.to_dict() | {"low_res": cfg.proxy.stem_stride is not None,
-                                     "note": "width/depth multipliers on every step's spec; stem total "
-                                             "stride set to proxy.stem_stride for both stem kinds"},
+        proxy=cfg.proxy.to_dict(),
         seeds=seeds, steps=steps, device=cfg.device, world_size=cfg.dist.world,
         per_process_batch=cfg.recipe.batch_size, global_batch=cfg.global_batch,
         lr=cfg.recipe.scaled_lr(cfg.global_batch),
