@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -44,6 +45,7 @@ from .complexity import count
 from .data import BatchAugment
 from .device import precision_label, resolve_device
 from .errors import ConfigError
+from .files import atomic_write_text
 from .interop import TWINS, twin_name
 from .model import build_model
 from .recipe import Recipe
@@ -353,3 +355,29 @@ def parity_markdown(table: object, command: str, info: dict[str, str], wall: flo
              f"{info['torch_threads']} torch threads, load average at the end {info.get('loadavg', '?')}"
              + (f", GPU {info['gpu']}" if "gpu" in info else "") + ".", ""]
     return "\n".join(lines + [f"- {n}" for n in notes or []] + ([""] if notes else []))
+
+
+def parity_specs(roadmap: Roadmap, steps: Sequence[str] | None = None) -> list[ArchSpec]:
+    """What ``--parity`` times: the roadmap's first and last step (or ``steps``), each of which
+    must have a torchvision twin (a ``ConfigError`` naming the step otherwise)."""
+    chosen = roadmap.select(steps) if steps else [roadmap[0], roadmap[-1]]
+    for step in chosen:
+        if twin_name(step.spec) is None:
+            raise ConfigError(f"--parity: step '{step.name}' of roadmap '{roadmap.name}' has no "
+                              f"torchvision twin (twins: {', '.join(TWINS)})")
+    return [step.spec for step in chosen]
+
+
+def write_bench(out: Path, table: pd.DataFrame) -> Path:
+    """``out/bench.csv``, written whole or not at all."""
+    path = out / "bench.csv"
+    atomic_write_text(path, table.to_csv(index=False))
+    return path
+
+
+def write_parity(out: Path, table: pd.DataFrame, command: str, wall: float) -> tuple[Path, Path]:
+    """``out/bench_parity.csv`` and ``out/bench.md`` (the ratios with the command and the machine)."""
+    csv_path, md_path = out / "bench_parity.csv", out / "bench.md"
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    atomic_write_text(md_path, parity_markdown(table, command, machine_info(), wall))
+    return csv_path, md_path

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,4 +116,17 @@ def workers_needed(train_img_s: float, per_worker: float) -> int:
     return max(1, math.ceil(train_img_s / per_worker))
 
 
-__all__ = ["batch_augment_speedup", "make_jpegs", "worker_rate", "workers_needed"]
+def folder_rate(root: Path | None, recipe: Recipe, *, generate: int, images: int, repeats: int,
+                note: Callable[[str], None] = print) -> tuple[list[float], list[float]]:
+    """:func:`worker_rate` over the image folder ``root``, or over ``generate`` JPEGs made in a
+    temporary folder (deleted afterwards) when ``root`` is None."""
+    if root is not None:
+        return worker_rate(root, recipe, images=images, repeats=repeats)
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        t = time.perf_counter()
+        made = make_jpegs(Path(tmp), generate)
+        note(f"generated {generate} ImageNet-sized JPEGs in {made} ({time.perf_counter() - t:.0f} s)")
+        return worker_rate(made, recipe, images=images, repeats=repeats)
+
+
+__all__ = ["batch_augment_speedup", "folder_rate", "make_jpegs", "worker_rate", "workers_needed"]

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..files import atomic_write_text, check_writable_dir
+from ..files import check_writable_dir
 from ..paths import default_out, runs_dir
 from ..roadmap import load_roadmap
 from .argtypes import (
@@ -58,20 +58,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
     if args.parity:
-        ends = [roadmap[0], roadmap[-1]] if not steps else roadmap.select(steps)
-        specs = []
-        for step in ends:
-            if bench.twin_name(step.spec) is None:
-                raise ConfigError(f"--parity: step '{step.name}' of roadmap '{roadmap.name}' has no "
-                                  f"torchvision twin (twins: {', '.join(bench.TWINS)})")
-            specs.append(step.spec)
-        table = bench.parity(specs, device=device, batch=batch, resolution=args.resolution,
-                             repeats=args.repeats, warmup=args.warmup, progress=progress)
+        table = bench.parity(bench.parity_specs(roadmap, steps), device=device, batch=batch,
+                             resolution=args.resolution, repeats=args.repeats, warmup=args.warmup,
+                             progress=progress)
         wall = time.perf_counter() - start
         print(table.to_string(index=False))
-        csv_path, md_path = out / "bench_parity.csv", out / "bench.md"
-        atomic_write_text(csv_path, table.to_csv(index=False))
-        atomic_write_text(md_path, bench.parity_markdown(table, command, bench.machine_info(), wall))
+        csv_path, md_path = bench.write_parity(out, table, command, wall)
         print(f"wrote {csv_path}, {md_path} ({wall:.0f} s)")
         return 0
 
@@ -79,8 +71,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                 repeats=args.repeats, warmup=args.warmup, steps=steps, progress=progress)
     wall = time.perf_counter() - start
     print(table.to_string(index=False))
-    csv_path = out / "bench.csv"
-    atomic_write_text(csv_path, table.to_csv(index=False))
+    csv_path = bench.write_bench(out, table)
     info = bench.machine_info()
     print(f"wrote {csv_path} ({wall:.0f} s; {info['nproc']} cores, {info['cpu']}, torch {info['torch']}, "
           f"load {info.get('loadavg', '?')})")
@@ -128,7 +119,6 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bench_data(args: argparse.Namespace) -> int:
     import statistics
-    import tempfile
 
     from .. import bench_data
     from ..data import DataSpec, loader_workers
@@ -147,13 +137,8 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
-        if root is None:
-            t = time.perf_counter()
-            root = bench_data.make_jpegs(Path(tmp), args.images)
-            print(f"generated {args.images} ImageNet-sized JPEGs in {root} ({time.perf_counter() - t:.0f} s)",
-                  flush=True)
-        rates, wall = bench_data.worker_rate(root, recipe, images=args.measure, repeats=args.repeats)
+    rates, wall = bench_data.folder_rate(root, recipe, generate=args.images, images=args.measure,
+                                         repeats=args.repeats, note=lambda line: print(line, flush=True))
     per = statistics.median(rates)
     print(f"decode + '{recipe.name}' augmentation at {recipe.resolution} px, one worker (one thread): "
           f"{per:.1f} img/s per CPU second (median of {args.repeats} x {args.measure} images; "
