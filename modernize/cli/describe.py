@@ -6,34 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..roadmap import Roadmap, load_roadmap
+from ..roadmap import load_roadmap
 from .argtypes import Extend, add_roadmap_argument, resolution, step_names
-
-
-def write_figures(roadmap: Roadmap, steps: list[str] | None, target: Path, proxy: str | None = None) -> list[Path]:
-    """``--figure``: a file ending in .svg/.png for one step, else a folder of ``<step>.svg``;
-    with ``proxy`` (a preset name) each step at the paper's scale above that proxy's."""
-    from ..proxy import proxy_preset
-    from ..views.diagram_draw import FORMATS, save_step_diagram, save_step_scales  # torch, matplotlib: by the handler
-
-    scale = proxy_preset(proxy) if proxy is not None else None
-
-    def save(name: str, path: Path) -> Path:
-        return save_step_diagram(roadmap, name, path) if scale is None else save_step_scales(roadmap, name, scale, path)
-
-    names = steps or roadmap.names
-    unknown = [n for n in names if n not in roadmap.names]
-    if unknown:  # the text's own check, before any file is written
-        raise ConfigError(f"--step: unknown step(s) {', '.join(unknown)} in roadmap '{roadmap.name}' "
-                          f"(valid: {', '.join(roadmap.names)})")
-    if target.suffix.lower().lstrip(".") in FORMATS:
-        if len(names) != 1:
-            raise ConfigError(f"--figure {target}: one file holds one step's diagram; give one --step NAME, "
-                              f"or a folder to get one SVG per step")
-        return [save(names[0], target)]
-    if target.suffix:
-        raise ConfigError(f"--figure {target}: give a file ending in .svg or .png, or a folder")
-    return [save(n, target / f"{n}.svg") for n in names]
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
@@ -56,7 +30,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
         print(f"wrote the first vs last block (Figure 4): {save_figure4(roadmap, Path(args.figure4))}")
         return 0
     if args.figure:
-        written = write_figures(roadmap, steps, Path(args.figure), args.proxy)
+        from ..proxy import proxy_preset
+        from ..views.diagram_draw import save_diagrams  # torch, matplotlib: by the handler
+
+        scale = proxy_preset(args.proxy) if args.proxy is not None else None
+        written = save_diagrams(roadmap, steps, Path(args.figure), scale)
         print(f"wrote {len(written)} block diagram(s): {written[0] if len(written) == 1 else args.figure}")
         return 0
     print(describe(roadmap, steps, resolution=args.resolution, counts=not args.no_counts), end="")

@@ -486,6 +486,29 @@ def save_figure4(roadmap: Roadmap, path: Path, *, resolution: int = 224) -> Path
     return path
 
 
+def save_diagrams(roadmap: Roadmap, steps: list[str] | None, target: Path, proxy: ProxyScale | None = None
+                  ) -> list[Path]:
+    """``describe --figure``: a file ending in .svg/.png for one step, else a folder of
+    ``<step>.svg`` (every step when ``steps`` is None); with ``proxy``, each step at the paper's
+    scale above the same block under that proxy. Every name is checked before a file is written."""
+    def save(name: str, path: Path) -> Path:
+        return save_step_diagram(roadmap, name, path) if proxy is None else save_step_scales(roadmap, name, proxy, path)
+
+    names = steps or roadmap.names
+    unknown = [n for n in names if n not in roadmap.names]
+    if unknown:
+        raise ConfigError(f"--step: unknown step(s) {', '.join(unknown)} in roadmap '{roadmap.name}' "
+                          f"(valid: {', '.join(roadmap.names)})")
+    if target.suffix.lower().lstrip(".") in FORMATS:
+        if len(names) != 1:
+            raise ConfigError(f"--figure {target}: one file holds one step's diagram; give one --step NAME, "
+                              f"or a folder to get one SVG per step")
+        return [save(names[0], target)]
+    if target.suffix:
+        raise ConfigError(f"--figure {target}: give a file ending in .svg or .png, or a folder")
+    return [save(n, target / f"{n}.svg") for n in names]
+
+
 __all__ = ["PAGE", "SLIDE", "Look", "Panel", "alt_text", "draw_panels", "figure4", "figure_bytes", "render",
-           "save_figure4", "save_step_diagram", "save_step_scales", "step_comparison", "step_diagram", "step_figure",
-           "step_scales_diagram", "step_scales_figure"]
+           "save_diagrams", "save_figure4", "save_step_diagram", "save_step_scales", "step_comparison",
+           "step_diagram", "step_figure", "step_scales_diagram", "step_scales_figure"]
