@@ -46,7 +46,7 @@ from .device import precision_label, resolve_device
 from .errors import ConfigError
 from .interop import TWINS, twin_name
 from .model import build_model
-from .recipe import Recipe
+from .recipe import Augmentation, DataPart, Recipe
 from .roadmap import Roadmap, Step
 from .spec import ArchSpec
 from .train.dist import Dist
@@ -146,8 +146,8 @@ class Runner:
         self.x = self.x.to(self.device).contiguous(memory_format=fmt)
         self.y = torch.randint(0, self.num_classes, (self.batch,), generator=gen).to(self.device)
         recipe = dataclasses.replace(BENCH_RECIPE, channels_last=cuda, resolution=self.resolution)
-        aug = BatchAugment(recipe, num_classes=self.num_classes, mean=(0.0,) * self.in_chans,
-                           std=(1.0,) * self.in_chans, resolution=self.resolution, per_sample=False)
+        aug = BatchAugment(recipe.part(DataPart), recipe.part(Augmentation), num_classes=self.num_classes,
+                           mean=(0.0,) * self.in_chans, std=(1.0,) * self.in_chans, per_sample=False)
         self.trainer = make_trainer(self.model, recipe, aug, device=str(self.device), d=Dist(), lr=recipe.lr,
                                     ipe=1, accum=1)
         self.dtype = precision_label(str(self.device), recipe.precision)

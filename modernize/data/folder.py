@@ -13,13 +13,16 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
 from .spec import DataSpec
+
+if TYPE_CHECKING:
+    from .loaders import Loaders
 
 GREY_MEAN, GREY_STD = (0.449,), (0.226,)
 """ImageNet's statistics averaged over RGB, as timm does for 1-channel models."""
@@ -69,6 +72,12 @@ class ImageFolderSplit(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def batches(self, indices: Tensor, *, batch: int, device: str, loaders: Loaders, order_seed: int | None = None,
+                drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+        """Decoded and transformed by ``loaders``' DataLoader workers (``spec.Split.batches``)."""
+        yield from loaders.stream(self, indices.tolist(), batch=batch, device=device, order_seed=order_seed,
+                                  drop_last=drop_last)
 
     def _decode(self, i: int) -> tuple[Any, int]:
         from PIL import Image, UnidentifiedImageError
