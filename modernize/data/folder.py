@@ -13,16 +13,13 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .spec import DataSpec
-
-if TYPE_CHECKING:
-    from .loaders import Loaders
+from .spec import DataSpec, Streams
 
 GREY_MEAN, GREY_STD = (0.449,), (0.226,)
 """ImageNet's statistics averaged over RGB, as timm does for 1-channel models."""
@@ -73,7 +70,7 @@ class ImageFolderSplit(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def batches(self, indices: Tensor, *, batch: int, device: str, loaders: Loaders, order_seed: int | None = None,
+    def batches(self, indices: Tensor, *, batch: int, device: str, loaders: Streams, order_seed: int | None = None,
                 drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
         """Decoded and transformed by ``loaders``' DataLoader workers (``spec.Split.batches``)."""
         yield from loaders.stream(self, indices.tolist(), batch=batch, device=device, order_seed=order_seed,

@@ -4,16 +4,13 @@ what the training loop asks of a split (:class:`Split`) and the in-memory split
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import Any, Protocol, Self
 
 from torch import Tensor
 
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from .loaders import Loaders
 
 KINDS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 MAX_SYNTHETIC = 1_000_000
@@ -41,6 +38,13 @@ class DataSpec:
         return f"{self.kind}:{self.path}" if self.path else self.kind
 
 
+class Streams(Protocol):
+    """The owner of a data set's DataLoaders as a split sees it (``loaders.Loaders``)."""
+
+    def stream(self, ds: Any, indices: Sequence[int], *, batch: int, device: str, order_seed: int | None = None,
+               drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+
 class Split(Protocol):
     """One split of a loaded data set, held in memory or streamed: the loop asks every kind
     the same, so it never branches on where the images come from."""
@@ -51,7 +55,7 @@ class Split(Protocol):
         """The samples at ``indices``, in that order (``memory.subset``)."""
         ...
 
-    def batches(self, indices: Tensor, *, batch: int, device: str, loaders: Loaders, order_seed: int | None = None,
+    def batches(self, indices: Tensor, *, batch: int, device: str, loaders: Streams, order_seed: int | None = None,
                 drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
         """The samples at ``indices`` in that order, ``batch`` at a time, on ``device``.
         ``order_seed``: the seed each streamed sample's augmentation derives from (in-memory
@@ -74,7 +78,7 @@ class InMemory:
         """The images at ``indices``, in that order."""
         return InMemory(self.images[indices], self.labels[indices])
 
-    def batches(self, indices: Tensor, *, batch: int, device: str, loaders: Loaders, order_seed: int | None = None,
+    def batches(self, indices: Tensor, *, batch: int, device: str, loaders: Streams, order_seed: int | None = None,
                 drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
         """Sliced from the held tensors (no DataLoader: a batch is one indexing, the fast path)."""
         for i in range(0, len(indices), batch):
