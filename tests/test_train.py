@@ -23,25 +23,13 @@ from modernize.cli import main as cli_main
 from modernize.data import BatchAugment, DataSpec, data_key, load_data
 from modernize.errors import ConfigError
 from modernize.model import build_model
-from modernize.proxy import CPU_PROXY, ProxyScale, low_res, scale
+from modernize.proxy import CPU_PROXY, low_res, scale
 from modernize.recipe import Augmentation, DataPart, Recipe, builtin_recipes, load_recipe
 from modernize.roadmap import load_roadmap
 from modernize.train import LOG_COLUMNS, make_optimizer, make_scheduler, param_groups, train_roadmap
+from tests.conftest import TINY, TINY_PROXY, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
-TINY_PROXY = ProxyScale(width=0.125, depth=0.34, stem_stride=2)
-TINY = dict(epochs=1, batch_size=16, lr=2e-3, lr_batch=16, warmup_epochs=0, resolution=16, crop="none",
-            hflip=False, drop_path=0.0, label_smoothing=0.0, precision="fp32", channels_last=False)
-
-
-def write_recipe(tmp: Path, name: str = "tiny", **kw: object) -> Path:
-    values = TINY | kw
-    path = tmp / f"{name}.toml"
-    text = "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
-    # step 0's resnet_original override at this scale: SGD + step decay, 1 epoch, 16 px
-    text += "\n[substitute.resnet_original]\nepochs = 1\nbatch_size = 16\ndecay_epochs = [0.5]\nresolution = 16\n"
-    path.write_text(text)
-    return path
 
 
 def tiny_run(tmp: Path, out: str = "run", steps: tuple[str, ...] = ("separate_downsampling",), n: int = 64,
