@@ -48,7 +48,7 @@ from .errors import ConfigError
 from .files import atomic_write_text
 from .interop import TWINS, twin_name
 from .model import build_model
-from .recipe import Recipe
+from .recipe import Augmentation, DataPart, Recipe
 from .roadmap import Roadmap, Step
 from .spec import ArchSpec
 from .train.dist import Dist
@@ -148,8 +148,8 @@ class Runner:
         self.x = self.x.to(self.device).contiguous(memory_format=fmt)
         self.y = torch.randint(0, self.num_classes, (self.batch,), generator=gen).to(self.device)
         recipe = dataclasses.replace(BENCH_RECIPE, channels_last=cuda, resolution=self.resolution)
-        aug = BatchAugment(recipe, num_classes=self.num_classes, mean=(0.0,) * self.in_chans,
-                           std=(1.0,) * self.in_chans, resolution=self.resolution, per_sample=False)
+        aug = BatchAugment(recipe.part(DataPart), recipe.part(Augmentation), num_classes=self.num_classes,
+                           mean=(0.0,) * self.in_chans, std=(1.0,) * self.in_chans, per_sample=False)
         self.trainer = make_trainer(self.model, recipe, aug, device=str(self.device), d=Dist(), lr=recipe.lr,
                                     ipe=1, accum=1)
         self.dtype = precision_label(str(self.device), recipe.precision)

@@ -31,7 +31,7 @@ from .data import (
     folder_split,
     sample_transforms,
 )
-from .recipe import Recipe
+from .recipe import Augmentation, DataPart, Recipe
 
 
 def make_jpegs(root: Path, n: int, *, classes: int = 10, seed: int = 0) -> Path:
@@ -64,9 +64,10 @@ def worker_rate(root: Path, recipe: Recipe, *, images: int, repeats: int) -> tup
     check_data(spec)
     classes, samples = folder_split(spec, root / "train", None)
     res = recipe.resolution
-    tf = v2.Compose([v2.ToImage(), *base_transforms(recipe, resolution=res),
-                     *sample_transforms(recipe, resolution=res)])
-    ds = ImageFolderSplit(root / "train", samples, classes, mode="RGB", transform=tf, bad_images=recipe.bad_images)
+    part, augmentation = recipe.part(DataPart), recipe.part(Augmentation)
+    tf = v2.Compose([v2.ToImage(), *base_transforms(part, resolution=res),
+                     *sample_transforms(part, augmentation, resolution=res)])
+    ds = ImageFolderSplit(root / "train", samples, classes, mode="RGB", transform=tf, bad_images=part.bad_images)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -88,8 +89,9 @@ def batch_augment_speedup(recipe: Recipe, *, batch: int, repeats: int, channels:
     """The batched augmentation against the per-image loop it replaced (same transforms),
     interleaved (old, new, new, old, ...); paired ratios old time / new time."""
     res = recipe.resolution
-    aug = BatchAugment(recipe, num_classes=100, mean=(0.5,) * channels, std=(0.25,) * channels, resolution=res)
-    per_image = v2.Compose(sample_transforms(recipe, resolution=res))
+    part, augmentation = recipe.part(DataPart), recipe.part(Augmentation)
+    aug = BatchAugment(part, augmentation, num_classes=100, mean=(0.5,) * channels, std=(0.25,) * channels)
+    per_image = v2.Compose(sample_transforms(part, augmentation, resolution=res))
     x = torch.randint(0, 256, (batch, channels, res, res), dtype=torch.uint8)
 
     def old() -> None:

@@ -11,6 +11,7 @@ import torch
 
 import modernize
 from modernize.files import atomic_write_text
+from modernize.proxy import ProxyScale
 
 ROOT = Path(__file__).resolve().parent.parent
 ROADMAPS = ["resnet50_to_convnext_t", "resnet200_to_convnext_b"]
@@ -20,6 +21,28 @@ GOLDEN_PATH = ROOT / "tests" / "golden" / "complexity_224.json"
 ACCEPT = os.environ.get("MODERNIZE_ACCEPT") == "1"
 """``MODERNIZE_ACCEPT=1 python -m pytest tests/test_steps.py tests/test_flops_cli.py`` rewrites the
 golden file from the current code first (like torchvision's ``EXPECTTEST_ACCEPT=1``); review the diff."""
+
+TINY = dict(epochs=1, batch_size=16, lr=2e-3, lr_batch=16, warmup_epochs=0, resolution=16, crop="none",
+            hflip=False, drop_path=0.0, label_smoothing=0.0, precision="fp32", channels_last=False)
+"""The tiny recipe the training tests share: one epoch of 16-px images in fp32, seconds on a CPU."""
+TINY_SUBSTITUTE = "\n[substitute.resnet_original]\nepochs = 1\nbatch_size = 16\ndecay_epochs = [0.5]\nresolution = 16\n"
+"""Step 0's ``resnet_original`` override at the tiny scale: SGD + step decay, 1 epoch, 16 px."""
+TINY_PROXY = ProxyScale(width=0.125, depth=0.34, stem_stride=2)
+"""The proxy of the tiny runs (``--width 0.125 --depth 0.34 --low-res 2``)."""
+
+
+def recipe_text(values: dict[str, Any]) -> str:
+    """A recipe file's text: one ``key = value`` line per item (TOML values written as JSON)."""
+    return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
+def write_recipe(tmp: Path, name: str = "tiny", extra: str = "", **kw: Any) -> Path:
+    """``tmp/<name>.toml``: :data:`TINY` with ``kw`` on top, then ``extra`` (raw TOML) and the
+    tiny ``[substitute.resnet_original]`` table."""
+    path = tmp / f"{name}.toml"
+    path.write_text(recipe_text(TINY | kw) + extra + TINY_SUBSTITUTE)
+    return path
+
 
 try:  # Hypothesis (tests/test_types.py): the same examples on every run unless a developer asks for others
     from hypothesis import HealthCheck, settings

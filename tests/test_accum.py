@@ -22,7 +22,8 @@ from modernize.cli import main as cli_main
 from modernize.errors import ConfigError
 from modernize.recipe import Recipe
 from modernize.train import prepare_run, train_roadmap
-from tests.test_train import REPO, TINY_PROXY, result, write_recipe
+from tests.conftest import TINY_PROXY, write_recipe
+from tests.test_train import REPO, result
 
 STEP = "separate_downsampling"  # a LayerNorm step: no BatchNorm, so micro-batches change nothing
 JOB = Path(STEP) / "seed0"

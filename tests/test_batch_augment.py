@@ -7,13 +7,13 @@ import torch
 import torchvision.transforms.v2.functional as F
 
 from modernize.data import BatchAugment
-from modernize.recipe import load_recipe
+from modernize.recipe import Augmentation, DataPart, load_recipe
 
 
 def test_each_image_is_its_own_padded_crop_or_its_mirror() -> None:
     recipe = load_recipe("quick")
     assert recipe.crop == "pad" and recipe.hflip
-    aug = BatchAugment(recipe, num_classes=10, mean=(0.0,), std=(1.0,), resolution=32)
+    aug = BatchAugment(recipe.part(DataPart), recipe.part(Augmentation), num_classes=10, mean=(0.0,), std=(1.0,))
     assert aug.batched and aug.pad == 4
     torch.manual_seed(0)
     x = torch.randint(0, 255, (16, 1, 32, 32), dtype=torch.uint8)

@@ -15,7 +15,8 @@ import pytest
 
 from modernize.claims import CLAIM_FILE, Claim, ClaimInfo, read_claim, try_claim
 from modernize.train import train_roadmap
-from tests.test_train import KILL_SCRIPT, REPO, TINY_PROXY, result, write_recipe
+from tests.conftest import TINY_PROXY, write_recipe
+from tests.test_train import KILL_SCRIPT, REPO, result
 
 STEPS = ["fewer_norms", "separate_downsampling"]
 

@@ -14,23 +14,19 @@ from scipy import stats
 
 from modernize.cli import main
 from modernize.errors import ConfigError
-from modernize.proxy import ProxyScale
 from modernize.report import load_run, summarize
 from modernize.report.compare import compare_runs
 from modernize.runfolder import read_run_meta, write_run_meta
 from modernize.train import train_roadmap
+from tests.conftest import TINY, TINY_PROXY, recipe_text
 from tests.report_fixture import make_run, small_roadmap
 
 STEPS = ("kernel_7", "separate_downsampling")
-TINY = dict(epochs=1, batch_size=16, lr_batch=16, warmup_epochs=0, resolution=16, crop="none", hflip=False,
-            drop_path=0.0, label_smoothing=0.0, precision="fp32", channels_last=False)
-
-
 def _train(root: Path, name: str, lr: float, steps: tuple[str, ...]) -> Path:
     recipe = root / f"{name}.toml"
-    recipe.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in (TINY | {"lr": lr}).items()) + "\n")
+    recipe.write_text(recipe_text(TINY | {"lr": lr}))
     return train_roadmap(None, data="synthetic:64", recipe=recipe, seeds=[0, 1], out=root / name, steps=list(steps),
-                         device="cpu", proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2), progress=False)
+                         device="cpu", proxy=TINY_PROXY, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,13 @@ from modernize import SpecError, base_spec, build_model, count, load_roadmap
 from modernize.bench import bench_roadmap
 from modernize.cli import main as cli_main
 from modernize.kinds import REGISTRIES
-from modernize.proxy import CPU_PROXY, ProxyScale
+from modernize.proxy import CPU_PROXY
 from modernize.spec import ArchSpec
 from modernize.train.fingerprint import user_kind_hashes
 from modernize.transforms import TRANSFORMS
 from modernize.views.describe import describe, drawing, stage_counts
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_PROXY = ProxyScale(width=0.125, depth=0.34, stem_stride=2)
 R50, CONVNEXT_T = base_spec("resnet50"), base_spec("convnext_tiny")
 
 

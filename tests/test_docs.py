@@ -22,11 +22,6 @@ REPORT_READMES = sorted((ROOT / "reports").glob("*/README.md"))
 LINKED = [README, *DOCS, *REPORT_READMES]
 """Files whose relative links must resolve."""
 
-PAGES_OF_OTHER_BRANCHES = {"recipes.md", "compare.md", "paper-recipe.md", "scale-out.md", "design-space.md",
-                           "diagrams-and-html.md"}
-"""docs/ pages written on other branches. A link to one of them that is absent here is reported as a
-skip (naming the links), never as a pass: every other link must resolve."""
-
 FIRST_PERSON = re.compile(r"\bI\b|\b(?i:me|my|mine|we|us|our|ours|ourselves)\b|(?i:\bthis session\b|\bsession \d)")
 """First person and the development history's session numbers ("session 8")."""
 
@@ -77,7 +72,7 @@ def test_first_person_check_can_fail(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", LINKED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_relative_links_resolve(path: Path) -> None:
-    broken, absent_pages = [], []
+    broken = []
     for match in LINK.finditer(FENCE.sub("", path.read_text(encoding="utf-8"))):
         target = match.group(1) or match.group(2)
         if re.match(r"[a-z]+:", target):
@@ -85,15 +80,10 @@ def test_relative_links_resolve(path: Path) -> None:
         file_part, _, anchor = target.partition("#")
         dest = (path.parent / file_part).resolve() if file_part else path
         if not dest.exists():
-            if dest.parent == ROOT / "docs" and dest.name in PAGES_OF_OTHER_BRANCHES:
-                absent_pages.append(target)
-            else:
-                broken.append(target)
+            broken.append(target)
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
             broken.append(target)
     assert not broken, f"{path.relative_to(ROOT)}: links to nothing: {broken}"
-    if absent_pages:
-        pytest.skip(f"{path.relative_to(ROOT)}: pages not on this branch yet: {absent_pages}")
 
 
 CODE_PATH = re.compile(r"`((?:modernize|tests|scripts|ablations|reports|docs)/[\w./-]*)`")

@@ -38,6 +38,7 @@ from modernize.explore.plan import plan_explore
 from modernize.proxy import ProxyScale
 from modernize.roadmap import load_roadmap
 from modernize.spec import ArchSpec, base_spec
+from tests.conftest import write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 SEEDS = (0, 1)
@@ -201,25 +202,6 @@ def test_candidates_file_with_user_transform_and_knob(tmp_path: Path) -> None:
 
 # --- end to end: synthetic data, a tiny recipe ----------------------------------------------
 
-TINY = textwrap.dedent("""
-    epochs = 1
-    batch_size = 16
-    lr = 2e-3
-    lr_batch = 16
-    warmup_epochs = 0
-    resolution = 16
-    crop = "none"
-    hflip = false
-    drop_path = 0.0
-    label_smoothing = 0.0
-    precision = "fp32"
-    channels_last = false
-    [substitute.resnet_original]
-    epochs = 1
-    batch_size = 16
-    decay_epochs = [0.5]
-    resolution = 16
-""")
 CANDS = textwrap.dedent("""
     [[candidates]]
     name = "gelu"
@@ -235,9 +217,8 @@ PROXY = ["--width", "0.125", "--depth", "0.34", "--low-res", "2"]
 
 
 def files(tmp: Path) -> tuple[Path, Path]:
-    (tmp / "tiny.toml").write_text(TINY)
     (tmp / "cands.toml").write_text(CANDS)
-    return tmp / "tiny.toml", tmp / "cands.toml"
+    return write_recipe(tmp), tmp / "cands.toml"
 
 
 def explore_args(tmp: Path, out: str = "out", store: str = "store", *extra: str) -> list[str]:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_reliability import call, one_line_error, recipe_file, train_args
+from tests.conftest import write_recipe
+from tests.test_reliability import call, one_line_error, train_args
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -157,7 +158,7 @@ def test_claim_timeout_shorter_than_a_safe_heartbeat_is_refused(tmp_path: Path,
 
 def _start(tmp: Path, out: Path, *extra: str, epochs: int = 3, steps: tuple[str, ...] = ("separate_downsampling",),
            session: bool = False) -> subprocess.Popen[str]:
-    argv = train_args(tmp, out, *extra, recipe=recipe_file(tmp, epochs=epochs), steps=steps)
+    argv = train_args(tmp, out, *extra, recipe=write_recipe(tmp, epochs=epochs), steps=steps)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, str(REPO / "run_ablation.py"), *argv], cwd=tmp, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=session)

@@ -23,7 +23,7 @@ from modernize.checks.fidelity import (
     welch_interval,
 )
 
-from .conftest import load_script
+from .conftest import load_script, recipe_text
 
 R50_ROBUST = {"recipe": 1, "stage_ratio": 1, "depthwise": -1, "widen": 1, "move_up_dwconv": -1, "kernel_7": 1,
               "fewer_activations": 1, "separate_downsampling": 1}
@@ -214,11 +214,10 @@ def test_main_job_proxy_rules_carry_to_an_image_folder_and_to_resnet200(tmp_path
     values = quick.to_dict() | budget
     values["substitute"] = {k: dict(v) | budget for k, v in values["substitute"].items()}
     assert values["proxy"] == "fidelity32"
-    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items() if k not in ("name", "substitute")]
-    for sub, keys in values["substitute"].items():
-        lines += [f"[substitute.{sub}]", *(f"{k} = {json.dumps(v)}" for k, v in keys.items())]
+    text = recipe_text({k: v for k, v in values.items() if k not in ("name", "substitute")})
+    text += "".join(f"[substitute.{sub}]\n{recipe_text(keys)}" for sub, keys in values["substitute"].items())
     recipe = tmp_path / "tiny_quick.toml"
-    recipe.write_text("\n".join(lines) + "\n")
+    recipe.write_text(text)
     data = f"imagefolder:{export_fashion(tmp_path / 'png', train=64, val=64)}" if folder else "fashion-mnist"
     run = tmp_path / "run"
     assert main(["train", roadmap, "--data", data, "--recipe", str(recipe), "--seeds", "0", "--out", str(run)]) == 0

@@ -38,7 +38,8 @@ import torch
 from filelock import FileLock
 
 from modernize.data import FASHION_MNIST_DIR
-from tests.test_train import REPO, write_recipe
+from tests.conftest import write_recipe
+from tests.test_train import REPO
 
 STEP = "separate_downsampling"
 TRIGGER_AT = 9

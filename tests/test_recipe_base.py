@@ -3,7 +3,6 @@ budget lines printed before training (issue 21, deliverable 2)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,7 @@ from modernize.errors import ConfigError
 from modernize.recipe import Recipe, builtin_recipes, config_hash, differences, load_recipe, recipe_base
 from modernize.train.config import prepare_run
 from modernize.train.runner import record_run
-
-TINY = dict(epochs=1, batch_size=16, lr=2e-3, lr_batch=16, warmup_epochs=0, resolution=16, crop="none",
-            hflip=False, drop_path=0.0, label_smoothing=0.0, precision="fp32", channels_last=False)
+from tests.conftest import TINY, recipe_text
 
 
 def write(path: Path, text: str) -> Path:
@@ -25,7 +22,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def tiny_text(**kw: object) -> str:
-    return "\n".join(f"{k} = {json.dumps(v)}" for k, v in (TINY | kw).items()) + "\n"
+    return recipe_text(TINY | kw)
 
 
 def test_builtin_recipes_resolve_as_before() -> None:

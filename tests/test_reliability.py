@@ -24,21 +24,11 @@ from modernize.errors import ConfigError
 from modernize.recipe import load_recipe
 from modernize.roadmap import ABLATIONS_DIR, load_roadmap
 from modernize.train import override_notes, prepare_run, train_roadmap
+from tests.conftest import TINY, recipe_text, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = dict(epochs=1, batch_size=16, lr=2e-3, lr_batch=16, warmup_epochs=0, resolution=16, crop="none",
-            hflip=False, drop_path=0.0, label_smoothing=0.0, precision="fp32", channels_last=False,
-            precise_bn_batches=0)
-SUB = "\n[substitute.resnet_original]\nepochs = 1\nbatch_size = 16\ndecay_epochs = [0.5]\nresolution = 16\n"
 STEP = "separate_downsampling"
 PROXY_ARGS = ["--width", "0.125", "--depth", "0.34", "--low-res", "2", "--device", "cpu", "--threads", "1"]
-
-
-def recipe_file(tmp: Path, name: str = "tiny", extra: str = "", **kw: object) -> Path:
-    values = TINY | kw
-    path = tmp / f"{name}.toml"
-    path.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()) + "\n" + extra + SUB)
-    return path
 
 
 def roadmap_copy(tmp: Path, edit: Callable[[str], str] = lambda t: t, name: str = "rm.toml") -> Path:
@@ -52,7 +42,7 @@ def roadmap_copy(tmp: Path, edit: Callable[[str], str] = lambda t: t, name: str 
 
 def train_args(tmp: Path, out: Path, *extra: str, data: str = "synthetic:32", recipe: Path | None = None,
                steps: tuple[str, ...] = (STEP,)) -> list[str]:
-    return ["train", "--data", data, "--recipe", str(recipe or recipe_file(tmp)), "--out", str(out),
+    return ["train", "--data", data, "--recipe", str(recipe or write_recipe(tmp)), "--out", str(out),
             "--steps", *steps, *PROXY_ARGS, *extra]
 
 
@@ -84,7 +74,7 @@ def tiny(tmp: Path, out: Path, roadmap: Path | str | None = None, *, data: str =
          force: bool = False, **kw: object) -> Path:
     from modernize.proxy import ProxyScale
 
-    return train_roadmap(roadmap, data=data, recipe=recipe_file(tmp, **kw), seeds=[0], out=out, steps=[STEP],
+    return train_roadmap(roadmap, data=data, recipe=write_recipe(tmp, **kw), seeds=[0], out=out, steps=[STEP],
                          device="cpu", progress=False, proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2),
                          force=force)
 
@@ -117,8 +107,8 @@ def test_force_on_some_steps_moves_the_other_differing_jobs_aside(tmp_path: Path
     out, other = tmp_path / "run", "bn_to_ln"
     kw: dict = dict(data="synthetic:32", seeds=[0], out=out, device="cpu", progress=False,
                     proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
-    train_roadmap(None, recipe=recipe_file(tmp_path), steps=[other, STEP], **kw)
-    train_roadmap(None, recipe=recipe_file(tmp_path, "tiny2", lr=1e-3), steps=[STEP], force=True, **kw)
+    train_roadmap(None, recipe=write_recipe(tmp_path), steps=[other, STEP], **kw)
+    train_roadmap(None, recipe=write_recipe(tmp_path, "tiny2", lr=1e-3), steps=[STEP], force=True, **kw)
     assert len(list((out / ".replaced").glob(f"*/{other}/seed0/result.json"))) == 1
     assert len(list((out / ".replaced").glob(f"*/{STEP}/seed0/result.json"))) == 1
     assert not (out / other / "seed0").exists()
@@ -205,7 +195,7 @@ def test_escaping_step_writes_nothing_outside(tmp_path: Path, capsys: pytest.Cap
 
 def test_batch_larger_than_data_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    rc, _, err = call(train_args(tmp_path, out, recipe=recipe_file(tmp_path, "big", batch_size=64)), capsys)
+    rc, _, err = call(train_args(tmp_path, out, recipe=write_recipe(tmp_path, "big", batch_size=64)), capsys)
     assert rc == 2
     one_line_error(err, "global batch of 64")
     assert not out.exists()
@@ -221,7 +211,7 @@ def test_a_renamed_recipe_with_the_same_values_is_the_same_run(tmp_path: Path) -
     done = (out / STEP / "seed0" / "result.json").read_text()
     from modernize.proxy import ProxyScale
 
-    renamed = recipe_file(tmp_path, "renamed", extra='description = "another name, the same values"\n')
+    renamed = write_recipe(tmp_path, "renamed", extra='description = "another name, the same values"\n')
     train_roadmap(None, data="synthetic:32", recipe=renamed, seeds=[0], out=out, steps=[STEP], device="cpu",
                   progress=False, proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
     assert (out / STEP / "seed0" / "result.json").read_text() == done  # skipped, not retrained
@@ -310,7 +300,7 @@ def test_checkpoint_that_does_not_fit_is_moved_aside_and_the_job_restarts(
     if fits == "other_step":
         from modernize.proxy import ProxyScale
 
-        other = train_roadmap(None, data="synthetic:32", recipe=recipe_file(tmp_path), seeds=[0], out=tmp_path / "o",
+        other = train_roadmap(None, data="synthetic:32", recipe=write_recipe(tmp_path), seeds=[0], out=tmp_path / "o",
                               steps=["resnet50"], device="cpu", progress=False,
                               proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
         shutil.copy(other / "resnet50" / "seed0" / "last.pt", job / "last.pt")
@@ -334,7 +324,7 @@ def test_checkpoint_that_does_not_fit_is_moved_aside_and_the_job_restarts(
 def _tiny_two(tmp: Path, out: Path) -> Path:
     from modernize.proxy import ProxyScale
 
-    return train_roadmap(None, data="synthetic:32", recipe=recipe_file(tmp, precise_bn_batches=1), seeds=[0], out=out,
+    return train_roadmap(None, data="synthetic:32", recipe=write_recipe(tmp, precise_bn_batches=1), seeds=[0], out=out,
                          steps=[STEP, "kernel_7"], device="cpu", progress=False,
                          proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
 
@@ -395,11 +385,11 @@ def test_stop_between_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_override_without_substitute_is_announced(tmp_path: Path) -> None:
     path = tmp_path / "bare.toml"
-    path.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items()) + "\n")
+    path.write_text(recipe_text(TINY))
     notes = override_notes(load_recipe(path), load_roadmap(None).steps)
     assert notes == ["note: step resnet50 trains with recipe 'resnet_original' as written (90 epochs, 224 px, "
                      "batch 32): the run's recipe 'bare' has no [substitute.resnet_original] table"]
-    assert override_notes(load_recipe(recipe_file(tmp_path)), load_roadmap(None).steps) == []
+    assert override_notes(load_recipe(write_recipe(tmp_path)), load_roadmap(None).steps) == []
     cfg = prepare_run(None, data="synthetic:32", recipe=path, seeds=[0], out=tmp_path / "r", device="cpu")
     assert cfg.notes[0].startswith("budget: recipe 'bare': 1 epoch(s) over all training images, 16 px")
     assert cfg.notes[1:] == notes
@@ -665,7 +655,7 @@ CASES += [
     Case("train-recipe-not-utf8", lambda t: train_args(t, t / "out", recipe=_w(t / "r.toml", b"lr = \xff\n")),
          "r.toml", fix=_train_fix),
     # data and batch checks (nothing written, the folder is not locked)
-    Case("train-batch-larger-than-data", lambda t: train_args(t, t / "out", recipe=recipe_file(t, "big", batch_size=64)),
+    Case("train-batch-larger-than-data", lambda t: train_args(t, t / "out", recipe=write_recipe(t, "big", batch_size=64)),
          "global batch of 64",
          fix=_train_fix),
     Case("train-data-unknown", lambda t: train_args(t, t / "out", data="mnist"), "mnist", fix=_train_fix),
@@ -698,7 +688,7 @@ CASES += [
         t, _w(t / "out" / STEP / "seed0" / "config.json", "[]").parent.parent.parent), "config.json",
         fix=lambda t: _train_fix(t) + ["--force"]),
     Case("train-fingerprint-differs", lambda t: (tiny(t, t / "out"), train_args(
-        t, t / "out", recipe=recipe_file(t, "other", lr=1e-3)))[1], "recipe.lr",
+        t, t / "out", recipe=write_recipe(t, "other", lr=1e-3)))[1], "recipe.lr",
         fix=lambda t: train_args(t, t / "out", "--force", recipe=t / "other.toml")),
     Case("train-fingerprint-after-run-json-deleted", lambda t: (tiny(t, t / "out"), (t / "out" / "run.json").unlink(),
                                                                  train_args(t, t / "out", data="synthetic:48"))[2],

@@ -9,12 +9,13 @@ import pytest
 
 from modernize.train.config import prepare_run
 
-from .test_reliability import PROXY_ARGS, STEP, call, one_line_error, recipe_file, train_args
+from .conftest import write_recipe
+from .test_reliability import PROXY_ARGS, STEP, call, one_line_error, train_args
 
 
 def test_the_budget_line_counts_accumulation(tmp_path: Path) -> None:
     """One source for the budget line and the run line: batch x processes x accumulation."""
-    cfg = prepare_run(None, data="synthetic:32", recipe=recipe_file(tmp_path), seeds=[0], out=tmp_path / "run",
+    cfg = prepare_run(None, data="synthetic:32", recipe=write_recipe(tmp_path), seeds=[0], out=tmp_path / "run",
                       device="cpu", accum_steps=2)
     budget = next(n for n in cfg.notes if n.startswith("budget: recipe"))
     assert cfg.global_batch == 32
@@ -40,7 +41,7 @@ def test_plan_refuses_what_train_refuses(trained: Path, extra: list[str], culpri
     tmp = trained
     args = train_args(tmp, tmp / "run", "--plan")
     if extra == ["--recipe-lr"]:
-        args[args.index("--recipe") + 1] = str(recipe_file(tmp, "other", lr=1e-3))
+        args[args.index("--recipe") + 1] = str(write_recipe(tmp, "other", lr=1e-3))
     elif extra == ["--out-file"]:
         (tmp / "f").write_text("x")
         args[args.index("--out") + 1] = str(tmp / "f")
@@ -71,7 +72,7 @@ def test_report_of_a_run_that_left_out_a_step_invalid_under_its_proxy(tmp_path: 
     rm = tmp_path / "rm.toml"
     rm.write_text('name = "pv"\nbase = "resnet50"\n[[steps]]\nname = "r50"\n[[steps]]\nname = "gn"\n'
                   'apply = {transform = "norm", kind = "group", args = {groups = 32}}\n')
-    args = ["train", str(rm), "--data", "synthetic:32", "--recipe", str(recipe_file(tmp_path)), "--out",
+    args = ["train", str(rm), "--data", "synthetic:32", "--recipe", str(write_recipe(tmp_path)), "--out",
             str(tmp_path / "run"), "--steps", "r50", *PROXY_ARGS]
     rc, out, err = call(args, capsys)
     assert rc == 0, err

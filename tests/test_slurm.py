@@ -16,7 +16,8 @@ import torch
 
 from modernize.errors import ConfigError
 from modernize.launch import SlurmOptions, _refusal, resolve_options
-from tests.test_train import REPO, result, write_recipe
+from tests.conftest import write_recipe
+from tests.test_train import REPO, result
 
 submitit = pytest.importorskip("submitit")
 

@@ -20,28 +20,16 @@ import torch
 from torch import nn
 
 from modernize.cli import main as cli_main
-from modernize.data import BatchAugment, DataSpec, load_data
+from modernize.data import BatchAugment, DataSpec, data_key, load_data
 from modernize.errors import ConfigError
 from modernize.model import build_model
-from modernize.proxy import CPU_PROXY, ProxyScale, low_res, scale
-from modernize.recipe import Recipe, builtin_recipes, load_recipe
+from modernize.proxy import CPU_PROXY, low_res, scale
+from modernize.recipe import Augmentation, DataPart, Recipe, builtin_recipes, load_recipe
 from modernize.roadmap import load_roadmap
 from modernize.train import LOG_COLUMNS, make_optimizer, make_scheduler, param_groups, train_roadmap
+from tests.conftest import TINY, TINY_PROXY, write_recipe
 
 REPO = Path(__file__).resolve().parent.parent
-TINY_PROXY = ProxyScale(width=0.125, depth=0.34, stem_stride=2)
-TINY = dict(epochs=1, batch_size=16, lr=2e-3, lr_batch=16, warmup_epochs=0, resolution=16, crop="none",
-            hflip=False, drop_path=0.0, label_smoothing=0.0, precision="fp32", channels_last=False)
-
-
-def write_recipe(tmp: Path, name: str = "tiny", **kw: object) -> Path:
-    values = TINY | kw
-    path = tmp / f"{name}.toml"
-    text = "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
-    # step 0's resnet_original override at this scale: SGD + step decay, 1 epoch, 16 px
-    text += "\n[substitute.resnet_original]\nepochs = 1\nbatch_size = 16\ndecay_epochs = [0.5]\nresolution = 16\n"
-    path.write_text(text)
-    return path
 
 
 def tiny_run(tmp: Path, out: str = "run", steps: tuple[str, ...] = ("separate_downsampling",), n: int = 64,
@@ -168,7 +156,9 @@ def _batch(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _aug(**kw: object) -> BatchAugment:
-    return BatchAugment(Recipe(**(TINY | kw)), num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3, resolution=16)
+    recipe = Recipe(**(TINY | kw))
+    return BatchAugment(recipe.part(DataPart), recipe.part(Augmentation), num_classes=10, mean=(0.5,) * 3,
+                        std=(0.25,) * 3)
 
 
 @pytest.mark.parametrize("key", ["mixup", "cutmix"])
@@ -560,7 +550,7 @@ def test_fashion_mnist_reader() -> None:
     if not (folder / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"{folder}: Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
     spec = DataSpec.parse("fashion-mnist")
-    data = load_data(spec, recipe=Recipe(resolution=32, crop="pad", train_images=100, val_images=50))
+    data = load_data(spec, data_key(spec, Recipe(resolution=32, crop="pad", train_images=100, val_images=50)))
     assert data.train.images.shape == (100, 1, 32, 32) and data.val.images.shape == (50, 1, 32, 32)
     assert data.num_classes == 10 and data.in_chans == 1
     for split, prefix, total in ((data.train, "train", 60000), (data.val, "t10k", 10000)):

@@ -13,7 +13,7 @@ from modernize import load_roadmap
 from modernize.errors import ConfigError
 from modernize.kinds import REGISTRIES
 
-from .test_reliability import TINY
+from .conftest import TINY, recipe_text
 
 KINDS = '''
 from torch import nn
@@ -100,8 +100,8 @@ def test_a_step_recipe_path_is_relative_to_the_roadmap(tmp_path: Path, monkeypat
 
     study = tmp_path / "study"
     study.mkdir()
-    (study / "mine.toml").write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in (TINY | {"lr": 0.5}).items()))
-    (study / "top.toml").write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items()))
+    (study / "mine.toml").write_text(recipe_text(TINY | {"lr": 0.5}))
+    (study / "top.toml").write_text(recipe_text(TINY))
     rm = study / "rm.toml"
     rm.write_text('name = "m"\nrecipe = "top.toml"\n[[steps]]\nname = "a"\n[[steps]]\nname = "b"\n'
                   'recipe = "mine.toml"\n')

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-from ..recipe import Recipe
+from ..recipe import Augmentation, DataPart
 from .presets import sample_transforms
 
 
@@ -51,32 +51,35 @@ class BatchRandAugment:
 
 class BatchAugment:
     """Augment a batch: per-image transforms (each image draws its own parameters), normalise,
-    per-image random erasing, then batch-level Mixup / CutMix (soft targets).
+    per-image random erasing, then batch-level Mixup / CutMix (soft targets). It reads the
+    recipe's augmentation part, and of its data part the crop rule and the resolution (the
+    size in-memory images are stored at).
 
     Every random draw comes from torch's global generator, so a run's augmentation is
     reproduced exactly from the RNG state saved in a checkpoint."""
 
-    def __init__(self, recipe: Recipe, *, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...],
-                 resolution: int, per_sample: bool = True) -> None:
+    def __init__(self, part: DataPart, augmentation: Augmentation, *, num_classes: int, mean: tuple[float, ...],
+                 std: tuple[float, ...], per_sample: bool = True) -> None:
         # Pad-crop, flip and RandAugment are drawn per image but applied to the whole batch at
         # once (RandAugment per (op, sign) group): a Python loop over images would cost more than
         # the model on CPU, and stall a GPU. Only RandomResizedCrop still runs image by image.
-        self.batched = per_sample and recipe.crop != "rrc"
-        self.pad = resolution // 8 if recipe.crop == "pad" else 0
-        self.hflip = recipe.hflip
-        tfs = [t for t in sample_transforms(recipe, resolution=resolution) if not isinstance(t, v2.RandAugment)] \
+        aug, resolution = augmentation, part.resolution
+        self.batched = per_sample and part.crop != "rrc"
+        self.pad = resolution // 8 if part.crop == "pad" else 0
+        self.hflip = aug.hflip
+        tfs = [t for t in sample_transforms(part, aug, resolution=resolution) if not isinstance(t, v2.RandAugment)] \
             if per_sample and not self.batched else []
         self.per_image = v2.Compose(tfs) if tfs else None
-        self.randaug = BatchRandAugment(recipe.randaugment_ops, recipe.randaugment_magnitude) \
-            if per_sample and recipe.randaugment_ops else None
+        self.randaug = BatchRandAugment(aug.randaugment_ops, aug.randaugment_magnitude) \
+            if per_sample and aug.randaugment_ops else None
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
-        self.erase = v2.RandomErasing(p=recipe.random_erasing, value=0) if recipe.random_erasing > 0 else None
+        self.erase = v2.RandomErasing(p=aug.random_erasing, value=0) if aug.random_erasing > 0 else None
         mixers: list[v2.Transform] = []
-        if recipe.mixup > 0:
-            mixers.append(v2.MixUp(alpha=recipe.mixup, num_classes=num_classes))
-        if recipe.cutmix > 0:
-            mixers.append(v2.CutMix(alpha=recipe.cutmix, num_classes=num_classes))
+        if aug.mixup > 0:
+            mixers.append(v2.MixUp(alpha=aug.mixup, num_classes=num_classes))
+        if aug.cutmix > 0:
+            mixers.append(v2.CutMix(alpha=aug.cutmix, num_classes=num_classes))
         self.mix = v2.RandomChoice(mixers) if len(mixers) > 1 else (mixers[0] if mixers else None)
 
     def normalize(self, x: Tensor) -> Tensor:

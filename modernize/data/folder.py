@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from .spec import DataSpec
+from .spec import DataSpec, Streams
 
 GREY_MEAN, GREY_STD = (0.449,), (0.226,)
 """ImageNet's statistics averaged over RGB, as timm does for 1-channel models."""
@@ -69,6 +69,12 @@ class ImageFolderSplit(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def batches(self, indices: Tensor, *, batch: int, device: str, loaders: Streams, order_seed: int | None = None,
+                drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+        """Decoded and transformed by ``loaders``' DataLoader workers (``spec.Split.batches``)."""
+        yield from loaders.stream(self, indices.tolist(), batch=batch, device=device, order_seed=order_seed,
+                                  drop_last=drop_last)
 
     def _decode(self, i: int) -> tuple[Any, int]:
         from PIL import Image, UnidentifiedImageError

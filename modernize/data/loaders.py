@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -52,10 +52,10 @@ class EpochSampler(torch.utils.data.Sampler[Any]):
     augmentation seed derives from (``seeds.sample_seed``); it then yields ``(index, seed)``."""
 
     def __init__(self) -> None:
-        self.indices: Iterable[int] = ()
+        self.indices: Sequence[int] = ()
         self.order_seed: int | None = None
 
-    def set_epoch(self, indices: Iterable[int], order_seed: int | None) -> None:
+    def set_epoch(self, indices: Sequence[int], order_seed: int | None) -> None:
         self.indices, self.order_seed = indices, order_seed
 
     def __iter__(self) -> Iterator[Any]:
@@ -65,7 +65,7 @@ class EpochSampler(torch.utils.data.Sampler[Any]):
         return ((i, sample_seed(seed, i)) for i in self.indices)
 
     def __len__(self) -> int:
-        return len(self.indices)  # type: ignore[arg-type]
+        return len(self.indices)
 
 
 class Loaders:
@@ -76,7 +76,8 @@ class Loaders:
     def __init__(self, workers: int | None = None) -> None:
         self.requested = workers
         self._workers: int | None = None
-        self._loaders: dict[tuple[Any, ...], tuple[torch.utils.data.Dataset, torch.utils.data.DataLoader]] = {}
+        self._loaders: dict[tuple[Any, ...], tuple[torch.utils.data.Dataset, torch.utils.data.DataLoader,
+                                                    EpochSampler]] = {}
 
     @property
     def workers(self) -> int:
@@ -90,7 +91,7 @@ class Loaders:
         return self._workers
 
     def _loader(self, ds: torch.utils.data.Dataset, *, batch: int, device: str, seeded: bool,
-                drop_last: bool) -> torch.utils.data.DataLoader:
+                drop_last: bool) -> tuple[torch.utils.data.DataLoader, EpochSampler]:
         key = (id(ds), batch, device, seeded, drop_last)  # the entry keeps ds alive: its id stays unique
         if key not in self._loaders:
             workers = self.workers
@@ -98,20 +99,23 @@ class Loaders:
             # global generator when its first iterator starts, which shifts every later draw (mixup,
             # drop path) by where the loader was created; a resumed job creates it mid-epoch. The
             # base seed does not matter here: every sample's randomness comes from its (index, seed).
+            sampler = EpochSampler()
             loader = torch.utils.data.DataLoader(
-                ds, batch_size=batch, sampler=EpochSampler(), drop_last=drop_last, num_workers=workers,
+                ds, batch_size=batch, sampler=sampler, drop_last=drop_last, num_workers=workers,
                 pin_memory=device != "cpu", persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
                 generator=torch.Generator().manual_seed(0))
-            self._loaders[key] = (ds, loader)
-        return self._loaders[key][1]
+            self._loaders[key] = (ds, loader, sampler)
+        _, loader, sampler = self._loaders[key]
+        return loader, sampler
 
-    def stream(self, ds: torch.utils.data.Dataset, indices: Iterable[int], *, batch: int, device: str,
+    def stream(self, ds: torch.utils.data.Dataset, indices: Sequence[int], *, batch: int, device: str,
                order_seed: int | None = None, drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
         """Batches of ``ds`` in the order of ``indices`` (each sample seeded from ``order_seed``
         when given): every share of the cores as a worker, 4 batches prefetched per worker,
         pinned memory on GPU. A corrupt image ends in a one-line ``BadImageError`` naming it."""
-        loader = self._loader(ds, batch=batch, device=device, seeded=order_seed is not None, drop_last=drop_last)
-        loader.sampler.set_epoch(indices, order_seed)  # type: ignore[union-attr]
+        loader, sampler = self._loader(ds, batch=batch, device=device, seeded=order_seed is not None,
+                                       drop_last=drop_last)
+        sampler.set_epoch(indices, order_seed)
         try:
             for x, y in loader:
                 yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)

@@ -1,22 +1,21 @@
 """Data sets held whole in memory: Fashion-MNIST's idx files, torchvision's CIFAR, generated
-``synthetic`` images; resized once to the recipe's resolution. Also :func:`subset`, the fixed
-random subset of a recipe's ``train_images`` / ``val_images`` for in-memory and folder data."""
+``synthetic`` images; resized once to the data part's resolution. Also :func:`subset`, the fixed
+random subset of a data part's ``train_images`` / ``val_images`` for in-memory and folder data."""
 
 from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
-from torch import Tensor
 from torchvision.transforms import v2
 
 from ..errors import ConfigError
-from ..recipe import Recipe
+from ..recipe import DataPart
 from .presets import base_transforms, eval_transforms
-from .spec import DataSpec, InMemory
+from .spec import DataSpec, InMemory, Split
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 DATA_ROOT = Path("data")
@@ -24,13 +23,7 @@ FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyt
                  "val": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 
 
-class _Split(Protocol):
-    def __len__(self) -> int: ...
-
-    def take(self, indices: Tensor) -> _Split: ...
-
-
-S = TypeVar("S", bound=_Split)
+S = TypeVar("S", bound=Split)
 
 
 def subset(split: S, count: int, *, seed: int) -> S:
@@ -39,7 +32,7 @@ def subset(split: S, count: int, *, seed: int) -> S:
     if not count or count >= len(split):
         return split
     idx = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:count]
-    return split.take(idx)  # type: ignore[return-value]
+    return split.take(idx)
 
 
 def fashion_dir(spec: DataSpec, *, download: bool, fetch: bool) -> Path:
@@ -118,16 +111,16 @@ def synthetic(n: int) -> dict[str, InMemory]:
     return {"train": make(n), "val": make(max(10, n // 4))}
 
 
-def resize(split: InMemory, recipe: Recipe, *, evaluation: bool = False) -> InMemory:
-    """Bring a split to ``recipe.resolution`` once, by the rule streamed data follow per image
+def resize(split: InMemory, part: DataPart, *, evaluation: bool = False) -> InMemory:
+    """Bring a split to ``part.resolution`` once, by the rule streamed data follow per image
     (:func:`base_transforms` for training, :func:`eval_transforms` for evaluation): ``pad``
     zero-pads or centre-crops without rescaling (28 -> 32 keeps Fashion-MNIST's pixels),
     ``none`` resizes, ``rrc`` resizes for training (the random crop is drawn per batch) and
     resizes to ``resolution / eval_crop_pct`` then centre-crops for evaluation."""
-    res = recipe.resolution
-    if split.images.shape[-2:] == (res, res) and recipe.resize in (0, res) and (recipe.crop != "rrc" or not evaluation):
+    res = part.resolution
+    if split.images.shape[-2:] == (res, res) and part.resize in (0, res) and (part.crop != "rrc" or not evaluation):
         return split
-    tf = v2.Compose(eval_transforms(recipe, resolution=res) if evaluation else
-                    base_transforms(recipe, resolution=res, streamed=False))
+    tf = v2.Compose(eval_transforms(part, resolution=res) if evaluation else
+                    base_transforms(part, resolution=res, streamed=False))
     images = torch.cat([tf(chunk) for chunk in split.images.split(2048)])
     return InMemory(images.contiguous(), split.labels)

@@ -19,7 +19,7 @@ import torch
 
 from ..claims import DEFAULT_TIMEOUT_S
 from ..complexity import count
-from ..data import Data, close_loaders, load_data
+from ..data import Data, close_loaders, data_key, load_data
 from ..errors import ConfigError
 from ..launch import SlurmOptions
 from ..proxy import ProxyScale
@@ -168,7 +168,7 @@ class Measurer:
     def loaded(self) -> tuple[RunConfig, Data]:
         if self.cfg is None or self.data is None:
             self.cfg = prepare(self.setup, {"start": self.setup.start.spec})
-            self.data = load_data(self.cfg.data, recipe=self.cfg.recipe, loader_workers=0)
+            self.data = load_data(self.cfg.data, data_key(self.cfg.data, self.cfg.recipe), loader_workers=0)
         return self.cfg, self.data
 
     def __call__(self, spec: ArchSpec) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..data import Data, InMemory, Loaders
+from ..data import Data
 from ..errors import ConfigError
 from ..recipe import Recipe
 from ..roadmap import Step
@@ -56,63 +56,30 @@ def batching(recipe: Recipe, world: int) -> Batching:
     return Batching(recipe.batch_size, world, recipe.global_batch // per_step)
 
 
-def batches_in_memory(split: InMemory, *, batch: int, d: Dist, epoch_seed: int, skip: int,
-                      device: str) -> Iterator[tuple[Tensor, Tensor]]:
-    """The epoch's global batches (fixed order from ``epoch_seed``), this rank's share of each."""
-    n = len(split)
+def epoch_order(n: int, *, batch: int, d: Dist, epoch_seed: int, skip: int) -> Tensor:
+    """This rank's indices of an epoch: a fixed permutation of ``n`` (from ``epoch_seed``) cut
+    into whole global batches, this rank's slice of each, from global batch ``skip`` on."""
     gb = batch * d.world
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed))
-    for i in range(skip, n // gb):
-        idx = perm[i * gb + d.rank * batch: i * gb + (d.rank + 1) * batch]
-        yield split.images[idx].to(device, non_blocking=True), split.labels[idx].to(device, non_blocking=True)
-
-
-class OffsetSampler(torch.utils.data.Sampler[int]):
-    """This rank's indices of an epoch's fixed permutation, from global batch ``skip`` on."""
-
-    def __init__(self, n: int, *, batch: int, d: Dist, epoch_seed: int, skip: int) -> None:
-        self.n, self.batch, self.d, self.seed, self.skip = n, batch, d, epoch_seed, skip
-
-    def indices(self) -> list[int]:
-        gb = self.batch * self.d.world
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed))
-        out: list[int] = []
-        for i in range(self.skip, self.n // gb):
-            out += perm[i * gb + self.d.rank * self.batch: i * gb + (self.d.rank + 1) * self.batch].tolist()
-        return out
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices())
-
-    def __len__(self) -> int:
-        return max(0, self.n // (self.batch * self.d.world) - self.skip) * self.batch
-
-
-def loader_batches(loaders: Loaders, ds: torch.utils.data.Dataset, *, batch: int, d: Dist, epoch_seed: int,
-                   skip: int, device: str) -> Iterator[tuple[Tensor, Tensor]]:
-    """Through ``loaders`` (persistent workers); each sample's augmentation is seeded from
-    (epoch_seed, index), so it does not depend on the worker count."""
-    sampler = OffsetSampler(len(ds), batch=batch, d=d, epoch_seed=epoch_seed, skip=skip)  # type: ignore[arg-type]
-    yield from loaders.stream(ds, sampler, batch=batch, device=device, order_seed=epoch_seed, drop_last=True)
+    return perm[skip * gb: n // gb * gb].view(-1, d.world, batch)[:, d.rank].reshape(-1)
 
 
 def epoch_batches(data: Data, *, batch: int, d: Dist, epoch_seed: int, skip: int,
                   device: str) -> Iterator[tuple[Tensor, Tensor]]:
-    """The epoch's batches for this rank, in memory or streamed."""
-    if data.in_memory:
-        return batches_in_memory(data.train, batch=batch, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
-                                 skip=skip, device=device)
-    return loader_batches(data.loaders, data.train, batch=batch, d=d, epoch_seed=epoch_seed,  # type: ignore[arg-type]
-                          skip=skip, device=device)
+    """The epoch's batches for this rank; streamed samples draw their augmentation from
+    (``epoch_seed``, index), so it does not depend on the worker count."""
+    order = epoch_order(len(data.train), batch=batch, d=d, epoch_seed=epoch_seed, skip=skip)
+    return data.train.batches(order, batch=batch, device=device, loaders=data.loaders, order_seed=epoch_seed,
+                              drop_last=True)
 
 
 def iters_per_epoch(data: Data, batch: int, d: Dist) -> int:
-    return len(data.train) // (batch * d.world)  # type: ignore[arg-type]
+    return len(data.train) // (batch * d.world)
 
 
 def check_batch(step: Step, recipe: Recipe, data: Data, d: Dist) -> None:
     b = batching(recipe, d.world)
     if iters_per_epoch(data, b.per_process, d) < 1:
         what = "batch_size" if b.accum == 1 else "batch_size x accum_steps"
-        raise ConfigError(f"step '{step.name}': {len(data.train)} training images are fewer than "  # type: ignore[arg-type]
+        raise ConfigError(f"step '{step.name}': {len(data.train)} training images are fewer than "
                           f"one global batch of {b.global_batch} (recipe '{recipe.name}' {what})")

@@ -3,17 +3,18 @@ recipes, data, device, proxy) before anything is trained or written, into a ``Ru
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..claims import DEFAULT_TIMEOUT_S, check_timeout
-from ..data import Data, DataSpec, check_data
+from ..data import Data, DataKey, DataSpec, check_data
+from ..data import data_key as key_of_data
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..proxy import ProxyScale, proxy_label, proxy_preset
-from ..recipe import Augmentation, DataPart, Recipe, builtin_recipes, differences, load_recipe, recipe_base
+from ..recipe import Recipe, builtin_recipes, differences, load_recipe, recipe_base
 from ..roadmap import Roadmap, Step, check_step_name, check_under_proxy, load_roadmap
 from ..runfolder import job_folder
 from ..spec import ArchSpec
@@ -93,13 +94,10 @@ def train_spec(step: Step, cfg: RunConfig, data: Data, recipe: Recipe) -> ArchSp
     return spec.replace(num_classes=data.num_classes, in_chans=data.in_chans, drop_path=recipe.drop_path)
 
 
-def data_key(cfg: RunConfig, recipe: Recipe) -> Hashable:
-    """Recipes with equal keys share one loaded data set: the recipe's data part (which images,
-    at which size, cropped how) and, for image folders, whose per-image transform applies the
-    augmentation while loading, its augmentation part too."""
-    if cfg.data.kind == "imagefolder":
-        return recipe.part(DataPart), recipe.part(Augmentation)
-    return recipe.part(DataPart)
+def data_key(cfg: RunConfig, recipe: Recipe) -> DataKey:
+    """Recipes with equal keys share one loaded data set (``data.DataKey``: the recipe's data
+    part, and for image folders its augmentation part); the key is what ``load_data`` gets."""
+    return key_of_data(cfg.data, recipe)
 
 
 def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Recipe | str | Path | None,
@@ -163,7 +161,7 @@ def data_size_notes(recipe: Recipe, data: Data, d: Dist) -> list[str]:
     from .batches import iters_per_epoch
 
     notes = []
-    n_train, n_val = len(data.train), len(data.val)  # type: ignore[arg-type]
+    n_train, n_val = len(data.train), len(data.val)
     if recipe.train_images > n_train:
         asked = recipe.train_images // (recipe.batch_size * d.world)
         notes.append(f"note: data {data.spec} holds {n_train:,} training images, fewer than recipe '{recipe.name}' "

@@ -15,7 +15,7 @@ from ..complexity import count
 from ..data import BatchAugment, Data
 from ..model import build_model
 from ..provenance import code_version, machine
-from ..recipe import Recipe, config_hash
+from ..recipe import Augmentation, DataPart, Recipe, config_hash
 from ..roadmap import Step
 from ..runfolder import JobConfig, JobResult, write_job_config, write_log, write_result
 from ..spec import ArchSpec
@@ -100,8 +100,8 @@ def build_trainer(job: Job, cfg: RunConfig, data: Data) -> Trainer:
         model = model.to(memory_format=torch.channels_last)
     b = batching(recipe, d.world)
     check_batch(job.step, recipe, data, d)
-    aug = BatchAugment(recipe, num_classes=data.num_classes, mean=data.mean, std=data.std,
-                       resolution=recipe.resolution, per_sample=data.in_memory)
+    aug = BatchAugment(recipe.part(DataPart), recipe.part(Augmentation), num_classes=data.num_classes,
+                       mean=data.mean, std=data.std, per_sample=data.in_memory)
     return make_trainer(model, recipe, aug, device=device, d=d, lr=recipe.scaled_lr(b.global_batch),
                         ipe=iters_per_epoch(data, b.per_process, d), accum=b.accum)
 

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +16,11 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..data import BatchAugment, Data, InMemory
+from ..data import BatchAugment, Data
 from ..device import autocast
 from ..recipe import Recipe
 from ..runfolder import LogRow
-from .batches import OffsetSampler, batches_in_memory, epoch_batches
+from .batches import epoch_batches, epoch_order
 from .dist import Dist, any_rank
 from .optim import make_optimizer, make_scheduler
 from .progress import progress_bar
@@ -265,16 +265,9 @@ def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: 
              stop: Any = None) -> tuple[float, float, float]:
     """(val_loss, top1 %, top5 %) over this rank's share of the validation set, summed over ranks."""
     model.eval()
-    val = data.val
-    n = len(val)  # type: ignore[arg-type]
-    idx = torch.arange(d.rank, n, d.world)
+    n = len(data.val)
+    chunks = data.val.batches(torch.arange(d.rank, n, d.world), batch=batch, device=device, loaders=data.loaders)
     sums = torch.zeros(4, dtype=torch.float64, device=device)
-    if isinstance(val, InMemory):
-        chunks: Iterator[tuple[Tensor, Tensor]] = (
-            (val.images[idx[i:i + batch]].to(device), val.labels[idx[i:i + batch]].to(device))
-            for i in range(0, len(idx), batch))
-    else:
-        chunks = data.loaders.stream(val, idx.tolist(), batch=batch, device=device)
     k = min(5, data.num_classes)
     # The stop check is agreed across ranks (one tiny all-reduce per batch) on the batches every
     # rank has (the shares differ by at most one image, so a rank may have one batch more).
@@ -302,22 +295,15 @@ def evaluate(model: nn.Module, data: Data, aug: BatchAugment, *, batch: int, d: 
 def precise_bn(model: nn.Module, data: Data, aug: BatchAugment, *, n: int, batch: int, d: Dist, device: str,
                channels_last: bool, stop: Any = None) -> None:
     """Exact BatchNorm statistics of the current weights over the first ``n`` batches of a
-    fixed order of un-augmented training images, preprocessed as for evaluation (in memory:
-    the stored images; streamed: ``data.train_eval``); no-op for models without BatchNorm."""
+    fixed order of un-augmented training images, preprocessed as for evaluation
+    (``data.train_eval``); no-op for models without BatchNorm."""
     from torch.optim.swa_utils import update_bn
 
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return
-    seed = PRECISE_BN_ORDER_SEED
-    if isinstance(data.train, InMemory):
-        source: Iterator[tuple[Tensor, Tensor]] = batches_in_memory(data.train, batch=batch, d=d, epoch_seed=seed,
-                                                                    skip=0, device=device)
-    elif data.train_eval is not None:
-        order = OffsetSampler(len(data.train_eval), batch=batch, d=d, epoch_seed=seed, skip=0)  # type: ignore[arg-type]
-        source = data.loaders.stream(data.train_eval, order.indices()[:n * batch], batch=batch, device=device,
+    order = epoch_order(len(data.train_eval), batch=batch, d=d, epoch_seed=PRECISE_BN_ORDER_SEED, skip=0)
+    source = data.train_eval.batches(order[:n * batch], batch=batch, device=device, loaders=data.loaders,
                                      drop_last=True)
-    else:
-        return
     batches = []
     for x, _ in source:  # every rank draws the same number of batches
         if stop is not None and any_rank(stop(), d, device):

@@ -18,7 +18,7 @@ import torch
 from ..complexity import count
 from ..data import BatchAugment, Data
 from ..model import build_model
-from ..recipe import Recipe
+from ..recipe import Augmentation, DataPart, Recipe
 from ..roadmap import Step
 from ..spec import ArchSpec
 from .batches import Batching, batching, iters_per_epoch
@@ -89,8 +89,8 @@ def time_per_image(spec: ArchSpec, recipe: Recipe, micro: int, device: str, gmac
     with kept_rng():
         model = build_model(spec).to(device, memory_format=fmt)
         channels = (0.5,) * spec.in_chans
-        aug = BatchAugment(recipe, num_classes=spec.num_classes, mean=channels, std=channels,
-                           resolution=recipe.resolution, per_sample=True)
+        aug = BatchAugment(recipe.part(DataPart), recipe.part(Augmentation), num_classes=spec.num_classes,
+                           mean=channels, std=channels, per_sample=True)
         t = make_trainer(model, recipe, aug, device=device, d=Dist(), lr=recipe.lr, ipe=reps + 1, accum=accum)
         x = torch.randint(0, 256, (n * accum, spec.in_chans, recipe.resolution, recipe.resolution),
                           dtype=torch.uint8, device=device)
@@ -131,7 +131,7 @@ def plan_steps(cfg: RunConfig, pending: Sequence[tuple[Step, Recipe, list[int]]]
         with kept_rng():
             gmacs = count(spec, recipe.resolution).gmacs
         train_s, eval_s = time_per_image(spec, recipe, b.micro, cfg.device, gmacs, accum=b.accum)
-        evaluated = math.ceil(len(data.val) / d.world) + recipe.precise_bn_batches * b.micro  # type: ignore[arg-type]
+        evaluated = math.ceil(len(data.val) / d.world) + recipe.precise_bn_batches * b.micro
         secs = recipe.epochs * (ipe * b.per_process * train_s + evaluated * eval_s)
         out.append(PlannedStep(step, recipe, seeds, b, ipe * recipe.epochs, gmacs, secs))
     return out

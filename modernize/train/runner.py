@@ -217,7 +217,7 @@ def _load(cfg: RunConfig, datas: dict[Hashable, Data], recipe: Recipe, stop: Int
     """The data set of a recipe, loaded once per ``data_key``."""
     key = data_key(cfg, recipe)
     if key not in datas:
-        datas[key] = load_data(cfg.data, recipe=recipe, download=cfg.download and cfg.dist.main,
+        datas[key] = load_data(cfg.data, key, download=cfg.download and cfg.dist.main,
                                loader_workers=cfg.loader_workers)
         check_stop(stop, "while loading data")
     return datas[key]

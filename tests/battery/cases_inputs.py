@@ -12,6 +12,7 @@ from pathlib import Path
 from .harness import (
     RANDOM,
     STEP,
+    C,
     Ctx,
     R,
     _tiny_lines,
@@ -204,7 +205,7 @@ def _recipe_fifo(ctx: Ctx) -> None:
 
 @case("recipe-unicode-name-accepted")
 def _recipe_unicode(ctx: Ctx) -> None:
-    path = ctx.w("réc✓ipe.toml", _tiny_lines(name='"レシピ ✓"') + R().SUB)
+    path = ctx.w("réc✓ipe.toml", _tiny_lines(name='"レシピ ✓"') + C().TINY_SUBSTITUTE)
     ctx.ok(train(ctx, recipe=path))
     ctx.done(ctx.shard.template()[1])
 

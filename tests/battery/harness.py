@@ -797,8 +797,15 @@ def R() -> Any:
     return rel
 
 
+def C() -> Any:
+    """tests/conftest.py, imported on first use like ``R()`` (it imports torch and modernize)."""
+    import tests.conftest as shared
+
+    return shared
+
+
 def tiny_recipe(ctx: Ctx, name: str = "tiny", extra: str = "", **kw: Any) -> Path:
-    return R().recipe_file(ctx.root, name, extra, **kw)
+    return C().write_recipe(ctx.root, name, extra, **kw)
 
 
 def small_roadmap_text() -> str:
@@ -943,7 +950,7 @@ NOT_UTF8 = b'{"status": "done", "top1": 5\xff\xfe}'
 # === the cases ================================================================================================
 def _tiny_lines(**over: str | None) -> str:
     """The tiny recipe as TOML text; keys in ``over`` replaced by raw TOML values (None: dropped, new: added)."""
-    vals = {k: json.dumps(v) for k, v in R().TINY.items()}
+    vals = {k: json.dumps(v) for k, v in C().TINY.items()}
     for k, v in over.items():
         if v is None:
             vals.pop(k, None)
@@ -953,7 +960,7 @@ def _tiny_lines(**over: str | None) -> str:
 
 
 def bad_recipe(ctx: Ctx, sub: bool = True, extra: str = "", **over: str | None) -> Path:
-    return ctx.w("bad.toml", _tiny_lines(**over) + extra + (R().SUB if sub else ""))
+    return ctx.w("bad.toml", _tiny_lines(**over) + extra + (C().TINY_SUBSTITUTE if sub else ""))
 
 
 def refuse_on_trained(ctx: Ctx, argv: Callable[[Ctx], list[str]], culprit: str | Sequence[str],
