@@ -98,9 +98,7 @@ def batch_augment_speedup(recipe: Recipe, *, batch: int, repeats: int, channels:
         torch.stack([per_image(img) for img in x])
 
     def new() -> None:
-        y = aug._pad_crop_flip(x) if aug.batched else x
-        if aug.randaug is not None:
-            aug.randaug(y)
+        aug.images(x)
 
     old(), new()
     times: dict[str, list[float]] = {"old": [], "new": []}

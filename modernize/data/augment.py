@@ -104,14 +104,19 @@ class BatchAugment:
             x = torch.where(flip, x.flip(-1), x)
         return x
 
-    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def images(self, x: Tensor) -> Tensor:
+        """The per-image part on uint8 images, before normalisation: crop, flip, RandAugment
+        (what ``bench-data`` times against the per-image loop)."""
         if self.batched:
             x = self._pad_crop_flip(x)
         elif self.per_image is not None:
             x = torch.stack([self.per_image(img) for img in x])
         if self.randaug is not None:
             x = self.randaug(x)
-        x = self.normalize(x)
+        return x
+
+    def __call__(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.normalize(self.images(x))
         if self.erase is not None:
             x = torch.stack([self.erase(img) for img in x])
         if self.mix is not None:
