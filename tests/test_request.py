@@ -91,6 +91,31 @@ def test_command_line_python_and_slurm_ask_the_same_run(seed: int, tmp_path: Pat
         [fingerprint_parts(cfg, s, cfg.recipe_of(s), k) for s in cfg.steps for k in cfg.seeds]
 
 
+def test_slurm_submission_honours_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--force`` travels with the request to the submission, which moves the job trained
+    differently aside and submits it again; the tasks themselves get no ``force`` (they must
+    not move each other's folders)."""
+    from modernize import launch
+    from modernize.cli import main
+    from modernize.train import train_roadmap
+
+    common = ["--data", "synthetic:32", "--steps", "patchify_stem", "--proxy", "cpu", "--device", "cpu",
+              "--out", str(tmp_path / "run")]
+    first = run_request(build_parser().parse_args(["train", *common, "--recipe", str(write_recipe(tmp_path))]))[0]
+    train_roadmap(first, Execution(device="cpu", progress=False, threads=1))
+    sent: list[tuple[list[tuple[str, int]], RunRequest]] = []
+    monkeypatch.setattr(launch, "submit", lambda pending, request, execution, opts: sent.append((pending, request))
+                        or [])
+    monkeypatch.setenv("MODERNIZE_SUBMITIT_LOCAL", "1")
+    other = ["train", *common, "--recipe", str(write_recipe(tmp_path, "tiny2", lr=1e-3)), "--launcher", "slurm"]
+    assert main(other) == 2 and "trained with a different configuration" in capsys.readouterr().err
+    assert main([*other, "--force"]) == 0
+    assert [p.relative_to(tmp_path / "run" / ".replaced").parts[1:] for p in
+            (tmp_path / "run" / ".replaced").glob("*/patchify_stem/seed0")] == [("patchify_stem", "seed0")]
+    assert sent[0][0] == [("patchify_stem", 0)] and sent[0][1].force is False
+
+
 def test_a_request_is_frozen_hashable_and_picklable(tmp_path: Path) -> None:
     request = RunRequest(out=tmp_path, seeds=[2, 0], steps=["widen"], proxy=proxy_preset("cpu"), accum_steps=2)
     execution = Execution(device="cpu", workers=2, threads=1)
