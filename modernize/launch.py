@@ -1,7 +1,8 @@
 """Cluster launch: one Slurm array task per pending (step, seed) job, through ``submitit``
 (optional dependency: ``pip install modernize[slurm]``), as the official ConvNeXt code does.
 
-Each task runs the same engine on its one job (``train_roadmap(steps=[step], seeds=[seed])``):
+Each task runs the same engine on its one job: the submitted ``RunRequest`` and ``Execution``
+(pickled whole) narrowed to its step and seed, ``train_roadmap(request, execution)``:
 DDP across its ``gpus_per_job`` GPUs x ``nodes_per_job`` nodes through torch.distributed's
 ``env://`` variables, which ``submitit.helpers.TorchDistributedEnvironment`` exports. The job
 claims (``claims.py``) still apply, so a task and a local ``train`` on the same run folder
@@ -24,15 +25,14 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .proxy import ProxyScale
+from .request import Execution, RunRequest, request_of
 
 if TYPE_CHECKING:
-    from .recipe import Recipe
     from .roadmap import Roadmap
 
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
@@ -130,10 +130,12 @@ def resolve_options(opts: SlurmOptions, device: str) -> tuple[SlurmOptions, str]
 
 
 class JobTask:
-    """The picklable callable one array task runs; ``checkpoint`` requeues it on preemption."""
+    """The picklable callable one array task runs; ``checkpoint`` requeues it on preemption.
+    It holds the submitted request and execution themselves, so the task trains exactly what
+    was checked at submission."""
 
-    def __init__(self, train_kwargs: dict[str, Any], step: str, seed: int) -> None:
-        self.train_kwargs, self.step, self.seed = train_kwargs, step, seed
+    def __init__(self, request: RunRequest, execution: Execution, step: str, seed: int) -> None:
+        self.request, self.execution, self.step, self.seed = request, execution, step, seed
 
     def __call__(self) -> dict[str, Any]:
         import submitit
@@ -141,20 +143,21 @@ class JobTask:
         from .roadmap import Roadmap, import_user_modules
         from .train import train_roadmap
 
-        if isinstance(self.train_kwargs.get("roadmap"), Roadmap):  # a new process: register its kinds
-            import_user_modules(self.train_kwargs["roadmap"])
+        if isinstance(self.request.roadmap, Roadmap):  # a new process: register its kinds
+            import_user_modules(self.request.roadmap)
         env = submitit.JobEnvironment()
         if env.num_tasks > 1:  # one process per GPU, joined through env:// (RANK, WORLD_SIZE, MASTER_*)
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        threads = int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0) or None  # torch's own choice: every core
-        out = train_roadmap(steps=[self.step], seeds=[self.seed], progress=False, threads=threads,
-                            **self.train_kwargs)
+        # torch's own choice (every core) unless asked: the task's cores
+        threads = self.execution.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0) or None
+        out = train_roadmap(dataclasses.replace(self.request, steps=(self.step,), seeds=(self.seed,)),
+                            dataclasses.replace(self.execution, progress=False, threads=threads))
         return json.loads((Path(out) / self.step / f"seed{self.seed}" / "result.json").read_text())
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         import submitit
 
-        return submitit.helpers.DelayedSubmission(JobTask(self.train_kwargs, self.step, self.seed))
+        return submitit.helpers.DelayedSubmission(JobTask(self.request, self.execution, self.step, self.seed))
 
 
 def _refusal(exc: BaseException, opts: SlurmOptions) -> ConfigError:
@@ -170,7 +173,7 @@ def _refusal(exc: BaseException, opts: SlurmOptions) -> ConfigError:
     return ConfigError(f"sbatch refused the jobs: {msg}{hint}")
 
 
-def submit(pending: list[tuple[str, int]], train_kwargs: dict[str, Any], out: Path, opts: SlurmOptions) -> list[Any]:
+def submit(pending: list[tuple[str, int]], request: RunRequest, execution: Execution, opts: SlurmOptions) -> list[Any]:
     """Submit one array task per ``(step, seed)``; returns submitit's job handles."""
     try:
         import submitit
@@ -180,7 +183,7 @@ def submit(pending: list[tuple[str, int]], train_kwargs: dict[str, Any], out: Pa
         return []
     check_slurm(opts)
     # Named, not auto: submitit's auto choice runs the tasks here when it finds no sbatch.
-    executor = submitit.AutoExecutor(folder=str(Path(out) / "slurm" / "%j"), cluster=opts.cluster or "slurm")
+    executor = submitit.AutoExecutor(folder=str(request.out / "slurm" / "%j"), cluster=opts.cluster or "slurm")
     gpus = opts.gpus_per_job or 0
     params: dict[str, Any] = dict(timeout_min=opts.time_min, nodes=opts.nodes_per_job,
                                   tasks_per_node=max(1, gpus), gpus_per_node=gpus,
@@ -192,31 +195,31 @@ def submit(pending: list[tuple[str, int]], train_kwargs: dict[str, Any], out: Pa
     executor.update_parameters(**params)
     try:  # submitit echoes sbatch's stderr before raising: the one-line error below says it
         with contextlib.redirect_stderr(io.StringIO()), executor.batch():
-            jobs = [executor.submit(JobTask(train_kwargs, step, seed)) for step, seed in pending]
+            jobs = [executor.submit(JobTask(request, execution, step, seed)) for step, seed in pending]
     except submitit.core.utils.FailedJobError as exc:
         raise _refusal(exc, opts) from None
     return jobs
 
 
-def submit_roadmap(roadmap: Roadmap | str | Path | None = None, *, slurm: SlurmOptions, data: str = "fashion-mnist",
-                   recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
-                   steps: Sequence[str] | None = None, device: str = "auto", proxy: ProxyScale | None = None,
-                   ckpt_every: int = 0, compile: bool | None = None, claim_timeout: float = 300.0,
-                   tensorboard: bool = False, accum_steps: int | None = None) -> list[Any]:
-    """Submit every pending (step, seed) job as one Slurm array task (``launch.py``).
-    Validated here first (on a login node without a GPU: the device is checked by the tasks);
-    ``device='auto'`` follows the GPUs per job (``resolve_options``)."""
+def submit_roadmap(request: RunRequest | Roadmap | str | Path | None = None, execution: Execution | None = None, *,
+                   slurm: SlurmOptions, **options: Any) -> list[Any]:
+    """Submit every pending (step, seed) job as one Slurm array task (``launch.py``); takes what
+    ``train_roadmap`` takes. Validated here first (on a login node without a GPU: the device is
+    checked by the tasks), where run.json is written, ``--force`` moves what differs aside and
+    ``--download`` fetches the data; ``device='auto'`` follows the GPUs per job
+    (``resolve_options``). Each task gets the request pinned to what was checked: the roadmap,
+    recipe and proxy resolved, so an edited recipe file does not change a queued task."""
     from .train import pending_jobs, prepare_run, record_run
 
-    slurm, device = resolve_options(slurm, device)
-    cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device="cpu",
-                      proxy=proxy, claim_timeout=claim_timeout, tensorboard=tensorboard, accum_steps=accum_steps)
+    request, execution = request_of(request, execution, options)
+    if execution.workers != 1:
+        raise ConfigError("--workers is for local runs; with --launcher slurm each job is its own array task")
+    slurm, device = resolve_options(slurm, execution.device)
+    cfg = prepare_run(request, dataclasses.replace(execution, device="cpu"))
     record_run(cfg)
-    pending = pending_jobs(cfg)
-    kwargs = dict(roadmap=cfg.roadmap, data=str(cfg.data), recipe=cfg.recipe, out=cfg.out, device=device,
-                  proxy=cfg.proxy, ckpt_every=ckpt_every, compile=compile, claim_timeout=claim_timeout,
-                  tensorboard=tensorboard, accum_steps=accum_steps)
-    return submit(pending, kwargs, cfg.out, slurm)
+    pinned = dataclasses.replace(request, roadmap=cfg.roadmap, recipe=cfg.recipe, data=str(cfg.data),
+                                 proxy=cfg.proxy, out=cfg.out, force=False)
+    return submit(pending_jobs(cfg), pinned, dataclasses.replace(execution, device=device, download=False), slurm)
 
 
 def _squeue_states(jobs: list[Any]) -> dict[str, tuple[str, str]] | None:

@@ -33,9 +33,10 @@ from modernize.explore import (
     run_explore,
     worst_case_jobs,
 )
-from modernize.explore.execute import spec_key
+from modernize.explore.execute import QUIET, spec_key
 from modernize.explore.plan import plan_explore
 from modernize.proxy import ProxyScale
+from modernize.request import RunRequest
 from modernize.roadmap import load_roadmap
 from modernize.spec import ArchSpec, base_spec
 from tests.conftest import write_recipe
@@ -231,9 +232,10 @@ def explore_args(tmp: Path, out: str = "out", store: str = "store", *extra: str)
 def setup(tmp: Path, store: str = "store") -> Setup:
     recipe, cands = files(tmp)
     rm = load_roadmap(None)
-    return Setup(roadmap=rm, start=rm["recipe"], candidates=load_candidates(cands), store=tmp / store,
-                 data="synthetic:32", recipe=str(recipe), seeds=SEEDS,
-                 proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2), device="cpu", threads=1)
+    request = RunRequest(out=tmp / store, data="synthetic:32", recipe=str(recipe), seeds=SEEDS,
+                         proxy=ProxyScale(width=0.125, depth=0.34, stem_stride=2))
+    return Setup(roadmap=rm, start=rm["recipe"], candidates=load_candidates(cands), request=request,
+                 execution=dataclasses.replace(QUIET, device="cpu", threads=1))
 
 
 def test_explore_end_to_end_rerun_trains_nothing_and_its_roadmap_is_accepted(tmp_path: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,6 +12,7 @@ from ..errors import ConfigError
 from ..files import check_out_path
 from ..paths import runs_dir
 from ..proxy import PROXIES
+from ..request import Execution, RunRequest
 from .argtypes import Extend, add_roadmap_argument, int_between, nonneg_int, number, positive_int, positive_number, seed
 from .train import proxy_from_args
 
@@ -22,6 +24,7 @@ DEFAULT_START = "recipe"
 
 def _setup(args: argparse.Namespace) -> Setup:
     from ..explore import Setup, from_roadmap, load_candidates
+    from ..explore.execute import QUIET
     from ..launch import SlurmOptions
     from ..roadmap import load_roadmap
 
@@ -42,10 +45,11 @@ def _setup(args: argparse.Namespace) -> Setup:
                              cluster="local" if os.environ.get("MODERNIZE_SUBMITIT_LOCAL") else None)
     store = Path(args.store) if args.store else runs_dir() / "explore-store"
     check_out_path(store)
-    return Setup(roadmap=roadmap, start=start, candidates=cands, store=store, data=args.data, recipe=args.recipe,
-                 seeds=tuple(dict.fromkeys(args.seeds)), proxy=proxy_from_args(args), device=args.device,
-                 workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout,
-                 accum_steps=args.accum_steps, slurm=slurm)
+    request = RunRequest(out=store, data=args.data, recipe=args.recipe, seeds=tuple(dict.fromkeys(args.seeds)),
+                         proxy=proxy_from_args(args), accum_steps=args.accum_steps)
+    execution = dataclasses.replace(QUIET, device=args.device, workers=args.workers, threads=args.threads or None,
+                                    claim_timeout=args.claim_timeout)
+    return Setup(roadmap=roadmap, start=start, candidates=cands, request=request, execution=execution, slurm=slurm)
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -96,14 +100,14 @@ def add_explore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rounds", type=positive_int, default=None, help="stop after this many rounds")
     p.add_argument("--max-jobs", type=positive_int, default=None,
                    help="stop before a round that would take the explore past this many (spec, seed) jobs")
-    p.add_argument("--data", default="fashion-mnist",
+    p.add_argument("--data", default=RunRequest.data,
                    help="fashion-mnist[:DIR] | cifar10[:ROOT] | cifar100[:ROOT] | imagefolder:PATH | synthetic[:N]")
     p.add_argument("--recipe", default=None, help="recipe name or .toml path (default: the roadmap's recipe)")
     p.add_argument("--seeds", type=seed, nargs="+", action=Extend, default=[0, 1], help="seeds (default: 0 1)")
     p.add_argument("--out", default=None, help="output folder (default: runs/explore)")
     p.add_argument("--store", default=None,
                    help="the job store shared by explores (default: runs/explore-store)")
-    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
+    p.add_argument("--device", default=Execution.device, help="cpu | cuda | cuda:N | auto (default)")
     p.add_argument("--proxy", nargs="?", const="cpu", default=None, metavar="NAME",
                    help=f"a named proxy scale ({', '.join(PROXIES)}; default: the recipe's)")
     p.add_argument("--width", type=number, default=1.0, help="width multiplier (default 1)")
@@ -111,12 +115,13 @@ def add_explore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--low-res", type=int, choices=[0, 1, 2], default=None, help="total stem stride 1 or 2")
     p.add_argument("--init-rule", choices=["paper", "width"], default=None, help="weight init rule (see train)")
     p.add_argument("--layer-scale", type=number, default=None, help="layer-scale init (see train)")
-    p.add_argument("--workers", type=int_between(1, 256, "--workers"), default=1,
+    p.add_argument("--workers", type=int_between(1, 256, "--workers"), default=Execution.workers,
                    help="train N jobs side by side in local processes")
     p.add_argument("--threads", type=int_between(0, 1024, "--threads"), default=0,
                    help="CPU threads for torch per worker (default: torch's choice; with --workers N: cores / N)")
-    p.add_argument("--claim-timeout", type=positive_number, default=300.0,
-                   help="seconds without a heartbeat before another process takes a job over (default 300)")
+    p.add_argument("--claim-timeout", type=positive_number, default=Execution.claim_timeout,
+                   help="seconds without a heartbeat before another process takes a job over "
+                        f"(default {Execution.claim_timeout:g})")
     p.add_argument("--accum-steps", type=positive_int, default=None, metavar="N", help="gradient accumulation steps")
     p.add_argument("--launcher", choices=["local", "slurm"], default="local",
                    help="local (default) or slurm: each round's jobs as array tasks, waited for")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..paths import reference_dir, runs_dir
+from ..request import Execution, RunRequest
 from ..roadmap import load_roadmap
 from .flops import print_flops
 from .report import print_report
@@ -31,8 +32,9 @@ def run_main_job(run_dir: Path | None = None, out: Path | None = None, reference
     start = time.perf_counter()
     run_dir = run_dir if run_dir is not None else runs_dir() / "main"
     roadmap = load_roadmap(MAIN_JOB["roadmap"])
-    train_roadmap(roadmap, data=MAIN_JOB["data"], recipe=MAIN_JOB["recipe"], seeds=MAIN_JOB["seeds"],
-                  out=run_dir, device="cpu", workers=workers, threads=1)
+    request = RunRequest(roadmap=roadmap, data=MAIN_JOB["data"], recipe=MAIN_JOB["recipe"], seeds=MAIN_JOB["seeds"],
+                         out=run_dir)
+    train_roadmap(request, Execution(device="cpu", workers=workers, threads=1))
     out = out if out is not None else run_dir / "report"
     reference = reference if reference is not None else reference_dir(roadmap.name)
     print_flops(None, out, 224)

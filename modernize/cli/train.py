@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from ..files import check_out_path
 from ..proxy import PROXIES, ProxyScale, proxy_preset
+from ..request import Execution, RunRequest
 from .argtypes import (
     Extend,
     add_roadmap_argument,
@@ -44,6 +46,23 @@ def proxy_from_args(args: argparse.Namespace) -> ProxyScale | None:
                       layer_scale=args.layer_scale)
 
 
+def run_request(args: argparse.Namespace) -> tuple[RunRequest, Execution]:
+    """The request (what is trained) and execution (how) the flags ask for; every default not
+    given on the command line is the dataclass field's own."""
+    out = Path(args.out) if args.out else Path("runs") / "train"
+    steps = step_names(args.steps)
+    if args.steps is not None and not steps:
+        raise ConfigError("--steps: give step names, e.g. --steps resnet50 kernel_7 (or resnet50,kernel_7)")
+    check_out_path(out)
+    request = RunRequest(roadmap=args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
+                         steps=steps, proxy=proxy_from_args(args), accum_steps=args.accum_steps,
+                         force=getattr(args, "force", False))
+    execution = Execution(device=args.device, workers=args.workers, threads=args.threads or None,
+                          compile=True if args.compile else None, ckpt_every=args.ckpt_every,
+                          claim_timeout=args.claim_timeout, tensorboard=args.tensorboard, download=args.download)
+    return request, execution
+
+
 def _slurm_options(args: argparse.Namespace) -> tuple[SlurmOptions, str]:
     """The Slurm options and the tasks' device, checked (``--plan`` checks them too)."""
     from ..launch import SlurmOptions, resolve_options
@@ -56,15 +75,12 @@ def _slurm_options(args: argparse.Namespace) -> tuple[SlurmOptions, str]:
     return resolve_options(opts, args.device)
 
 
-def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
+def _submit_slurm(args: argparse.Namespace, request: RunRequest, execution: Execution) -> int:
     from ..launch import submit_roadmap, wait_jobs
 
     opts, device = _slurm_options(args)
-    jobs = submit_roadmap(args.roadmap, slurm=opts, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
-                          steps=step_names(args.steps), device=device, proxy=proxy_from_args(args),
-                          ckpt_every=args.ckpt_every, compile=True if args.compile else None,
-                          claim_timeout=args.claim_timeout, tensorboard=args.tensorboard,
-                          accum_steps=args.accum_steps)
+    out = request.out
+    jobs = submit_roadmap(request, dataclasses.replace(execution, device=device), slurm=opts)
     if not jobs:
         print(f"submitted nothing: every job of {out} is finished; run_ablation.py report {out}")
         return 0
@@ -96,30 +112,19 @@ def _submit_slurm(args: argparse.Namespace, out: Path) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from ..train import train_roadmap
 
-    out = Path(args.out) if args.out else Path("runs") / "train"
-    steps = step_names(args.steps)
-    if args.steps is not None and not steps:
-        raise ConfigError("--steps: give step names, e.g. --steps resnet50 kernel_7 (or resnet50,kernel_7)")
-    check_out_path(out)
+    request, execution = run_request(args)
     if args.plan:  # the same checks as the run (launcher, RUN_DIR, fingerprints, data), then the plan
         from ..train import plan_roadmap
 
         if args.launcher == "slurm":
             _slurm_options(args)
-        plan_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out, steps=steps,
-                     device=args.device, proxy=proxy_from_args(args), accum_steps=args.accum_steps,
-                     workers=args.workers, threads=args.threads or None, force=getattr(args, "force", False))
+        plan_roadmap(request, execution)
         return 0
     if args.launcher == "slurm":
-        return _submit_slurm(args, out)
-    train_roadmap(args.roadmap, data=args.data, recipe=args.recipe, seeds=args.seeds, out=out,
-                  steps=steps,
-                  device=args.device, proxy=proxy_from_args(args), download=args.download,
-                  ckpt_every=args.ckpt_every, compile=True if args.compile else None,
-                  workers=args.workers, threads=args.threads or None, claim_timeout=args.claim_timeout,
-                  tensorboard=args.tensorboard, force=getattr(args, "force", False), accum_steps=args.accum_steps)
+        return _submit_slurm(args, request, execution)
+    train_roadmap(request, execution)
     if int(os.environ.get("RANK", "0")) == 0:  # the report once, from the first process
-        print_report(out)
+        print_report(request.out)
     return 0
 
 
@@ -130,14 +135,15 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                                    "one. Under torchrun: DDP, global batch = per-process batch x processes "
                                    "x accumulation steps.")
     add_roadmap_argument(p)
-    p.add_argument("--data", default="fashion-mnist",
+    p.add_argument("--data", default=RunRequest.data,
                    help="fashion-mnist[:DIR] | cifar10[:ROOT] | cifar100[:ROOT] | imagefolder:PATH | synthetic[:N]")
     p.add_argument("--recipe", default=None,
                    help="recipe name in ablations/recipes/ or a .toml path (default: the roadmap's recipe)")
-    p.add_argument("--seeds", type=seed, nargs="+", action=Extend, default=[0], help="seeds (default: 0)")
+    p.add_argument("--seeds", type=seed, nargs="+", action=Extend, default=list(RunRequest.seeds),
+                   help=f"seeds (default: {' '.join(map(str, RunRequest.seeds))})")
     p.add_argument("--out", default=None, help="run directory (default: runs/train)")
     p.add_argument("--steps", nargs="+", action=Extend, default=None, help="only these steps (names from the roadmap)")
-    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
+    p.add_argument("--device", default=Execution.device, help="cpu | cuda | cuda:N | auto (default)")
     p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
     p.add_argument("--proxy", nargs="?", const="cpu", default=None, metavar="NAME",
                    help=f"a named proxy scale ({', '.join(PROXIES)}; bare --proxy: cpu = width x0.25, "
@@ -150,10 +156,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="weight init std: paper = 0.02 at every width; width = 0.02 / sqrt(width multiplier)")
     p.add_argument("--layer-scale", type=number, default=None,
                    help="layer-scale init for the steps that have one (default: the step's own, 1e-6)")
-    p.add_argument("--workers", type=int_between(1, 256, "--workers"), default=1,
+    p.add_argument("--workers", type=int_between(1, 256, "--workers"), default=Execution.workers,
                    help="train N jobs side by side in local processes (CUDA: worker i on cuda:i)")
-    p.add_argument("--claim-timeout", type=positive_number, default=300.0,
-                   help="seconds without a heartbeat before another process takes a job over (default 300)")
+    p.add_argument("--claim-timeout", type=positive_number, default=Execution.claim_timeout,
+                   help="seconds without a heartbeat before another process takes a job over "
+                        f"(default {Execution.claim_timeout:g})")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard scalars per job under RUN_DIR/<step>/seed<k>/tb")
     p.add_argument("--launcher", choices=["local", "slurm"], default="local",
@@ -168,7 +175,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--array-parallelism", type=positive_int, default=64,
                    help="at most this many array tasks at once (default 64)")
     p.add_argument("--time", type=positive_int, default=4320, help="time limit per Slurm job in minutes")
-    p.add_argument("--ckpt-every", type=nonneg_int, default=0,
+    p.add_argument("--ckpt-every", type=nonneg_int, default=Execution.ckpt_every,
                    help="also checkpoint every N iterations within an epoch (default: epoch ends and Ctrl-C)")
     p.add_argument("--threads", type=int_between(0, 1024, "--threads"), default=0,
                    help="CPU threads for torch, per worker (default: torch's choice; with --workers N: "

@@ -40,7 +40,7 @@ def start_gmacs(setup: Setup) -> float:
 
 
 def recipe_label(setup: Setup) -> str:
-    r = setup.recipe
+    r = setup.request.recipe
     if isinstance(r, Recipe):
         return r.name
     return str(r) if r is not None else (setup.roadmap.recipe or "paper")
@@ -65,7 +65,7 @@ def run_explore(setup: Setup, rule: Rule, budget: Budget, out: Path,
                          imports=setup.imports, rule=rule.name, setup=info, cost=cost)
 
     try:
-        search = explore(setup.start.spec, setup.candidates.knobs, rule=rule, seeds=setup.seeds,
+        search = explore(setup.start.spec, setup.candidates.knobs, rule=rule, seeds=setup.request.seeds,
                          score=lambda specs: train_specs(setup, specs, tally), key=spec_key, budget=budget,
                          measure=measure, say=say, after_round=write)
     finally:

@@ -17,13 +17,11 @@ from typing import Any
 
 import torch
 
-from ..claims import DEFAULT_TIMEOUT_S
 from ..complexity import count
 from ..data import Data, close_loaders, data_key, load_data
-from ..errors import ConfigError
 from ..launch import SlurmOptions
-from ..proxy import ProxyScale
-from ..recipe import Recipe, config_hash
+from ..recipe import config_hash
+from ..request import Execution, RunRequest
 from ..roadmap import Roadmap, Step
 from ..runfolder import NOT_IN_FINGERPRINT, is_finished, job_folder, read_result
 from ..spec import ArchSpec
@@ -36,25 +34,28 @@ STORE_ROADMAP = "explore"
 """The name of every store's job roadmap: stores of one setup are one run configuration."""
 
 
+QUIET = Execution(progress=False, plan=False)
+"""How an explore trains by default: it prints its own plan and round lines, which a progress
+bar or a plan per round would bury."""
+
+
 @dataclass(frozen=True)
 class Setup:
-    """What an explore trains with: the start, the candidates, the data and recipe, the launcher."""
+    """What an explore trains with: the start, the candidates, the launcher, and the run
+    request of every round (its data, recipe, seeds, proxy, accumulation; its ``out`` is the
+    store; the roadmap of a round's specs is filled in per round) with how it runs."""
 
     roadmap: Roadmap
     start: Step
     candidates: CandidateSet
-    store: Path
-    data: str = "fashion-mnist"
-    recipe: Recipe | str | Path | None = None
-    seeds: tuple[int, ...] = (0,)
-    proxy: ProxyScale | None = None
-    device: str = "auto"
-    workers: int = 1
-    threads: int | None = None
-    claim_timeout: float = DEFAULT_TIMEOUT_S
-    accum_steps: int | None = None
+    request: RunRequest
+    execution: Execution = QUIET
     slurm: SlurmOptions | None = None
-    progress: bool = False
+
+    @property
+    def store(self) -> Path:
+        """The store of every setup's run folders (``r-<hash>``): the request's run folder."""
+        return self.request.out
 
     @property
     def imports(self) -> tuple[tuple[str, str], ...]:
@@ -84,10 +85,10 @@ def job_roadmap(setup: Setup, specs: Mapping[str, ArchSpec]) -> Roadmap:
 
 def prepare(setup: Setup, specs: Mapping[str, ArchSpec]) -> RunConfig:
     """``train``'s checks and resolution for these specs, into the store's run folder."""
-    recipe = setup.recipe if setup.recipe is not None else (setup.roadmap.recipe or "paper")
-    rm = job_roadmap(setup, specs)
-    cfg = prepare_run(rm, data=setup.data, recipe=recipe, seeds=setup.seeds, out=setup.store,
-                      device=setup.device, proxy=setup.proxy, accum_steps=setup.accum_steps)
+    r = setup.request
+    recipe = r.recipe if r.recipe is not None else (setup.roadmap.recipe or "paper")
+    asked = dataclasses.replace(r, roadmap=job_roadmap(setup, specs), recipe=recipe, steps=None, force=False)
+    cfg = prepare_run(asked, setup.execution)
     return dataclasses.replace(cfg, out=store_run(setup.store, cfg))
 
 
@@ -119,36 +120,36 @@ def scores_of(run_dir: Path, key: str, seeds: Sequence[int]) -> Scores:
 def train_specs(setup: Setup, specs: Mapping[str, ArchSpec], tally: Tally) -> dict[str, Scores]:
     """Train (or reuse) every spec for every seed through ``train``'s engine; their scores."""
     cfg = prepare(setup, specs)
-    jobs = [(k, s) for k in specs for s in setup.seeds]
+    jobs = [(k, s) for k in specs for s in setup.request.seeds]
     before = {j for j in jobs if is_finished(job_folder(cfg.out, *j))}
     tally.reused |= before - tally.trained
     if len(before) < len(jobs):
         if setup.slurm is not None:
-            _slurm(setup, cfg, specs)
+            _slurm(setup, cfg)
         else:
-            _local(setup, cfg, specs)
+            _local(setup, cfg)
     tally.trained |= {j for j in jobs if j not in before and is_finished(job_folder(cfg.out, *j))}
-    return {k: scores_of(cfg.out, k, setup.seeds) for k in specs}
+    return {k: scores_of(cfg.out, k, setup.request.seeds) for k in specs}
 
 
-def _local(setup: Setup, cfg: RunConfig, specs: Mapping[str, ArchSpec]) -> None:
+def pinned(cfg: RunConfig) -> RunRequest:
+    """The round's request as checked: its store run folder, its recipe and proxy resolved."""
+    return dataclasses.replace(cfg.request, out=cfg.out, recipe=cfg.recipe, proxy=cfg.proxy)
+
+
+def _local(setup: Setup, cfg: RunConfig) -> None:
     from ..train import train_roadmap
 
-    train_roadmap(job_roadmap(setup, specs), data=setup.data, recipe=cfg.recipe, seeds=setup.seeds,
-                  out=cfg.out, device=setup.device, proxy=cfg.proxy, progress=setup.progress,
-                  workers=setup.workers, threads=setup.threads, claim_timeout=setup.claim_timeout,
-                  accum_steps=setup.accum_steps, plan=False)
+    train_roadmap(pinned(cfg), dataclasses.replace(setup.execution, plan=False))
 
 
-def _slurm(setup: Setup, cfg: RunConfig, specs: Mapping[str, ArchSpec]) -> None:
+def _slurm(setup: Setup, cfg: RunConfig) -> None:
     """One array task per pending job; waits for them (the next round needs their results)."""
     from ..launch import resolve_options, submit_roadmap, wait_jobs
 
     assert setup.slurm is not None
-    opts, device = resolve_options(setup.slurm, setup.device)
-    jobs = submit_roadmap(job_roadmap(setup, specs), slurm=opts, data=setup.data, recipe=cfg.recipe,
-                          seeds=setup.seeds, out=cfg.out, device=device, proxy=cfg.proxy,
-                          claim_timeout=setup.claim_timeout, accum_steps=setup.accum_steps)
+    opts, device = resolve_options(setup.slurm, setup.execution.device)
+    jobs = submit_roadmap(pinned(cfg), dataclasses.replace(setup.execution, device=device), slurm=opts)
     if jobs:
         print(f"submitted {len(jobs)} job(s) to Slurm; waiting for them", flush=True)
         bad = [o for o in wait_jobs(jobs) if o.state != "done"]
@@ -183,8 +184,6 @@ class Measurer:
 
 def check_start(setup: Setup) -> None:
     """The start's own checks under the proxy (refused before anything is trained)."""
-    if not setup.seeds:
-        raise ConfigError("--seeds: give at least one seed")
     prepare(setup, {spec_key(setup.start.spec): setup.start.spec})
 
 
@@ -192,4 +191,4 @@ def describe(setup: Setup, cfg: RunConfig) -> dict[str, Any]:
     """The setup in words, for the outputs."""
     return {"start": f"{setup.roadmap.name}:{setup.start.name}", "candidates": setup.candidates.source,
             "data": str(cfg.data), "recipe": cfg.recipe.name, "proxy": cfg.proxy.to_dict(),
-            "seeds": list(setup.seeds), "global_batch": cfg.global_batch}
+            "seeds": list(setup.request.seeds), "global_batch": cfg.global_batch}

@@ -42,35 +42,36 @@ def plan_explore(setup: Setup, rule: Rule, budget: Budget) -> list[str]:
         pending, every = [], []
         for k, spec in specs.items():
             step = Step(name=k, spec=spec, change=k)
-            every.append((step, run.recipe, list(setup.seeds)))
-            todo = [s for s in setup.seeds if not is_finished(job_folder(run.out, k, s))]
+            every.append((step, run.recipe, list(setup.request.seeds)))
+            todo = [s for s in setup.request.seeds if not is_finished(job_folder(run.out, k, s))]
             if todo:
                 pending.append((step, run.recipe, todo))
         names = {t.key: t.alternative for t in tried if t.key}
         names[spec_key(setup.start.spec)] = setup.start.name
         before = torch.get_num_threads()  # timed with the threads each worker will have
-        torch.set_num_threads(setup.threads or max(1, (os.cpu_count() or 1) // setup.workers))
+        workers = setup.execution.workers
+        torch.set_num_threads(setup.execution.threads or max(1, (os.cpu_count() or 1) // workers))
         try:  # every round-1 spec is timed: later rounds train specs like them, stored or not
             timed = plan_steps(run, every, {}, lambda _r: data)
         finally:
             torch.set_num_threads(before)
         todo = {step.name: seeds for step, _, seeds in pending}
         plans = [dataclasses.replace(p, seeds=todo[p.step.name]) for p in timed if p.step.name in todo]
-        lines, _ = plan_lines(run, plans, setup.workers) if plans else ([], 0.0)
+        lines, _ = plan_lines(run, plans, workers) if plans else ([], 0.0)
         lines = [_named(line, names) for line in lines]
-        rounds, jobs = worst_case_jobs(setup.candidates.knobs, len(setup.seeds), budget)
-        n_round1 = len(specs) * len(setup.seeds)
+        rounds, jobs = worst_case_jobs(setup.candidates.knobs, len(setup.request.seeds), budget)
+        n_round1 = len(specs) * len(setup.request.seeds)
         done1 = n_round1 - sum(len(p[2]) for p in pending)
         per_job = sum(p.secs for p in timed) / max(1, len(timed))
-        wall = per_job * max(0, jobs - done1) / max(1, setup.workers)
+        wall = per_job * max(0, jobs - done1) / max(1, workers)
         head = [f"explore plan: start {setup.start.name}, {sum(len(k.alternatives) for k in setup.candidates.knobs)} "
                 f"candidate(s) in {len(setup.candidates.knobs)} knob(s), rule {rule.name}, "
-                f"{len(setup.seeds)} seed(s); store {run.out}",
+                f"{len(setup.request.seeds)} seed(s); store {run.out}",
                 f"round 1: {len(tried)} candidate(s) apply, {len(excluded)} do not; {n_round1} job(s), "
                 f"{done1} already in the store"]
         tail = [f"worst case: {rounds} round(s), {jobs} job(s) (budget: rounds "
                 f"{budget.max_rounds or 'none'}, jobs {budget.max_jobs or 'none'}), est. {duration(wall)} with "
-                f"{setup.workers} worker(s) at round 1's mean of {duration(per_job)} per job (data loading and "
+                f"{workers} worker(s) at round 1's mean of {duration(per_job)} per job (data loading and "
                 "other load on the machine not included)"]
         return head + lines + tail
     finally:

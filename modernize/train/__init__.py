@@ -3,7 +3,8 @@ into a run directory that can be resumed, extended and read by the report.
 
 Where things are (one module per concern; read them in this order)::
 
-    config.py       RunConfig and prepare_run: everything resolved and checked before training
+    config.py       RunConfig and prepare_run: a request (``modernize.request``: what is
+                    trained, and how) resolved and checked before training
     runner.py       run / train_roadmap: the jobs of a run, claimed one at a time; local workers
     job.py          run_job: one step with one seed: setup -> resume -> per epoch
                     (train_epoch, validate, checkpoint) -> result
@@ -35,6 +36,7 @@ micro-batches, and checkpoints and stops fall only between iterations.
 from __future__ import annotations
 
 from ..device import resolve_device
+from ..request import Execution, RunRequest, request_of
 from ..runfolder import LOG_COLUMNS
 from .config import RunConfig, override_notes, prepare_run
 from .dist import Dist, init_distributed
@@ -44,7 +46,7 @@ from .loop import evaluate
 from .optim import make_optimizer, make_scheduler, param_groups
 from .runner import pending_jobs, plan_roadmap, record_run, run, run_workers, train_roadmap
 
-__all__ = ["LOG_COLUMNS", "Dist", "Job", "RunConfig", "evaluate", "fingerprint_parts", "init_distributed",
-           "job_mismatch", "make_optimizer", "make_scheduler", "override_notes", "param_groups", "pending_jobs",
-           "plan_roadmap", "prepare_run", "record_run", "resolve_device", "run", "run_job", "run_workers",
-           "train_roadmap"]
+__all__ = ["LOG_COLUMNS", "Dist", "Execution", "Job", "RunConfig", "RunRequest", "evaluate", "fingerprint_parts",
+           "init_distributed", "job_mismatch", "make_optimizer", "make_scheduler", "override_notes", "param_groups",
+           "pending_jobs", "plan_roadmap", "prepare_run", "record_run", "request_of", "resolve_device", "run",
+           "run_job", "run_workers", "train_roadmap"]

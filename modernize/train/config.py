@@ -8,22 +8,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..claims import DEFAULT_TIMEOUT_S, check_timeout
 from ..data import Data, DataKey, DataSpec, check_data
 from ..data import data_key as key_of_data
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..proxy import ProxyScale, proxy_label, proxy_preset
 from ..recipe import Recipe, builtin_recipes, differences, load_recipe, recipe_base
+from ..request import Execution, RunRequest, request_of
 from ..roadmap import Roadmap, Step, check_step_name, check_under_proxy, load_roadmap
 from ..runfolder import job_folder
 from ..spec import ArchSpec
 from .batches import batching
-from .dist import Dist, init_distributed
+from .dist import Dist, group_from_env
 
 
 @dataclass
 class RunConfig:
+    """A request resolved and checked: the roadmap, recipes, data spec, proxy and device it
+    names, with how it runs (``execution``). The engine starts the process group, not this."""
+
+    request: RunRequest
+    """What was asked, as given (``roadmap``, ``recipe``, ``proxy`` below are it resolved)."""
+    execution: Execution
     roadmap: Roadmap
     recipe: Recipe
     data: DataSpec
@@ -31,30 +37,24 @@ class RunConfig:
     seeds: list[int]
     steps: list[Step]
     device: str
+    """The device this process trains on (``execution.device`` resolved; ``cuda:<local rank>``
+    under torchrun)."""
     dist: Dist
+    """This process's place in the process group torchrun describes (not yet joined)."""
     out: Path
-    download: bool = False
-    ckpt_every: int = 0
-    """Also checkpoint every N iterations inside an epoch (0: only at epoch ends and on Ctrl-C)."""
-    compile: bool | None = None
-    progress: bool = True
     step_recipes: dict[str, Recipe] = field(default_factory=dict)
-    claim_timeout: float = DEFAULT_TIMEOUT_S
-    """Seconds without a heartbeat after which another process takes a job over."""
     worker: int | None = None
     """Index of this local worker (``run_workers``); None for a plain process."""
-    tensorboard: bool = False
-    """Also write TensorBoard scalars per job under ``<job dir>/tb`` (optional dependency)."""
-    force: bool = False
-    """Retrain jobs whose fingerprint differs (the old job folders are moved to RUN_DIR/.replaced/)."""
     notes: list[str] = field(default_factory=list)
     """One-line notices printed before any training (e.g. a step override run as written)."""
     recipe_source: str | Path | None = None
     """The recipe name or file the run's recipe was loaded from (the run folder keeps a copy of
     the file and its bases); None for a ``Recipe`` object."""
-    loader_workers: int | None = None
-    """DataLoader worker processes per loader of streamed data (None: this process's share of
-    the cores, ``data.loader_workers``; a local worker of ``run_workers`` gets cores / workers)."""
+
+    @property
+    def force(self) -> bool:
+        """Retrain jobs whose fingerprint differs (the old job folders go to RUN_DIR/.replaced/)."""
+        return self.request.force
 
     @property
     def global_batch(self) -> int:
@@ -100,46 +100,41 @@ def data_key(cfg: RunConfig, recipe: Recipe) -> DataKey:
     return key_of_data(cfg.data, recipe)
 
 
-def prepare_run(roadmap: Roadmap | str | Path | None, *, data: str, recipe: Recipe | str | Path | None,
-                seeds: Sequence[int], out: Path, steps: Sequence[str] | None = None, device: str | None = "auto",
-                proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
-                compile: bool | None = None, progress: bool = True,
-                claim_timeout: float = DEFAULT_TIMEOUT_S, tensorboard: bool = False,
-                force: bool = False, accum_steps: int | None = None) -> RunConfig:
+def prepare_run(request: RunRequest | Roadmap | str | Path | None = None, execution: Execution | None = None,
+                **options: Any) -> RunConfig:
     """Resolve and validate everything (roadmap, steps, recipes, data path, device) before any
-    training or writing starts. ``accum_steps`` (``--accum-steps``) replaces the run recipe's
-    accumulation (and its ``global_batch``); a step's override recipe keeps its own (the
-    original ResNet recipe's batch is 256, not the paper's 4,096)."""
-    rm = roadmap if isinstance(roadmap, Roadmap) else load_roadmap(roadmap)
-    chosen = rm.select(list(steps) if steps else None)
-    named = recipe if recipe is not None else (rm.recipe_source(rm.recipe) if rm.recipe else "paper")
+    training or writing starts; the keyword form builds the request (``request_of``).
+    ``accum_steps`` replaces the run recipe's accumulation (and its ``global_batch``); a step's
+    override recipe keeps its own (the original ResNet recipe's batch is 256, not the paper's
+    4,096). The process group is only read from torchrun's environment here: joining it is
+    the engine's (``runner.run``), so checking a request starts nothing."""
+    req, exe = request_of(request, execution, options)
+    rm = req.roadmap if isinstance(req.roadmap, Roadmap) else load_roadmap(req.roadmap)
+    chosen = rm.select(list(req.steps) if req.steps else None)
+    named = req.recipe if req.recipe is not None else (rm.recipe_source(rm.recipe) if rm.recipe else "paper")
     rec = named if isinstance(named, Recipe) else load_recipe(named)
     step_recipes: dict[str, Recipe] = {}
     for s in [*chosen, *rm]:  # every override of the roadmap, so that --steps subsets share one run config
         if s.recipe and s.recipe != rec.name and s.recipe not in step_recipes:
             step_recipes[s.recipe] = rec.for_step(s.recipe, rm.recipe_source(s.recipe))
-    if accum_steps is not None:
-        if isinstance(accum_steps, bool) or not isinstance(accum_steps, int) or accum_steps < 1:
-            raise ConfigError(f"--accum-steps: a whole number >= 1, got {accum_steps!r}")
-        rec = rec.replace(accum_steps=accum_steps, global_batch=0)
+    if req.accum_steps is not None:
+        rec = rec.replace(accum_steps=req.accum_steps, global_batch=0)
     _check_substitutes(rec, rm)
-    _check_options(tensorboard=tensorboard, claim_timeout=claim_timeout, seeds=seeds)
-    spec = DataSpec.parse(data)
-    check_data(spec, download=download)
-    dev = resolve_device(device)
-    d = init_distributed(dev)
+    spec = DataSpec.parse(req.data)
+    check_data(spec, download=exe.download)
+    dev = resolve_device(exe.device)
+    d = group_from_env()
     if dev == "cuda" and d.active:
         dev = f"cuda:{d.local_rank}"
     for s in chosen:  # a global_batch this process count cannot make: refused now
         batching(step_recipes.get(s.recipe or "", rec), d.world)
-    proxy = proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
+    proxy = req.proxy or (proxy_preset(rec.proxy) if rec.proxy else ProxyScale())  # flags, else the recipe's
     check_under_proxy(rm, proxy, chosen)
     base = None if isinstance(named, Recipe) else recipe_base(named)
     gb = batching(rec, d.world).global_batch  # the run line's and the jobs' global batch: one source
-    return RunConfig(roadmap=rm, recipe=rec, data=spec, proxy=proxy, seeds=list(dict.fromkeys(seeds)), steps=chosen,
-                     device=dev, dist=d, out=Path(out), download=download, ckpt_every=ckpt_every, compile=compile,
-                     progress=progress, step_recipes=step_recipes, claim_timeout=claim_timeout, force=force,
-                     tensorboard=tensorboard, recipe_source=None if isinstance(named, Recipe) else named,
+    return RunConfig(request=req, execution=exe, roadmap=rm, recipe=rec, data=spec, proxy=proxy,
+                     seeds=list(dict.fromkeys(req.seeds)), steps=chosen, device=dev, dist=d, out=req.out,
+                     step_recipes=step_recipes, recipe_source=None if isinstance(named, Recipe) else named,
                      notes=[*budget_lines(rec, base, proxy, gb), *override_notes(rec, chosen, step_recipes)])
 
 
@@ -172,20 +167,6 @@ def data_size_notes(recipe: Recipe, data: Data, d: Dist) -> list[str]:
         notes.append(f"note: data {data.spec} holds {n_val:,} evaluation images, fewer than recipe "
                      f"'{recipe.name}' asks (val_images = {recipe.val_images}): every one of them is evaluated")
     return notes
-
-
-def _check_options(*, tensorboard: bool, claim_timeout: float, seeds: Sequence[int]) -> None:
-    if tensorboard:
-        try:
-            import torch.utils.tensorboard  # noqa: F401
-        except ImportError:
-            raise ConfigError("--tensorboard needs the tensorboard package: "
-                              "pip install 'modernize[tensorboard]'") from None
-    check_timeout(claim_timeout)
-    if not seeds:
-        raise ConfigError("--seeds: give at least one seed")
-    if any(s < 0 for s in seeds):
-        raise ConfigError(f"--seeds: seeds must be >= 0, got {list(seeds)}")
 
 
 def _check_substitutes(recipe: Recipe, roadmap: Roadmap) -> None:

@@ -24,17 +24,26 @@ class Dist:
         return self.world > 1
 
 
-def init_distributed(device: str) -> Dist:
-    """Join the process group when launched by ``torchrun`` (NCCL on GPU, gloo on CPU)."""
+def group_from_env() -> Dist:
+    """This process's place in the group ``torchrun`` launched (its environment), without
+    joining it: checking a run needs the world size (batches, fingerprints), not the group."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    return Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init_distributed(device: str) -> Dist:
+    """Join the process group when launched by ``torchrun`` (NCCL on GPU, gloo on CPU); the
+    engine's first step, once a run has been checked."""
+    d = group_from_env()
+    if not d.active:
+        return d
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     if device.startswith("cuda"):
-        torch.cuda.set_device(local)
-    return Dist(rank, world, local)
+        torch.cuda.set_device(d.local_rank)
+    return d
 
 
 def barrier(d: Dist) -> None:

@@ -61,9 +61,10 @@ def _run_job(job: Job, cfg: RunConfig, data: Data, stop: Interrupt) -> dict[str,
     results.write("running", state)
     for epoch in range(state.epoch, recipe.epochs):
         state.epoch = epoch
-        end = train_epoch(t, state, data, job_seed=job.seed, stop=stop, ckpt_every=cfg.ckpt_every, save=ckpt.save,
+        end = train_epoch(t, state, data, job_seed=job.seed, stop=stop, ckpt_every=cfg.execution.ckpt_every,
+                          save=ckpt.save,
                           bar=f"{job.step.name} s{job.seed} ep{epoch + 1}/{recipe.epochs}"
-                          if cfg.progress and d.main else None)
+                          if cfg.execution.progress and d.main else None)
         if end.status == "failed":
             with contextlib.suppress(OSError):
                 (job.dir / LAST).unlink()
@@ -112,7 +113,7 @@ def _wrap(model: nn.Module, cfg: RunConfig, recipe: Recipe) -> nn.Module:
     train_model: nn.Module = model
     if cfg.dist.active:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[cfg.dist.local_rank] if cuda else None)
-    if (cfg.compile if cfg.compile is not None else recipe.compile) and cuda:
+    if (cfg.execution.compile if cfg.execution.compile is not None else recipe.compile) and cuda:
         train_model = torch.compile(train_model)  # type: ignore[assignment]
     return train_model
 
@@ -123,9 +124,9 @@ def _epoch_done(job: Job, cfg: RunConfig, state: TrainState, epoch: int, secs: f
     if not cfg.dist.main:
         return
     write_log(job.dir, state.log)
-    if cfg.tensorboard:
+    if cfg.execution.tensorboard:
         tensorboard(job.dir / "tb", state.log[-1], step=(epoch + 1) * ipe)
-    if cfg.progress:
+    if cfg.execution.progress:
         print(epoch_line(f"{job.step.name} seed{job.seed}", epoch, job.recipe.epochs, state.log[-1], secs,
                          top1=val[1], top5=val[2]), flush=True)
 

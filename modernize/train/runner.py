@@ -21,18 +21,19 @@ import torch
 import torch.distributed as dist
 
 from ..boundary import debug_asked, expected_message
-from ..claims import DEFAULT_TIMEOUT_S, MOVED_HINT, Claim, ClaimInfo, read_claim, try_claim
+from ..claims import MOVED_HINT, Claim, ClaimInfo, read_claim, try_claim
 from ..data import Data, close_loaders, load_data, loader_workers
 from ..errors import ConfigError
 from ..files import check_guarded, check_writable_dir, guard_folder
-from ..proxy import ProxyScale, proxy_label
+from ..proxy import proxy_label
 from ..recipe import Recipe
+from ..request import Execution, RunRequest, request_of
 from ..roadmap import Roadmap, Step, import_user_modules
 from ..runfolder import FINISHED, is_finished, job_folder, read_result
 from .batches import batching, check_batch
 from .checkpoint import Interrupt, StopRequested, check_stop
 from .config import RunConfig, data_key, data_size_notes, job_dir, prepare_run, train_spec
-from .dist import Dist, any_rank, barrier
+from .dist import Dist, any_rank, barrier, init_distributed
 from .fingerprint import fingerprint_parts, job_mismatch, record_run_meta
 from .job import Job, run_job
 from .plan import hours_warning, plan_lines, plan_steps
@@ -55,15 +56,16 @@ def _claim(folder: Path, d: Dist, timeout: float) -> Claim | ClaimInfo | context
     return got
 
 
-def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0, plan: bool = True) -> Path:
+def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
     """Train every selected step and seed of a prepared run; returns the run directory.
 
     Jobs are claimed one at a time (``claims.py``), so any number of processes can share
     ``cfg.out``: a job running elsewhere is left to its owner; a finished or failed job is never
     retrained. With ``wait`` the process then waits for the jobs running elsewhere and takes
-    over any whose owner dies. ``plan=False`` skips the timed plan (``explore`` prints its own)."""
+    over any whose owner dies. The engine's first step joins torchrun's process group."""
+    init_distributed(cfg.device)
     with Interrupt() as stop:
-        datas = _preflight(cfg, stop, plan=plan)
+        datas = _preflight(cfg, stop, plan=cfg.execution.plan)
         try:  # the run folder may not move under us: writing would re-create it under the old name
             with guard_folder(cfg.out, MOVED_HINT):
                 return _run(cfg, datas, stop, wait=wait, poll_s=poll_s)
@@ -94,7 +96,7 @@ def _preflight(cfg: RunConfig, stop: Interrupt, load: bool = True, workers: int 
                           "or use another --out")
     for folder, _ in stale:  # --force must not move a job folder out from under its trainer
         info = read_claim(folder)
-        if info is not None and not info.stale(cfg.claim_timeout):
+        if info is not None and not info.stale(cfg.execution.claim_timeout):
             raise ConfigError(f"{folder}: being trained now ({info.describe()}); --force does not move a job "
                               "in training: stop that run (or let it finish), then rerun")
     datas: dict[Hashable, Data] = {}
@@ -191,21 +193,21 @@ def _print_plan(cfg: RunConfig, datas: dict[Hashable, Data], pending: list[tuple
         print(warning, file=sys.stderr, flush=True)
 
 
-def plan_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
-                 recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
-                 steps: Sequence[str] | None = None, device: str | None = "auto", proxy: ProxyScale | None = None,
-                 accum_steps: int | None = None, workers: int = 1, threads: int | None = None,
-                 force: bool = False) -> None:
+def plan_roadmap(request: RunRequest | Roadmap | str | Path | None = None, execution: Execution | None = None,
+                 **options: Any) -> None:
     """``train --plan``: the checks of the same run (``_preflight``: RUN_DIR, fingerprints, claims,
-    data, batches, workers), then its plan, without training or writing anything."""
-    cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
-                      proxy=proxy, accum_steps=accum_steps, force=force)
+    data, batches, workers), then its plan, without training or writing anything. Takes what
+    ``train_roadmap`` takes."""
+    request, execution = request_of(request, execution, options)
+    cfg = prepare_run(request, dataclasses.replace(execution, download=False))  # a plan downloads nothing either
+    workers = cfg.execution.workers
     check_workers(cfg, workers)
+    init_distributed(cfg.device)
+    threads = cfg.execution.threads or (_worker_threads(workers) if workers > 1 else None)
     datas: dict[Hashable, Data] = {}
     with Interrupt() as stop:
         try:
-            datas = _preflight(cfg, stop, workers=workers, threads=threads or (_worker_threads(workers)
-                                                                             if workers > 1 else None), write=False)
+            datas = _preflight(cfg, stop, workers=workers, threads=threads, write=False)
             if not _stale_and_pending(cfg)[1]:
                 _say(cfg, f"plan: every job of {cfg.out} is finished; nothing to train")
         finally:
@@ -217,8 +219,8 @@ def _load(cfg: RunConfig, datas: dict[Hashable, Data], recipe: Recipe, stop: Int
     """The data set of a recipe, loaded once per ``data_key``."""
     key = data_key(cfg, recipe)
     if key not in datas:
-        datas[key] = load_data(cfg.data, key, download=cfg.download and cfg.dist.main,
-                               loader_workers=cfg.loader_workers)
+        datas[key] = load_data(cfg.data, key, download=cfg.execution.download and cfg.dist.main,
+                               loader_workers=cfg.execution.loader_workers)
         check_stop(stop, "while loading data")
     return datas[key]
 
@@ -266,7 +268,7 @@ def _one_pass(cfg: RunConfig, datas: dict[Hashable, Data], stop: Interrupt, firs
                 if first_pass:
                     _say(cfg, f"{step.name:>24} seed {seed}: {prev['status']} already, skipped")
                 continue
-            claim = _claim(folder, cfg.dist, cfg.claim_timeout)
+            claim = _claim(folder, cfg.dist, cfg.execution.claim_timeout)
             if isinstance(claim, ClaimInfo):
                 elsewhere[folder] = f"{step.name}/seed{seed} ({claim.describe()})"
                 continue
@@ -305,8 +307,10 @@ def _worker_main(cfg: RunConfig, index: int, threads: int, workers: int, parent:
         end_with_parent(parent)
         torch.set_num_threads(threads)
         import_user_modules(cfg.roadmap)  # a spawned process: register the roadmap's kinds again
-        share = loader_workers(processes=workers) if cfg.loader_workers is None else cfg.loader_workers
-        cfg = dataclasses.replace(cfg, worker=index, progress=False, loader_workers=share,
+        exe = cfg.execution
+        share = loader_workers(processes=workers) if exe.loader_workers is None else exe.loader_workers
+        cfg = dataclasses.replace(cfg, worker=index, execution=dataclasses.replace(exe, progress=False,
+                                                                                    loader_workers=share),
                                   device=f"cuda:{index}" if cfg.device.startswith("cuda") else cfg.device)
         run(cfg)
     except KeyboardInterrupt:
@@ -340,19 +344,22 @@ def end_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_workers(cfg: RunConfig, *, workers: int, threads: int | None = None, plan: bool = True) -> Path:
-    """Run ``workers`` local processes on one run folder; the claims share the jobs out.
+def run_workers(cfg: RunConfig) -> Path:
+    """Run ``cfg.execution.workers`` local processes on one run folder; the claims share the
+    jobs out; each gets the same prepared run (its request and execution) by pickle.
 
     Plain ``multiprocessing`` processes (spawned), not a ``ProcessPoolExecutor``: a pool whose
     worker dies is broken as a whole and stops the healthy workers too; here the others carry
     on and take the dead worker's job over from its checkpoint."""
+    workers = cfg.execution.workers
     if workers <= 1:
-        return run(cfg, plan=plan)
+        return run(cfg)
     check_workers(cfg, workers)
-    threads = threads or _worker_threads(workers)
+    threads = cfg.execution.threads or _worker_threads(workers)
     with Interrupt() as stop:
-        _preflight(cfg, stop, workers=workers, threads=threads, plan=plan)
-    cfg = dataclasses.replace(cfg, force=False)  # what differed is moved aside; workers must not move more
+        _preflight(cfg, stop, workers=workers, threads=threads, plan=cfg.execution.plan)
+    # what differed is moved aside; workers must not move more
+    cfg = dataclasses.replace(cfg, request=dataclasses.replace(cfg.request, force=False))
     print(f"run {cfg.out}: {workers} local workers x {threads} thread(s), "
           f"{len(cfg.steps)} step(s) x {len(cfg.seeds)} seed(s)", flush=True)
     codes = _start_and_join(cfg, workers, threads)
@@ -457,31 +464,23 @@ def record_run(cfg: RunConfig) -> None:
     """Check the run (fingerprints of its jobs, data, batch), then create the run folder and its
     run.json (or check it), as ``run`` does before training (without the plan: a Slurm
     submission checks on a login node, not on the tasks' devices)."""
+    init_distributed(cfg.device)
     with Interrupt() as stop:
         _preflight(cfg, stop, plan=False)
 
 
-def train_roadmap(roadmap: Roadmap | str | Path | None = None, *, data: str = "fashion-mnist",
-                  recipe: Recipe | str | Path | None = None, seeds: Sequence[int] = (0,), out: Path,
-                  steps: Sequence[str] | None = None, device: str | None = "auto",
-                  proxy: ProxyScale | None = None, download: bool = False, ckpt_every: int = 0,
-                  compile: bool | None = None, progress: bool = True, workers: int = 1,
-                  threads: int | None = None, claim_timeout: float = DEFAULT_TIMEOUT_S,
-                  tensorboard: bool = False, force: bool = False, accum_steps: int | None = None,
-                  plan: bool = True) -> Path:
+def train_roadmap(request: RunRequest | Roadmap | str | Path | None = None, execution: Execution | None = None,
+                  **options: Any) -> Path:
     """Train every step (or ``steps``) of a roadmap for each seed into ``out``; rerunning the
-    same call resumes. ``recipe`` replaces the roadmap's fixed recipe (step overrides stay).
-    ``workers`` > 1 trains that many jobs side by side in local processes (``threads`` each);
-    they are spawned and import the calling script, so a script calls this under
-    ``if __name__ == "__main__":`` (Python's rule for spawned processes, as for DataLoader workers).
-    ``plan=False``: no timed plan before training (``explore`` trains round after round)."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:  # 0 ran serially, silently
-        raise ConfigError(f"workers: a whole number >= 1, got {workers!r}")
-    cfg = prepare_run(roadmap, data=data, recipe=recipe, seeds=seeds, out=out, steps=steps, device=device,
-                      proxy=proxy, download=download, ckpt_every=ckpt_every, compile=compile, progress=progress,
-                      claim_timeout=claim_timeout, tensorboard=tensorboard, force=force, accum_steps=accum_steps)
-    if workers > 1:
-        return run_workers(cfg, workers=workers, threads=threads, plan=plan)
-    if threads:
-        torch.set_num_threads(threads)
-    return run(cfg, plan=plan)
+    same call resumes. Takes a ``RunRequest`` (what is trained) and an ``Execution`` (how), or
+    the keyword form ``train_roadmap(roadmap, out=..., seeds=..., workers=...)`` with their
+    fields as keywords (``request_of``). ``workers`` > 1 trains that many jobs side by side in
+    local processes (``threads`` each); they are spawned and import the calling script, so a
+    script calls this under ``if __name__ == "__main__":`` (Python's rule for spawned
+    processes, as for DataLoader workers)."""
+    cfg = prepare_run(request, execution, **options)
+    if cfg.execution.workers > 1:
+        return run_workers(cfg)
+    if cfg.execution.threads:
+        torch.set_num_threads(cfg.execution.threads)
+    return run(cfg)
