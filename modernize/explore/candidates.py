@@ -146,11 +146,12 @@ def _calls(raw: Any, fail: Any) -> tuple[Call, ...]:
             item = {"transform": item}
         if not isinstance(item, dict) or not isinstance(item.get("transform"), str):
             raise fail("'apply' takes a transform name or {transform = \"name\", param = value, ...}")
-        try:
-            get_transform(item["transform"])
+        params = {k: v for k, v in item.items() if k != "transform"}
+        try:  # a misspelt or ill-typed parameter is the file's mistake, not "not applicable" in every round
+            get_transform(item["transform"]).check(params)
         except ConfigError as exc:
             raise fail(str(exc)) from None
-        out.append((item["transform"], {k: v for k, v in item.items() if k != "transform"}))
+        out.append((item["transform"], params))
     if not out:
         raise fail("'apply' is empty")
     return tuple(out)
