@@ -106,7 +106,10 @@ def load_candidates(path: Path) -> CandidateSet:
     knobs: list[Knob] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
-        knobs.append(_knob(i, item, seen, fail))
+        knob = _knob(i, item, seen, fail)
+        if any(k.name == knob.name for k in knobs):  # one knob decided would take the other out with it
+            raise fail(f"candidates[{i}]: knob name '{knob.name}' appears twice; names must be unique")
+        knobs.append(knob)
     return CandidateSet(tuple(knobs), str(path), imports)
 
 

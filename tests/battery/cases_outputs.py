@@ -160,6 +160,9 @@ for _id, _make, _cul in [
                                 'kernel_size = "7" }\n'), "kernel_size"),
     ("candidate-param-missing",
      lambda c: explore(c, cands='[[candidates]]\nname = "a"\napply = "act"\n'), "kind"),
+    ("candidate-knob-twice",
+     lambda c: explore(c, cands=CANDS + '[[candidates]]\nname = "gelu"\nalternatives = [{ name = "k5", apply = '
+                                       '{ transform = "kernel_size", kernel_size = 5 } }]\n'), "appears twice"),
     ("max-gmacs-without-flops-rule", lambda c: explore(c, "--max-gmacs", "5"), "--max-gmacs"),
     ("plan-out-is-file", lambda c: explore(c, "--plan", out=c.w("f", "x")), "/f"),
 ]:
