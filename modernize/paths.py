@@ -103,7 +103,7 @@ def check_output_kind(folder: Path, kind: str, flag: str = "--out") -> None:
     for other, markers in OUTPUT_MARKERS.items():
         found = next((m for m in markers if (folder / m).exists()), None) if other != kind else None
         if found:
-            raise ConfigError(f"{flag} {folder}: holds another command's output (a {other}: {found}); writing "
+            raise ConfigError(f"{flag} {folder}: holds another command's output ({'an' if other[0] in 'aeiou' else 'a'} {other}: {found}); writing "
                               f"the {kind} there would mix the two and replace the files they share: give "
                               "another folder")
 
