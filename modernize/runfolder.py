@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 from dataclasses import fields
@@ -214,6 +215,23 @@ def _check_types(record: dict[str, Any], schema: type, path: Path) -> None:
     """Each key of ``schema`` present in ``record`` has its type (no conversion: a bool is not
     an int, a string not a number); keys the schema does not name are left alone (older versions)."""
     check_fields(record, schema, lambda msg: ConfigError(f"{path}: {msg}"), unknown=True)
+    if schema is JobResult:
+        _check_ranges(record, path)
+
+
+PERCENT_KEYS = ("top1", "top5", "best_top1")
+"""A job's accuracies, in percent: a finite one outside 0..100 is not a result (an edited file)."""
+
+
+def _check_ranges(result: dict[str, Any], path: Path) -> None:
+    """Accuracies in 0..100 and costs >= 0 (a non-finite value stays: the report shows none)."""
+    for key in (*PERCENT_KEYS, "gmacs", "params_m"):
+        value = result.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            low, high = (0.0, 100.0) if key in PERCENT_KEYS else (0.0, math.inf)
+            if not low <= value <= high:
+                raise ConfigError(f"{path}: '{key}' = {value!r} is outside {low:g}..{high:g}; not a result of "
+                                  "a training (edited?): retrain it with `train ... --force`")
 
 
 def read_run_meta(run_dir: Path) -> RunMeta:

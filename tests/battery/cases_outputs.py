@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .harness import Ctx, case, readonly, report, tiny_recipe
+from .harness import Ctx, case, job, readonly, report, tiny_recipe, train
 
 # --- a record file edited: report.json and compare.json ---------------------------------------------------
 
@@ -213,3 +213,39 @@ for _id, _argv, _cul in [
         ctx.trained()
         ctx.refused(argv(ctx), culprit, keep=[ctx.root])
     case(f"flag-empty-{_id}")(_empty_case)
+
+
+# --- a job's result out of its range: an accuracy outside 0..100, a negative cost ---------------------------
+
+def _result_range(key: str, value: float) -> Callable[[Ctx], None]:
+    """report refuses the edited result.json naming it and the key; train then restores the
+    job's numbers from its checkpoint (the uninterrupted run's top-1)."""
+    def fn(ctx: Ctx) -> None:
+        top1 = ctx.trained()
+        _edit_json(job(ctx, "result.json"), lambda r: {**r, key: value})
+        res = ctx.refused(report(ctx, None, "--out", str(ctx.root / "rep")), f"'{key}'")
+        if "result.json" not in res.last:
+            ctx.fail("fail", f"the error line does not name result.json: {res.last[:200]!r}")
+        ctx.ok(train(ctx))
+        ctx.done(top1)
+    return fn
+
+
+for _key, _value in [("top1", 250.0), ("top1", -5.0), ("top5", 100.5), ("best_top1", -0.01), ("gmacs", -1.0),
+                     ("params_m", -3.0)]:
+    case(f"result-json-{_key}-out-of-range-{_value:g}")(_result_range(_key, _value))
+
+
+@case("explore-store-result-top1-250")
+def _explore_store_edited(ctx: Ctx) -> None:
+    """A store's result.json edited to top-1 250: the rerun does not adopt on it (it trains
+    the job again from its checkpoint, as train does) and reports the real numbers."""
+    ctx.ok(explore(ctx))
+    table = (ctx.root / "exp" / "explore.csv").read_text()
+    edited = [p for p in (ctx.root / "store").rglob("result.json")][0]
+    _edit_json(edited, lambda r: {**r, "top1": 250.0})
+    res = ctx.ok(explore(ctx))
+    if "1 trained now" not in res.out:
+        ctx.fail("wrong", f"the edited job should be trained again: {res.out[-300:]!r}")
+    if (ctx.root / "exp" / "explore.csv").read_text() != table or "250" in table:
+        ctx.fail("wrong", "explore.csv changed after the edited job was restored")
