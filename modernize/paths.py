@@ -103,7 +103,8 @@ def check_output_kind(folder: Path, kind: str, flag: str = "--out") -> None:
     for other, markers in OUTPUT_MARKERS.items():
         found = next((m for m in markers if (folder / m).exists()), None) if other != kind else None
         if found:
-            raise ConfigError(f"{flag} {folder}: holds another command's output ({'an' if other[0] in 'aeiou' else 'a'} {other}: {found}); writing "
+            article = "an" if other[0] in "aeiou" else "a"
+            raise ConfigError(f"{flag} {folder}: holds another command's output ({article} {other}: {found}); writing "
                               f"the {kind} there would mix the two and replace the files they share: give "
                               "another folder")
 
