@@ -5,6 +5,7 @@ budget flags, --out and --store) and text flags given an empty value (section 7)
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,19 @@ def _explore_store_edited(ctx: Ctx) -> None:
         ctx.fail("wrong", f"the edited job should be trained again: {res.out[-300:]!r}")
     if (ctx.root / "exp" / "explore.csv").read_text() != table or "250" in table:
         ctx.fail("wrong", "explore.csv changed after the edited job was restored")
+
+
+@case("explore-store-job-folder-copied-in")
+def _explore_store_copied(ctx: Ctx) -> None:
+    """One spec's job folder copied over another's in the store: refused naming the folder (it
+    was reused as the other spec's result); with that folder removed the explore trains it again."""
+    ctx.ok(explore(ctx))
+    table = (ctx.root / "exp" / "explore.csv").read_text()
+    a, b = sorted(p.parent for p in (ctx.root / "store").rglob("seed0/result.json"))[:2]
+    shutil.rmtree(b)
+    shutil.copytree(a, b)
+    ctx.refused(explore(ctx), b.parent.name, keep=[ctx.root / "store", ctx.root / "exp"])
+    shutil.rmtree(b)
+    ctx.ok(explore(ctx))
+    if (ctx.root / "exp" / "explore.csv").read_text() != table:
+        ctx.fail("wrong", "explore.csv differs after the copied-in job was trained again")
