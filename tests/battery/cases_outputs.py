@@ -266,3 +266,35 @@ def _explore_store_copied(ctx: Ctx) -> None:
     ctx.ok(explore(ctx))
     if (ctx.root / "exp" / "explore.csv").read_text() != table:
         ctx.fail("wrong", "explore.csv differs after the copied-in job was trained again")
+
+
+# --- flags the chosen mode would ignore -------------------------------------------------------------------
+
+@case("page-only-with-out")
+def _page_only_out(ctx: Ctx) -> None:
+    """--out with --page-only: the report folder would be rewritten in place, --out dropped."""
+    ctx.trained()
+    ctx.refused(report(ctx, ctx.run / "report", "--page-only", "--out", str(ctx.root / "else")), "--out",
+                keep=[ctx.root])
+
+
+@case("page-only-with-reference")
+def _page_only_reference(ctx: Ctx) -> None:
+    """--reference with --page-only: no reproduction check would be made, without a word."""
+    ctx.trained()
+    ctx.trained(ctx.root / "ref")
+    ctx.refused(report(ctx, ctx.run / "report", "--page-only", "--reference", str(ctx.root / "ref" / "report")),
+                "--reference", keep=[ctx.root])
+
+
+@case("compare-rerender-with-run-dirs")
+def _rerender_runs(ctx: Ctx) -> None:
+    out = _compare(ctx)
+    ctx.refused(["compare", str(ctx.run), str(ctx.root / "run2"), "--rerender", str(out)], "--rerender",
+                keep=[ctx.root])
+
+
+@case("compare-rerender-with-out")
+def _rerender_out(ctx: Ctx) -> None:
+    out = _compare(ctx)
+    ctx.refused(["compare", "--rerender", str(out), "--out", str(ctx.root / "else")], "--out", keep=[ctx.root])
