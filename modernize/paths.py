@@ -87,5 +87,27 @@ def resolve_builtin(name_or_path: str | Path, *, what: str, folder: str = "") ->
     return path
 
 
-__all__ = ["PACKAGE_DIR", "REPO_ROOT", "ablations_dir", "builtin_names", "default_out", "reports_dir",
-           "reference_dir", "resolve_builtin", "runs_dir", "work_root"]
+OUTPUT_MARKERS: dict[str, tuple[str, ...]] = {
+    "run folder": ("run.json",), "report folder": ("report.json", "table.md"),
+    "comparison": ("compare.json", "compare.csv"), "explore output": ("explore.csv",)}
+"""The file that says which command wrote a folder (and, for a report, its pre-record form)."""
+
+
+def check_output_kind(folder: Path, kind: str, flag: str = "--out") -> None:
+    """Refuse to write a ``kind`` (a key of :data:`OUTPUT_MARKERS`) into a folder that holds
+    another command's output: both write ``index.html`` (or the run's own files), so one would
+    silently replace part of the other."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for other, markers in OUTPUT_MARKERS.items():
+        found = next((m for m in markers if (folder / m).exists()), None) if other != kind else None
+        if found:
+            article = "an" if other[0] in "aeiou" else "a"
+            raise ConfigError(f"{flag} {folder}: holds another command's output ({article} {other}: {found}); writing "
+                              f"the {kind} there would mix the two and replace the files they share: give "
+                              "another folder")
+
+
+__all__ = ["OUTPUT_MARKERS", "PACKAGE_DIR", "REPO_ROOT", "ablations_dir", "builtin_names", "check_output_kind",
+           "default_out", "reference_dir", "reports_dir", "resolve_builtin", "runs_dir", "work_root"]

@@ -32,8 +32,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypedDict
@@ -214,6 +216,23 @@ def _check_types(record: dict[str, Any], schema: type, path: Path) -> None:
     """Each key of ``schema`` present in ``record`` has its type (no conversion: a bool is not
     an int, a string not a number); keys the schema does not name are left alone (older versions)."""
     check_fields(record, schema, lambda msg: ConfigError(f"{path}: {msg}"), unknown=True)
+    if schema is JobResult:
+        _check_ranges(record, path)
+
+
+PERCENT_KEYS = ("top1", "top5", "best_top1")
+"""A job's accuracies, in percent: a finite one outside 0..100 is not a result (an edited file)."""
+
+
+def _check_ranges(result: dict[str, Any], path: Path) -> None:
+    """Accuracies in 0..100 and costs >= 0 (a non-finite value stays: the report shows none)."""
+    for key in (*PERCENT_KEYS, "gmacs", "params_m"):
+        value = result.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            low, high = (0.0, 100.0) if key in PERCENT_KEYS else (0.0, math.inf)
+            if not low <= value <= high:
+                raise ConfigError(f"{path}: '{key}' = {value!r} is outside {low:g}..{high:g}; not a result of "
+                                  "a training (edited?): retrain it with `train ... --force`")
 
 
 def read_run_meta(run_dir: Path) -> RunMeta:
@@ -418,6 +437,20 @@ def stale_reason(run_dir: Path, meta: RunMeta, step: str, step_spec: dict[str, A
     return None
 
 
+def refuse_stale(run_dir: Path, jobs: Iterable[tuple[str, dict[str, Any], int]]) -> None:
+    """A ``ConfigError`` naming the first of ``jobs`` (step, spec as a dict, seed) whose folder
+    holds no result of the run (``stale_reason``: a job folder copied or moved in, trained
+    otherwise), so that a reader that reuses finished jobs never takes one for another."""
+    if not (Path(run_dir) / RUN_META).is_file():
+        return
+    meta = read_run_meta(run_dir)
+    for step, spec, seed in jobs:
+        why = stale_reason(run_dir, meta, step, spec, seed)
+        if why:
+            raise ConfigError(f"{job_folder(run_dir, step, seed)}: not a result of this run: {short(why)}; "
+                              "remove that folder to train the job again")
+
+
 def write_sources(run_dir: Path, files: dict[str, Path]) -> dict[str, str]:
     """Replace ``RUN_DIR/.source/`` by a copy of ``files`` (``{path under .source/: file}``); returns
     ``{path: hash}``. Written beside and swapped in, so a reader sees the old copy or the new one."""
@@ -461,5 +494,5 @@ __all__ = ["FINISHED", "JOB_CONFIG", "LOG", "LOG_COLUMNS", "NOT_IN_FINGERPRINT",
            "STATUSES", "JobConfig", "JobProvenance", "JobResult", "LogRow", "Named", "NamedRecipe", "RunMeta",
            "RunProvenance", "differing", "expected_parts", "fingerprint_fields", "is_finished", "job_folder",
            "job_identity", "job_mismatch", "load_result", "read_job_config", "read_log", "read_result",
-           "read_run_meta", "short", "source_roadmap", "stale_reason", "write_job_config", "write_log",
+           "read_run_meta", "refuse_stale", "short", "source_roadmap", "stale_reason", "write_job_config", "write_log",
            "write_result", "write_run_meta", "write_sources"]

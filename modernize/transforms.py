@@ -67,6 +67,17 @@ class Transform:
         return {p.name: (hints.get(p.name, Any), p.default) for p in list(sig.parameters.values())[1:]}
 
     def __call__(self, spec: ArchSpec, **params: Any) -> ArchSpec:
+        checked = self.check(params)
+        try:
+            return self.fn(spec, **checked)
+        except SpecError as exc:
+            if isinstance(exc, PreconditionError):
+                raise
+            raise SpecError(f"transform '{self.name}': {exc}") from None
+
+    def check(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters coerced to the signature's types; an unknown, missing or ill-typed one is
+        a ``ConfigError`` (a mistake in the file, found before any spec is built)."""
         known = self.params
         for key in params:
             if key not in known:
@@ -82,12 +93,7 @@ class Transform:
                 checked[key] = coerce(value, known[key][0])
             except TypeError as exc:
                 raise ConfigError(f"transform '{self.name}' parameter '{key}': {exc}") from None
-        try:
-            return self.fn(spec, **checked)
-        except SpecError as exc:
-            if isinstance(exc, PreconditionError):
-                raise
-            raise SpecError(f"transform '{self.name}': {exc}") from None
+        return checked
 
 
 TRANSFORMS: dict[str, Transform] = {}

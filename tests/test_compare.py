@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -120,7 +121,10 @@ def test_compare_needs_two_runs_sharing_steps(tmp_path: Path, capsys: pytest.Cap
     make_run(tmp_path / "b", roadmap=str(other), seeds=(0,), epochs=1)
     with pytest.raises(ConfigError, match=r"b shares no step name with the baseline .*\(roadmaps small and other\)"):
         compare_runs([tmp_path / "a", tmp_path / "b"])
-    cmp = compare_runs([tmp_path / "a", tmp_path / "a"])  # the same folder twice: labels stay apart
+    with pytest.raises(ConfigError, match="are one run folder"):  # a run beside itself checks nothing
+        compare_runs([tmp_path / "a", tmp_path / "." / "a"])
+    shutil.copytree(tmp_path / "a", tmp_path / "copy" / "a")
+    cmp = compare_runs([tmp_path / "a", tmp_path / "copy" / "a"])  # two folders of one name: labels stay apart
     assert [r.label for r in cmp.runs] == ["a", "a_2"] and cmp.runs[1].differs == "nothing"
 
 

@@ -194,6 +194,19 @@ def test_cli_describe_unknown_step_is_one_line(capsys: pytest.CaptureFixture[str
     assert err.startswith("error: --step: unknown step(s) nope") and "\n" not in err
 
 
+def test_describe_step_takes_a_name_as_step_diagram_does() -> None:
+    """A notebook passes a step or its name; an unknown one, or a step of another roadmap, is
+    one ConfigError naming the roadmap's steps (not an AttributeError or a ValueError)."""
+    from modernize.errors import ConfigError
+
+    rm = load_roadmap(None)
+    assert describe_step(rm, "gelu", counts=False) == describe_step(rm, rm["gelu"], counts=False)
+    other = load_roadmap("resnet200_to_convnext_b")
+    for bad in ("nope", 3, other["stage_ratio_widen"]):
+        with pytest.raises(ConfigError, match="is not in roadmap 'resnet50_to_convnext_t'"):
+            describe_step(rm, bad, counts=False)  # type: ignore[arg-type]
+
+
 def test_describe_and_diagrams_agree_on_a_user_kind() -> None:
     """One layer view feeds both: a user activation returning its own class is an activation
     with the kind's token in the text and the kind's colour class and label in the diagram."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,7 +77,8 @@ def test_full_disk_leaves_the_output_folder_as_it_was(tmp_path: Path, capsys: py
         out = disk / "out"
         argv = {"report": ["report", str(run), "--out", str(out)],
                 "flops": ["flops", str(tmp_path / "small.toml"), "--out", str(out), "--resolution", "32"],
-                "compare": ["compare", str(run), str(run), "--out", str(out)]}[command]
+                "compare": ["compare", str(run), str(shutil.copytree(run, tmp_path / "run2")), "--out",
+                            str(out)]}[command]
         rc, _, err = call(argv, capsys)
         assert rc == 0, err
         before = snapshot(out)

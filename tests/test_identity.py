@@ -196,7 +196,7 @@ def test_a_seed_folder_copied_as_another_seed_is_not_a_second_seed(lab: Path, tm
         load_run(run)
     assert summarize(load_run(run, keep_stale=True)).set_index("step").loc["a", "n"] == 1
     with pytest.raises(ConfigError, match=r"a/seed1: not a result of this run"):
-        compare_runs([run, run])
+        compare_runs([run, tmp_path / "another"])  # the first run is refused before the second is read
     # config.json also says seed 0 (the result.json fixed by hand): still not seed 1's job
     result = json.loads((run / "a" / "seed1" / "result.json").read_text())
     (run / "a" / "seed1" / "result.json").write_text(json.dumps(result | {"seed": 1}))
@@ -246,7 +246,7 @@ def test_a_rerun_that_trains_nothing_keeps_each_jobs_provenance(lab: Path, monke
     train(lab)
     assert results(run) == before
     assert read_run_meta(run)["code"] == later  # run.json: the command that last wrote it
-    info = compare_runs([run, run]).runs[0]
+    info = compare_runs([run, shutil.copytree(run, lab / "copy")]).runs[0]
     assert info.code == provenance.describe_code(trained_by) and "9.9.9" not in info.code
 
 

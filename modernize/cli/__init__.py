@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .bench import add_bench
 from .compare import add_compare
@@ -22,9 +23,23 @@ from .report import add_report
 from .train import add_train
 
 
+def _not_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a value, got an empty string")
+    return text
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """Every text value (a path, a name) must be non-empty: ``--out ""`` or ``--reference ""``
+        would otherwise read as the flag not given, the default used without a word."""
+        action = super().add_argument(*args, **kwargs)
+        if action.nargs != 0 and action.type is None and action.choices is None:
+            action.type = _not_empty
+        return action
 
 
 # Subcommands register here; each module adds its parser and handler.

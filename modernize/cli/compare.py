@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import ConfigError
+
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..fmt import significant
     from ..report.compare import compare_runs, display_table, rerender, write_comparison  # pandas, scipy, matplotlib
 
     if args.rerender:  # a written comparison: every file again from its compare.json
+        if args.run_dirs or args.out:  # the folder is rendered in place: these would be dropped unseen
+            raise ConfigError(f"--rerender {args.rerender}: renders that folder in place from its compare.json; "
+                              f"give no {'RUN_DIR' if args.run_dirs else '--out'} with it")
         print(f"wrote {', '.join(str(p) for p in rerender(Path(args.rerender)))}")
         return 0
     run_dirs = [Path(d) for d in args.run_dirs]

@@ -53,10 +53,13 @@ def _setup(args: argparse.Namespace) -> Setup:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from ..explore import FLOPS_SLACK, Budget, Rule, plan_explore, run_explore, start_gmacs
+    from ..explore import FLOPS_SLACK, Budget, Rule, check_outputs, plan_explore, run_explore, start_gmacs
 
     out = Path(args.out) if args.out else runs_dir() / "explore"
     check_out_path(out)
+    if args.max_gmacs is not None and args.rule != "flops":
+        raise ConfigError(f"--max-gmacs {args.max_gmacs:g}: is the budget of --rule flops; with --rule {args.rule} "
+                          "it would be ignored (add --rule flops, or drop --max-gmacs)")
     setup = _setup(args)
     max_gmacs = args.max_gmacs
     if args.rule == "flops" and max_gmacs is None:
@@ -65,6 +68,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     rule = Rule(args.rule, max_gmacs if args.rule == "flops" else None)
     budget = Budget(args.max_rounds, args.max_jobs)
     if args.plan:
+        check_outputs(setup, out)  # what the run would refuse, the plan refuses
         for line in plan_explore(setup, rule, budget):
             print(line)
         return 0

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError
+
 if TYPE_CHECKING:
     from ..report import ReportRecord
 
@@ -47,6 +49,11 @@ def print_summary(record: ReportRecord) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.page_only:  # a written report folder, its run gone: everything again from its record
         from ..report import rebuild  # pandas, matplotlib
+
+        ignored = [flag for flag, value in (("--out", args.out), ("--reference", args.reference)) if value]
+        if ignored:  # the folder is rendered in place, from its record alone: these would be dropped unseen
+            raise ConfigError(f"{ignored[0]}: not with --page-only, which renders RUN_DIR (a report folder) in "
+                              "place from its report.json; run `report RUN_DIR` for a new report")
 
         paths = rebuild(Path(args.run_dir))
         print(f"wrote {len(paths)} files (tables, figures, index.html and blocks/) to {args.run_dir} "

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
+from ..files import check_writable_dir
+from ..paths import check_output_kind
 from ..recipe import Recipe
 from .candidates import CandidateSet, from_roadmap, load_candidates
 from .execute import Measurer, Setup, Tally, check_start, describe, prepare, spec_key, train_specs
@@ -46,10 +49,23 @@ def recipe_label(setup: Setup) -> str:
     return str(r) if r is not None else (setup.roadmap.recipe or "paper")
 
 
+def check_outputs(setup: Setup, out: Path) -> None:
+    """``--out`` and ``--store`` refused before anything is trained: a file, a read-only place,
+    one folder for both, or a folder another command wrote (its ``index.html`` would be replaced)."""
+    check_writable_dir(out)
+    check_writable_dir(setup.store)
+    if Path(out).resolve() == Path(setup.store).resolve():
+        raise ConfigError(f"--out {out} and --store {setup.store} are one folder: the store is shared by "
+                          "explores, the output is this explore's; give two folders")
+    check_output_kind(out, "explore output")
+    check_output_kind(setup.store, "explore store", "--store")
+
+
 def run_explore(setup: Setup, rule: Rule, budget: Budget, out: Path,
                 say: Callable[[str], None] = print) -> Outcome:
     """The whole explore; rerunning it reuses every finished job (a finished explore trains nothing)."""
     t0 = time.perf_counter()
+    check_outputs(setup, out)
     check_start(setup)
     cfg = prepare(setup, {spec_key(setup.start.spec): setup.start.spec})
     tally = Tally()
@@ -76,5 +92,5 @@ def run_explore(setup: Setup, rule: Rule, budget: Budget, out: Path,
 
 
 __all__ = ["FLOPS_SLACK", "RULES", "Alternative", "Budget", "CandidateSet", "Knob", "Outcome", "Round", "Rule",
-           "Scores", "Search", "Setup", "Trial", "explore", "from_roadmap", "load_candidates", "plan_explore",
-           "run_explore", "start_gmacs", "worst_case_jobs"]
+           "Scores", "Search", "Setup", "Trial", "check_outputs", "explore", "from_roadmap", "load_candidates",
+           "plan_explore", "run_explore", "start_gmacs", "worst_case_jobs"]

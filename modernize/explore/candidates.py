@@ -106,7 +106,10 @@ def load_candidates(path: Path) -> CandidateSet:
     knobs: list[Knob] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
-        knobs.append(_knob(i, item, seen, fail))
+        knob = _knob(i, item, seen, fail)
+        if any(k.name == knob.name for k in knobs):  # one knob decided would take the other out with it
+            raise fail(f"candidates[{i}]: knob name '{knob.name}' appears twice; names must be unique")
+        knobs.append(knob)
     return CandidateSet(tuple(knobs), str(path), imports)
 
 
@@ -146,11 +149,12 @@ def _calls(raw: Any, fail: Any) -> tuple[Call, ...]:
             item = {"transform": item}
         if not isinstance(item, dict) or not isinstance(item.get("transform"), str):
             raise fail("'apply' takes a transform name or {transform = \"name\", param = value, ...}")
-        try:
-            get_transform(item["transform"])
+        params = {k: v for k, v in item.items() if k != "transform"}
+        try:  # a misspelt or ill-typed parameter is the file's mistake, not "not applicable" in every round
+            get_transform(item["transform"]).check(params)
         except ConfigError as exc:
             raise fail(str(exc)) from None
-        out.append((item["transform"], {k: v for k, v in item.items() if k != "transform"}))
+        out.append((item["transform"], params))
     if not out:
         raise fail("'apply' is empty")
     return tuple(out)

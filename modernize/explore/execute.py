@@ -23,7 +23,7 @@ from ..launch import SlurmOptions
 from ..recipe import config_hash
 from ..request import Execution, RunRequest
 from ..roadmap import Roadmap, Step
-from ..runfolder import NOT_IN_FINGERPRINT, is_finished, job_folder, read_result
+from ..runfolder import NOT_IN_FINGERPRINT, is_finished, job_folder, read_result, refuse_stale
 from ..spec import ArchSpec
 from ..train.config import RunConfig, prepare_run, train_spec
 from ..train.fingerprint import user_kind_hashes
@@ -121,6 +121,7 @@ def train_specs(setup: Setup, specs: Mapping[str, ArchSpec], tally: Tally) -> di
     """Train (or reuse) every spec for every seed through ``train``'s engine; their scores."""
     cfg = prepare(setup, specs)
     jobs = [(k, s) for k in specs for s in setup.request.seeds]
+    refuse_stale(cfg.out, [(k, specs[k].to_dict(), s) for k, s in jobs])  # a job folder copied in is no result
     before = {j for j in jobs if is_finished(job_folder(cfg.out, *j))}
     tally.reused |= before - tally.trained
     if len(before) < len(jobs):

@@ -182,8 +182,10 @@ def explore(start: ArchSpec, knobs: Sequence[Knob], *, rule: Rule, seeds: Sequen
             stop = f"round budget: {budget.max_rounds} round(s) done"
             break
         tried, excluded = round_candidates(r, current, left, rule, key, measure)
-        if not tried:
-            stop = f"round {r}: no candidate applies to the current spec"
+        if not tried:  # each candidate's reason kept: an explore that trains nothing says why
+            whys = [f"{t.alternative}: {t.why}" for t in excluded]
+            more = f"; and {len(whys) - 3} more" if len(whys) > 3 else ""
+            stop = f"round {r}: no candidate applies to the current spec ({'; '.join(whys[:3])}{more})"
             break
         keys = {cur_key: current} | {t.key: t.spec for t in tried if t.key and t.spec}
         new = {(k, s) for k in keys for s in seeds} - used

@@ -32,6 +32,7 @@ from ..checks.fidelity import welch_interval
 from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_text, check_writable_dir, replace_entries
 from ..fmt import CSV_FLOAT, fixed, mean_spread, significant
+from ..paths import check_output_kind
 from ..provenance import describe_jobs
 from ..runfolder import NOT_IN_FINGERPRINT, differing
 from .facts import shown_path
@@ -121,8 +122,8 @@ class Comparison:
     @classmethod
     def from_json(cls, text: str) -> Comparison:
         data = json.loads(text)
-        if data.get("schema") != SCHEMA:
-            raise ConfigError(f"{RECORD_FILE}: schema {data.get('schema')!r} is not {SCHEMA}")
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise ValueError(f"schema {data.get('schema') if isinstance(data, dict) else None!r} is not {SCHEMA}")
         return decode(cls, data)
 
 
@@ -159,6 +160,12 @@ def compare_runs(run_dirs: Sequence[Path]) -> Comparison:
 
     if len(run_dirs) < 2:
         raise ConfigError(f"compare: give at least two run folders (got {len(run_dirs)})")
+    seen: dict[Path, Path] = {}
+    for d in run_dirs:  # a run beside itself "differs by nothing": a comparison that checks nothing
+        key = Path(d).resolve()
+        if key in seen:
+            raise ConfigError(f"compare: {seen[key]} and {d} are one run folder; compare different runs")
+        seen[key] = Path(d)
     labels = _labels(run_dirs)
     runs, tables, infos = [], [], []
     for d in run_dirs:
@@ -308,6 +315,7 @@ def write_comparison(cmp: Comparison, out: Path) -> list[Path]:
     """``compare.csv``, ``.md``, ``.tex`` and ``.png`` in ``out``, each written atomically."""
     out = Path(out)
     check_writable_dir(out)
+    check_output_kind(out, "comparison")
     fig = figure(cmp)
     try:
         buf = io.BytesIO()

@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import json
 import math
+import numbers
 import types
 import typing
 from dataclasses import dataclass
@@ -251,32 +252,69 @@ def encode(obj: Any) -> Any:
     return obj
 
 
-def decode(tp: Any, value: Any) -> Any:
-    """``value`` (parsed JSON) as an instance of the type ``tp``."""
+def decode(tp: Any, value: Any, where: str = "record") -> Any:
+    """``value`` (parsed JSON) as an instance of the type ``tp``. A value of another type, or a
+    non-finite number (``encode`` writes none: NaN is null), is a ``ValueError`` naming its
+    place (``rows[2].top1_mean``), so an edited or foreign record file never reaches a table or
+    a figure."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
+        _expect(isinstance(value, dict), where, "an object", value)
         hints = typing.get_type_hints(tp)
-        return tp(**{f.name: decode(hints[f.name], value[f.name]) for f in dataclasses.fields(tp)
-                     if f.name in value})
+        return tp(**{f.name: decode(hints[f.name], value[f.name], f"{where}.{f.name}")
+                     for f in dataclasses.fields(tp) if f.name in value})
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        return decode(next(a for a in args if a is not type(None)), value)
+        return decode(next(a for a in args if a is not type(None)), value, where)
     if tp is float:
-        return math.nan if value is None else float(value)
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(decode(args[0], v) for v in value)
-        return tuple(decode(a, v) for a, v in zip(args, value))
-    if origin is dict:
-        return {k: decode(args[1], v) for k, v in value.items()}
-    if origin is list:
-        return [decode(args[0], v) for v in value]
+        if value is None:
+            return math.nan
+        _expect(_real(value) and math.isfinite(value), where, "a finite number or null", value)
+        return float(value)
     if tp is int:
+        _expect(_real(value) and math.isfinite(value) and float(value).is_integer(), where, "an integer", value)
         return int(value)
+    if tp is bool or tp is str:
+        _expect(isinstance(value, tp), where, "true or false" if tp is bool else "a string", value)
+        return value
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        valid = [m.value for m in tp]
+        _expect(value in valid, where, f"one of {', '.join(map(repr, valid))}", value)
+        return tp(value)
+    if origin in (tuple, list):
+        _expect(isinstance(value, list), where, "a list", value)
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            _expect(len(value) == len(args), where, f"a list of {len(args)}", value)
+            return tuple(decode(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        items = [decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        _expect(isinstance(value, dict), where, "an object", value)
+        return {k: decode(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    _finite(value, where)
     return value
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _expect(ok: bool, where: str, what: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{where}: expected {what}, got {json.dumps(value, default=repr)[:80]}")
+
+
+def _finite(value: Any, where: str) -> None:
+    """No NaN or infinity anywhere in a free-form value (``proxy``, ``specs``)."""
+    if isinstance(value, float):
+        _expect(math.isfinite(value), where, "a finite number", value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _finite(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _finite(v, f"{where}[{i}]")
 
 
 __all__ = ["COLUMNS", "RECORD_FILE", "SCHEMA", "Agreement", "Curve", "Provenance", "ReportRecord", "Row", "SeedResult",

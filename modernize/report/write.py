@@ -14,6 +14,7 @@ from ..checks.reference import SEEDS_FILE, check_reproduction, load_reference
 from ..errors import ConfigError
 from ..files import atomic_write_text, check_writable_dir, replace_entries
 from ..fmt import CSV_FLOAT
+from ..paths import check_output_kind
 from ..roadmap import Roadmap
 from . import figures
 from .load import load_run
@@ -50,6 +51,7 @@ def write_report(run_dir: Path, out: Path | None = None, *, reference: Path | No
     ref = load_reference(reference, out=out) if reference is not None else None
     run = load_run(run_dir, out)
     check_writable_dir(out)  # a bad --out fails now, before the figures
+    check_output_kind(out, "report folder")
     record = analyze(run)
     if ref is not None:
         record = replace(record, reproduction=check_reproduction(record.seeds_frame(), ref))
@@ -126,4 +128,5 @@ def rebuild(folder: Path) -> list[Path]:
         raise ConfigError(f"report folder '{folder}': no such folder")
     record = read_record(folder)
     check_writable_dir(folder)
+    check_output_kind(folder, "report folder", "report --page-only")
     return write_files(record, folder)

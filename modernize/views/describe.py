@@ -350,9 +350,15 @@ def counts_table(old: ArchSpec | None, new: ArchSpec, resolution: int) -> list[s
     return lines
 
 
-def describe_step(roadmap: Roadmap, step: Step, *, resolution: int = 224, counts: bool = True) -> str:
-    """The teaching text of one step (<= WIDTH columns per line)."""
-    index = roadmap.names.index(step.name) + 1
+def describe_step(roadmap: Roadmap, step: Step | str, *, resolution: int = 224, counts: bool = True) -> str:
+    """The teaching text of one step (<= WIDTH columns per line); ``step`` a step of ``roadmap``
+    or its name, as ``step_diagram`` takes it (a notebook passes either)."""
+    name = step if isinstance(step, str) else getattr(step, "name", None)
+    if not isinstance(name, str) or name not in roadmap.names:
+        raise ConfigError(f"step {name if isinstance(name, str) else step!r} is not in roadmap '{roadmap.name}' "
+                          f"(valid: {', '.join(roadmap.names)})")
+    step = roadmap[name] if isinstance(step, str) else step
+    index = roadmap.names.index(name) + 1
     parent = roadmap[step.parent] if step.parent else None
     status = "adopted" if step.adopted else "explored branch, not adopted"
     head = f"== {index}/{len(roadmap)}  {step.name}  ({status}; parent: {parent.name if parent else 'none'}) "

@@ -647,7 +647,8 @@ def _flag(argv: Sequence[str], name: str) -> str | None:
 
 def allowed_paths(argv: Sequence[str], root: Path) -> list[Path]:
     """Where a command may write: train its RUN_DIR (--out, default runs/train); report its --out
-    (default RUN_DIR/report); flops and bench their --out; describe and bench-data nothing."""
+    (default RUN_DIR/report); flops and bench their --out; explore its --out and --store; compare
+    its --out (default FIRST_RUN_DIR/compare) or the --rerender folder; describe and bench-data nothing."""
     def p(x: str) -> Path:
         return Path(os.path.normpath(root / x))
 
@@ -658,9 +659,17 @@ def allowed_paths(argv: Sequence[str], root: Path) -> list[Path]:
     if cmd == "report":
         pos = [a for a in argv[1:] if not a.startswith("-")]
         run = pos[0] if pos and pos[0] != out else "."
+        if "--page-only" in argv:  # RUN_DIR is the report folder itself
+            return [p(run)]
         return [p(out) if out else p(run) / "report"]
     if cmd in ("flops", "bench"):
         return [p(out)] if out else []
+    if cmd == "explore":
+        return [p(out or "runs/explore"), p(_flag(argv, "--store") or "runs/explore-store")]
+    if cmd == "compare":
+        rerender = _flag(argv, "--rerender")
+        pos = [a for a in argv[1:] if not a.startswith("-") and a not in (out, rerender)]
+        return [p(rerender)] if rerender else [p(out) if out else p(pos[0]) / "compare"] if pos else []
     return []
 
 

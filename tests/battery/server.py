@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import cases_inputs, cases_process, cases_runfolder, cases_user  # noqa: F401  (they register the cases)
+from . import cases_inputs, cases_outputs, cases_process, cases_runfolder, cases_user  # noqa: F401  (they register the cases)
 from .harness import (
     CASES,
     Outcome,
