@@ -12,6 +12,7 @@ from ..data import Data, DataKey, DataSpec, check_data
 from ..data import data_key as key_of_data
 from ..device import resolve_device
 from ..errors import ConfigError
+from ..paths import check_output_kind
 from ..proxy import ProxyScale, proxy_label, proxy_preset
 from ..recipe import Recipe, builtin_recipes, differences, load_recipe, recipe_base
 from ..request import Execution, RunRequest, request_of
@@ -109,6 +110,7 @@ def prepare_run(request: RunRequest | Roadmap | str | Path | None = None, execut
     4,096). The process group is only read from torchrun's environment here: joining it is
     the engine's (``runner.run``), so checking a request starts nothing."""
     req, exe = request_of(request, execution, options)
+    check_output_kind(req.out, "run folder")  # a report's or an explore's folder is not a run folder
     rm = req.roadmap if isinstance(req.roadmap, Roadmap) else load_roadmap(req.roadmap)
     chosen = rm.select(list(req.steps) if req.steps else None)
     named = req.recipe if req.recipe is not None else (rm.recipe_source(rm.recipe) if rm.recipe else "paper")

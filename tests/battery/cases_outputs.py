@@ -109,6 +109,21 @@ def _report_into_explore(ctx: Ctx) -> None:
     ctx.refused(report(ctx, None, "--out", str(folder)), "explore.csv", keep=[folder])
 
 
+@case("train-out-explore-folder")
+def _train_into_explore(ctx: Ctx) -> None:
+    folder = _foreign(ctx, "explore")
+    ctx.refused(train(ctx, out=folder), "explore.csv", keep=[folder])
+    ctx.ok(train(ctx))
+
+
+@case("train-out-report-folder")
+def _train_into_report(ctx: Ctx) -> None:
+    ctx.trained()
+    ctx.ok(report(ctx, None))
+    folder = ctx.run / "report"
+    ctx.refused(train(ctx, out=folder), "report.json", keep=[folder])
+
+
 @case("report-out-is-the-run-folder")
 def _report_into_run(ctx: Ctx) -> None:
     ctx.trained()
