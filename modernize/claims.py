@@ -49,13 +49,20 @@ def check_timeout(timeout: float) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process of this host. A zombie is not: a SIGKILLed worker
+    stays one until its parent reaps it (the parent may be waiting on another worker, and a
+    container's PID 1 may never reap an orphan), and its claim must be taken over at once."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no procfs (macOS): os.kill's answer stands
         return True
-    return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]  # the state follows the name "(comm)"
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,23 @@ def test_dead_pid_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
     taken.release()
 
 
+def test_a_zombie_owner_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
+    """A SIGKILLed worker is a zombie until its parent reaps it (the parent may be joining
+    another worker): its claim is no one's, not a live one for the whole timeout."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.05)
+        _fake_claim(tmp_path / "job", host=socket.gethostname(), pid=child.pid, age_s=0)
+        taken = try_claim(tmp_path / "job", timeout=3600)
+        assert isinstance(taken, Claim)
+        taken.release()
+    finally:
+        child.wait()
+
+
 def _script(tmp: Path) -> Path:
     script = tmp / "job.py"
     script.write_text(KILL_SCRIPT.format(repo=str(REPO), seeds=[0, 1], steps=STEPS, data="synthetic:96"))
