@@ -18,7 +18,6 @@ the baseline, ``_diff``, ``_diff_lo``, ``_diff_hi``), ``compare.md``, ``compare.
 from __future__ import annotations
 
 import io
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ from ..paths import check_output_kind
 from ..provenance import describe_jobs
 from ..runfolder import NOT_IN_FINGERPRINT, differing
 from .facts import shown_path
-from .record import Row, Status, decode, encode, status_text
+from .record import Row, Status, decode, dumps, loads, status_text
 from .render import tex
 
 LEVEL = 0.95
@@ -117,14 +116,11 @@ class Comparison:
         return pd.DataFrame(out)
 
     def to_json(self) -> str:
-        return json.dumps(encode(self), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+        return dumps(self)
 
     @classmethod
     def from_json(cls, text: str) -> Comparison:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise ValueError(f"schema {data.get('schema') if isinstance(data, dict) else None!r} is not {SCHEMA}")
-        return decode(cls, data)
+        return loads(cls, text, SCHEMA)
 
 
 def _labels(run_dirs: Sequence[Path]) -> list[str]:

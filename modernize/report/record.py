@@ -18,12 +18,14 @@ import numbers
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from ..checks.fidelity import Fidelity
 from ..checks.reference import Reproduction
+
+T = TypeVar("T")
 
 SCHEMA = 1
 """Version of ``report.json``; ``migrate.upgrade`` brings older versions to this one."""
@@ -206,15 +208,12 @@ class ReportRecord:
         return any(not math.isnan(r.paper_top1) for r in self.rows)
 
     def to_json(self) -> str:
-        return json.dumps(encode(self), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+        return dumps(self)
 
     @classmethod
     def from_json(cls, text: str) -> ReportRecord:
         """A ``report.json`` of the current schema (``migrate.upgrade`` reads older ones)."""
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise ValueError(f"schema {data.get('schema') if isinstance(data, dict) else None!r} is not {SCHEMA}")
-        return decode(cls, data)
+        return loads(cls, text, SCHEMA)
 
 
 def with_lesson(rows: tuple[Row, ...], roadmap: Any) -> tuple[Row, ...]:
@@ -235,6 +234,20 @@ def with_lesson(rows: tuple[Row, ...], roadmap: Any) -> tuple[Row, ...]:
 
 
 # --- JSON <-> frozen dataclasses (NaN as null, enums as their value, tuples as lists) -------------
+
+def dumps(record: Any) -> str:
+    """A record (``report.json``, ``compare.json``) as the JSON text its file holds."""
+    return json.dumps(encode(record), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def loads(cls: type[T], text: str, schema: int) -> T:
+    """The record of type ``cls`` in ``text``, which must carry ``schema``; a ``ValueError``
+    naming what differs otherwise."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or data.get("schema") != schema:
+        raise ValueError(f"schema {data.get('schema') if isinstance(data, dict) else None!r} is not {schema}")
+    return typing.cast(T, decode(cls, data))
+
 
 def encode(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
