@@ -883,9 +883,9 @@ def test_report_never_prints_a_non_finite_number(tmp_path: Path, capsys: pytest.
         _edited_result(run, top1=float("nan"))
     elif edit == "params-inf":
         _edited_result(run, params_m="__inf__")
-    rc, out, err = call(["report", str(run), "--out", str(tmp_path / "rep")], capsys)
+    rc, out, err = call(["report", str(run), "--out", str(tmp_path / "out")], capsys)
     assert rc == 0, err
-    shown = out + (tmp_path / "rep" / "table.md").read_text()
+    shown = out + (tmp_path / "out" / "table.md").read_text()
     assert not re.search(r"(?<![A-Za-z_])[+-]?(nan|inf)(?![A-Za-z_])", shown, re.IGNORECASE), shown
     if edit.startswith("top1"):
         assert "done without top1" in shown
@@ -901,7 +901,7 @@ def test_report_in_a_deleted_working_folder(tmp_path: Path, capsys: pytest.Captu
     os.chdir(gone)
     try:
         gone.rmdir()
-        rc, _, err = call(["report", str(run), "--out", str(tmp_path / "rep")], capsys)
+        rc, _, err = call(["report", str(run), "--out", str(tmp_path / "out")], capsys)
     finally:
         os.chdir(here)
     assert rc == 0, err
