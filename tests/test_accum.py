@@ -138,9 +138,11 @@ def _ddp_accum_worker(rank: int, world: int, port: int, out: str, recipe: str) -
         return m
 
     J._wrap = wrap  # type: ignore[assignment]
+    dist.init_process_group("gloo")  # the caller's own group: the run uses it and leaves it joined
     train_roadmap(None, data="synthetic:128", recipe=recipe, seeds=[0], out=Path(out), steps=[STEP], device="cpu",
                   proxy=TINY_PROXY, progress=False)
     Path(out, f"hook{rank}.json").write_text(json.dumps({"allreduce": calls[0], "forwards": forwards[0]}))
+    assert dist.is_initialized(), "train_roadmap left a process group it did not join"
     dist.destroy_process_group()
 
 

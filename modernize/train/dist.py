@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -44,6 +46,30 @@ def init_distributed(device: str) -> Dist:
     if device.startswith("cuda"):
         torch.cuda.set_device(d.local_rank)
     return d
+
+
+@contextlib.contextmanager
+def process_group(device: str) -> Iterator[Dist]:
+    """Join torchrun's group for one run and leave it (``destroy_process_group``) when the run
+    ends or all ranks stop together, unless the caller had joined it already. A rank that exits
+    still in its group lets Python finalize while a gloo thread still holds the last collective's
+    tensors: the thread's decref then aborts the process ("terminate called without an active
+    exception", SIGABRT) after a finished run. After another error the group is left as it is:
+    a peer may still be in a collective, and leaving would wait for it."""
+    joins = group_from_env().active and not dist.is_initialized()
+    d = init_distributed(device)
+    try:
+        yield d
+    except KeyboardInterrupt:  # a stop the ranks agreed on (``any_rank``): no collective in flight
+        _leave(joins)
+        raise
+    else:
+        _leave(joins)
+
+
+def _leave(joined: bool) -> None:
+    if joined and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier(d: Dist) -> None:

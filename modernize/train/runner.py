@@ -33,7 +33,7 @@ from ..runfolder import FINISHED, is_finished, job_folder, read_result
 from .batches import batching, check_batch
 from .checkpoint import Interrupt, StopRequested, check_stop
 from .config import RunConfig, data_key, data_size_notes, job_dir, prepare_run, train_spec
-from .dist import Dist, any_rank, barrier, init_distributed
+from .dist import Dist, any_rank, barrier, process_group
 from .fingerprint import fingerprint_parts, job_mismatch, record_run_meta
 from .job import Job, run_job
 from .plan import hours_warning, plan_lines, plan_steps
@@ -63,8 +63,7 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
     ``cfg.out``: a job running elsewhere is left to its owner; a finished or failed job is never
     retrained. With ``wait`` the process then waits for the jobs running elsewhere and takes
     over any whose owner dies. The engine's first step joins torchrun's process group."""
-    init_distributed(cfg.device)
-    with Interrupt() as stop:
+    with process_group(cfg.device), Interrupt() as stop:
         datas = _preflight(cfg, stop, plan=cfg.execution.plan)
         try:  # the run folder may not move under us: writing would re-create it under the old name
             with guard_folder(cfg.out, MOVED_HINT):
@@ -202,10 +201,9 @@ def plan_roadmap(request: RunRequest | Roadmap | str | Path | None = None, execu
     cfg = prepare_run(request, dataclasses.replace(execution, download=False))  # a plan downloads nothing either
     workers = cfg.execution.workers
     check_workers(cfg, workers)
-    init_distributed(cfg.device)
     threads = cfg.execution.threads or (_worker_threads(workers) if workers > 1 else None)
     datas: dict[Hashable, Data] = {}
-    with Interrupt() as stop:
+    with process_group(cfg.device), Interrupt() as stop:
         try:
             datas = _preflight(cfg, stop, workers=workers, threads=threads, write=False)
             if not _stale_and_pending(cfg)[1]:
@@ -464,8 +462,7 @@ def record_run(cfg: RunConfig) -> None:
     """Check the run (fingerprints of its jobs, data, batch), then create the run folder and its
     run.json (or check it), as ``run`` does before training (without the plan: a Slurm
     submission checks on a login node, not on the tasks' devices)."""
-    init_distributed(cfg.device)
-    with Interrupt() as stop:
+    with process_group(cfg.device), Interrupt() as stop:
         _preflight(cfg, stop, plan=False)
 
 
