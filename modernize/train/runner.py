@@ -62,7 +62,8 @@ def run(cfg: RunConfig, *, wait: bool = True, poll_s: float = 2.0) -> Path:
     Jobs are claimed one at a time (``claims.py``), so any number of processes can share
     ``cfg.out``: a job running elsewhere is left to its owner; a finished or failed job is never
     retrained. With ``wait`` the process then waits for the jobs running elsewhere and takes
-    over any whose owner dies. The engine's first step joins torchrun's process group."""
+    over any whose owner dies. The engine's first step joins torchrun's process group; the run
+    leaves it when it ends (``dist.process_group``)."""
     with process_group(cfg.device), Interrupt() as stop:
         datas = _preflight(cfg, stop, plan=cfg.execution.plan)
         try:  # the run folder may not move under us: writing would re-create it under the old name
